@@ -1,1 +1,39 @@
-pub fn x(){}
+//! Evaluation protocols and ranking metrics for hinrec.
+//!
+//! Every model implements [`Scorer`]: it scores candidate items for a user,
+//! higher is better. The protocols rank a user's held-out items among
+//! candidates and average [`metrics`] over users (or test pairs):
+//!
+//! - [`sampled`]: each test pair against its stored negatives;
+//! - [`full_ranking`]: all items except the user's training and validation
+//!   items;
+//! - [`global_auc`]: one AUC over every labeled pair (DURation).
+//!
+//! Ties count against the positive, so a constant scorer gets zero.
+//!
+//! ```
+//! use hinrec_data::{EvalNegatives, Interactions};
+//! use hinrec_eval::{sampled, Scorer};
+//!
+//! /// Scores an item by its id: item 0 is best.
+//! struct ById(usize);
+//! impl Scorer for ById {
+//!     fn n_items(&self) -> usize { self.0 }
+//!     fn score(&self, _user: u32, items: &[u32], out: &mut [f32]) {
+//!         for (o, &i) in out.iter_mut().zip(items) { *o = -(i as f32); }
+//!     }
+//! }
+//! let negatives = EvalNegatives { pairs: vec![(0, 1)], negatives: vec![vec![0, 2, 3]] };
+//! let r = sampled(&ById(4), &negatives, &[1, 2]);
+//! assert_eq!(r.get("HR@1"), Some(0.0));
+//! assert_eq!(r.get("HR@2"), Some(1.0));
+//! # let _ = Interactions::empty(1, 4);
+//! ```
+
+pub mod metrics;
+pub mod protocol;
+pub mod report;
+
+pub use metrics::{ranks_against, UserMetrics};
+pub use protocol::{full_ranking, global_auc, sampled, Scorer};
+pub use report::{EvalReport, Metrics};
