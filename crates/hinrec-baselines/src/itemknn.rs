@@ -1,0 +1,222 @@
+//! ItemKNN: cosine item-item similarity over training users, top-k
+//! neighbours per item (Sarwar et al., 2001; Deshpande & Karypis, 2004).
+//!
+//! `score(u, i) = sum over j in N(u) of sim(j, i)` where `sim(j, .)` keeps
+//! only item j's k most similar items.
+
+use std::path::Path;
+
+use hinrec_data::Interactions;
+use hinrec_eval::Scorer;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{BaselineError, Result};
+use crate::io::{self, Array, Loaded};
+
+/// Hyper-parameters of ItemKNN.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ItemKnnConfig {
+    /// Neighbours kept per item.
+    pub k: usize,
+    /// Shrinkage added to the cosine denominator (0 = plain cosine).
+    pub shrink: f32,
+}
+
+impl Default for ItemKnnConfig {
+    fn default() -> Self {
+        ItemKnnConfig { k: 100, shrink: 0.0 }
+    }
+}
+
+/// A fitted ItemKNN: for each item, its top-k neighbours as sparse rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemKnn {
+    user_items: Interactions,
+    ptr: Vec<u32>,
+    neighbours: Vec<u32>,
+    sims: Vec<f32>,
+}
+
+impl ItemKnn {
+    /// Computes the neighbour lists from training data, items in parallel.
+    pub fn fit(train: &Interactions, cfg: &ItemKnnConfig) -> Result<Self> {
+        if cfg.k == 0 || cfg.shrink < 0.0 {
+            return Err(BaselineError::Config(format!(
+                "ItemKNN needs k > 0 and shrink >= 0 (got {cfg:?})"
+            )));
+        }
+        let n = train.n_items();
+        let norms: Vec<f32> = (0..n as u32)
+            .map(|i| (train.item_degree(i) as f32).sqrt())
+            .collect();
+        let rows: Vec<Vec<(u32, f32)>> = (0..n as u32)
+            .into_par_iter()
+            .map_init(
+                || (vec![0u32; n], Vec::new()),
+                |(co, touched), i| {
+                    // Co-occurrence counts with every item sharing a user.
+                    for &u in train.item_users(i) {
+                        for &j in train.user_items(u) {
+                            if j != i {
+                                if co[j as usize] == 0 {
+                                    touched.push(j);
+                                }
+                                co[j as usize] += 1;
+                            }
+                        }
+                    }
+                    let mut row: Vec<(u32, f32)> = touched
+                        .iter()
+                        .map(|&j| {
+                            let c = co[j as usize] as f32;
+                            (j, c / (norms[i as usize] * norms[j as usize] + cfg.shrink))
+                        })
+                        .collect();
+                    for &j in touched.iter() {
+                        co[j as usize] = 0;
+                    }
+                    touched.clear();
+                    let by_sim = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+                    if row.len() > cfg.k {
+                        row.select_nth_unstable_by(cfg.k, by_sim);
+                        row.truncate(cfg.k);
+                    }
+                    row.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                    row
+                },
+            )
+            .collect();
+        let mut ptr = vec![0u32];
+        let (mut neighbours, mut sims) = (Vec::new(), Vec::new());
+        for row in rows {
+            for (j, s) in row {
+                neighbours.push(j);
+                sims.push(s);
+            }
+            ptr.push(neighbours.len() as u32);
+        }
+        Ok(ItemKnn {
+            user_items: train.clone(),
+            ptr,
+            neighbours,
+            sims,
+        })
+    }
+
+    /// Neighbours of `item` with their similarities.
+    pub fn neighbours(&self, item: u32) -> impl Iterator<Item = (u32, f32)> + '_ {
+        let (a, b) = (self.ptr[item as usize] as usize, self.ptr[item as usize + 1] as usize);
+        self.neighbours[a..b].iter().copied().zip(self.sims[a..b].iter().copied())
+    }
+
+    /// Saves to safetensors (the training interactions are stored too:
+    /// scoring needs each user's items).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let x = &self.user_items;
+        let users: Vec<u32> = x.pairs().map(|p| p.0).collect();
+        let items: Vec<u32> = x.pairs().map(|p| p.1).collect();
+        let shape = [("n_users", x.n_users()), ("n_items", x.n_items())];
+        io::save(
+            path,
+            vec![
+                ("ptr", Array::U32(&self.ptr, vec![self.ptr.len()])),
+                ("neighbours", Array::U32(&self.neighbours, vec![self.neighbours.len()])),
+                ("sims", Array::F32(&self.sims, vec![self.sims.len()])),
+                ("train_users", Array::U32(&users, vec![users.len()])),
+                ("train_items", Array::U32(&items, vec![items.len()])),
+            ],
+            shape
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .chain([("model".to_string(), "itemknn".to_string())])
+                .collect(),
+        )
+    }
+
+    /// Loads from safetensors.
+    pub fn load(path: &Path) -> Result<Self> {
+        let l = Loaded::read(path)?;
+        let bad = |m: String| BaselineError::Format {
+            path: path.to_path_buf(),
+            message: m,
+        };
+        let num = |k: &str| -> Result<usize> { l.meta(k)?.parse().map_err(|_| bad(format!("bad {k}"))) };
+        let (nu, ni) = (num("n_users")?, num("n_items")?);
+        let (users, _) = l.u32("train_users")?;
+        let (items, _) = l.u32("train_items")?;
+        let (ptr, _) = l.u32("ptr")?;
+        let (neighbours, _) = l.u32("neighbours")?;
+        let (sims, _) = l.f32("sims")?;
+        let ok = users.len() == items.len()
+            && users.iter().all(|&u| (u as usize) < nu)
+            && items.iter().chain(&neighbours).all(|&i| (i as usize) < ni)
+            && ptr.len() == ni + 1
+            && ptr.last().is_some_and(|&p| p as usize == neighbours.len())
+            && ptr.windows(2).all(|w| w[0] <= w[1])
+            && sims.len() == neighbours.len();
+        if !ok {
+            return Err(bad("inconsistent ItemKNN arrays".into()));
+        }
+        let pairs: Vec<(u32, u32)> = users.into_iter().zip(items).collect();
+        Ok(ItemKnn {
+            user_items: Interactions::from_pairs(nu, ni, &pairs),
+            ptr,
+            neighbours,
+            sims,
+        })
+    }
+}
+
+impl Scorer for ItemKnn {
+    fn n_items(&self) -> usize {
+        self.ptr.len() - 1
+    }
+
+    fn score(&self, user: u32, items: &[u32], out: &mut [f32]) {
+        let mut all = vec![0f32; self.n_items()];
+        self.score_all(user, &mut all);
+        for (o, &i) in out.iter_mut().zip(items) {
+            *o = all[i as usize];
+        }
+    }
+
+    fn score_all(&self, user: u32, out: &mut [f32]) {
+        out.fill(0.0);
+        for &j in self.user_items.user_items(user) {
+            for (i, s) in self.neighbours(j) {
+                out[i as usize] += s;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cosine_by_hand() {
+        // item 0: users {0,1}; item 1: users {0,1,2}; item 2: users {2}
+        let x = Interactions::from_pairs(3, 3, &[(0, 0), (1, 0), (0, 1), (1, 1), (2, 1), (2, 2)]);
+        let m = ItemKnn::fit(&x, &ItemKnnConfig { k: 5, shrink: 0.0 }).unwrap();
+        let n0: Vec<_> = m.neighbours(0).collect();
+        assert_eq!(n0.len(), 1);
+        assert!((n0[0].1 - 2.0 / (2f32 * 3.0).sqrt()).abs() < 1e-6);
+        let n1: Vec<_> = m.neighbours(1).collect();
+        assert_eq!(n1.iter().map(|p| p.0).collect::<Vec<_>>(), vec![0, 2]);
+        assert!((n1[1].1 - 1.0 / 3f32.sqrt()).abs() < 1e-6);
+        // user 2 has items 1 and 2: score(0) = sim(1,0) = 2/sqrt6.
+        let mut out = [0.0; 3];
+        m.score_all(2, &mut out);
+        assert!((out[0] - 2.0 / 6f32.sqrt()).abs() < 1e-6);
+        // k = 1 keeps only item 1's best neighbour (item 0).
+        let m1 = ItemKnn::fit(&x, &ItemKnnConfig { k: 1, shrink: 0.0 }).unwrap();
+        assert_eq!(m1.neighbours(1).map(|p| p.0).collect::<Vec<_>>(), vec![0]);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("knn.safetensors");
+        m.save(&p).unwrap();
+        assert_eq!(ItemKnn::load(&p).unwrap(), m);
+    }
+}

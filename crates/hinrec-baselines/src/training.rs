@@ -1,0 +1,178 @@
+//! What the iterative baselines share: validation for early stopping and
+//! the per-epoch report.
+
+use hinrec_data::{EvalNegatives, Interactions};
+use hinrec_eval::{full_ranking, sampled, Scorer};
+use serde::{Deserialize, Serialize};
+
+/// How to score a model on validation data during training.
+#[derive(Debug, Clone, Copy)]
+pub enum ValidationData<'a> {
+    /// No validation: train for the configured number of epochs.
+    None,
+    /// Validation pairs against stored negatives.
+    Sampled(&'a EvalNegatives),
+    /// Validation items ranked among all items except training ones.
+    Full {
+        /// Validation interactions.
+        valid: &'a Interactions,
+        /// Training interactions (excluded from candidates).
+        train: &'a Interactions,
+    },
+}
+
+/// Validation used for early stopping: data, metric and patience.
+#[derive(Debug, Clone)]
+pub struct Validation<'a> {
+    /// The data.
+    pub data: ValidationData<'a>,
+    /// Metric to maximise (`NDCG@10`, `HR@10`, ...).
+    pub metric: String,
+    /// Epochs without improvement before stopping.
+    pub patience: usize,
+}
+
+impl<'a> Validation<'a> {
+    /// No validation.
+    pub fn none() -> Self {
+        Validation {
+            data: ValidationData::None,
+            metric: "NDCG@10".into(),
+            patience: usize::MAX,
+        }
+    }
+
+    /// Sampled validation on NDCG@10 with patience 10.
+    pub fn sampled(negatives: &'a EvalNegatives) -> Self {
+        Validation {
+            data: ValidationData::Sampled(negatives),
+            metric: "NDCG@10".into(),
+            patience: 10,
+        }
+    }
+
+    /// Full-ranking validation on NDCG@10 with patience 10.
+    pub fn full(valid: &'a Interactions, train: &'a Interactions) -> Self {
+        Validation {
+            data: ValidationData::Full { valid, train },
+            metric: "NDCG@10".into(),
+            patience: 10,
+        }
+    }
+
+    /// The validation metric of `model`, or `None` without validation data.
+    pub fn score<S: Scorer + Sync + ?Sized>(&self, model: &S) -> Option<f64> {
+        let k = self
+            .metric
+            .split_once('@')
+            .and_then(|(_, k)| k.parse().ok())
+            .unwrap_or(10);
+        let m = match self.data {
+            ValidationData::None => return None,
+            ValidationData::Sampled(n) => sampled(model, n, &[k]),
+            ValidationData::Full { valid, train } => full_ranking(model, valid, &[train], &[k]),
+        };
+        m.get(&self.metric)
+    }
+}
+
+/// One epoch as a progress display shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochReport {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss.
+    pub loss: f64,
+    /// Positive samples processed per second of training.
+    pub samples_per_s: f64,
+    /// Validation metric after the epoch.
+    pub valid: Option<f64>,
+    /// Best validation metric so far.
+    pub best: Option<f64>,
+    /// Seconds since training started.
+    pub elapsed_s: f64,
+}
+
+/// How a fit went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FitSummary {
+    /// Epochs run.
+    pub epochs: usize,
+    /// Epoch whose parameters were kept.
+    pub best_epoch: usize,
+    /// Its validation metric.
+    pub best_valid: Option<f64>,
+    /// Seconds of training (without validation).
+    pub train_s: f64,
+    /// Seconds from the start until the best epoch ended (validation included).
+    pub time_to_best_s: f64,
+    /// Total seconds.
+    pub total_s: f64,
+    /// Positive samples per second of training.
+    pub samples_per_s: f64,
+}
+
+/// Tracks the best validation value and when to stop.
+#[derive(Debug, Clone)]
+pub struct EarlyStopping {
+    patience: usize,
+    best: Option<f64>,
+    best_epoch: usize,
+    bad: usize,
+}
+
+impl EarlyStopping {
+    /// A tracker with `patience` epochs.
+    pub fn new(patience: usize) -> Self {
+        EarlyStopping {
+            patience,
+            best: None,
+            best_epoch: 0,
+            bad: 0,
+        }
+    }
+
+    /// Records `value` of `epoch`; returns whether it is the best so far.
+    pub fn record(&mut self, epoch: usize, value: f64) -> bool {
+        if self.best.is_none_or(|b| value > b) {
+            self.best = Some(value);
+            self.best_epoch = epoch;
+            self.bad = 0;
+            true
+        } else {
+            self.bad += 1;
+            false
+        }
+    }
+
+    /// Whether patience ran out.
+    pub fn should_stop(&self) -> bool {
+        self.bad >= self.patience
+    }
+
+    /// Best value so far.
+    pub fn best(&self) -> Option<f64> {
+        self.best
+    }
+
+    /// Epoch of the best value.
+    pub fn best_epoch(&self) -> usize {
+        self.best_epoch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn early_stopping_counts_epochs_without_improvement() {
+        let mut s = EarlyStopping::new(2);
+        assert!(s.record(1, 0.5));
+        assert!(!s.record(2, 0.5));
+        assert!(!s.should_stop());
+        assert!(!s.record(3, 0.4));
+        assert!(s.should_stop());
+        assert_eq!((s.best(), s.best_epoch()), (Some(0.5), 1));
+    }
+}
