@@ -42,8 +42,8 @@ impl Default for BprConfig {
     fn default() -> Self {
         BprConfig {
             dim: 64,
-            lr: 0.05,
-            reg: 0.005,
+            lr: 0.03,
+            reg: 0.01,
             epochs: 200,
             init_std: 0.1,
             item_bias: true,

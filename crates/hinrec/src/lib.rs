@@ -1,1 +1,29 @@
+//! hinrec: recommenders over heterogeneous information networks.
+//!
+//! This crate is the facade over the workspace (re-exporting
+//! [`data`], [`eval`] and [`baselines`]) and the engine behind the `hinrec`
+//! command line: [`experiment`] prepares a dataset for a protocol (split,
+//! validation, stored negatives), [`models`] trains and evaluates any model
+//! by name, and [`model_dir`] saves a trained model with its config and split.
+//!
+//! ```
+//! use hinrec::experiment::{ExperimentConfig, Prepared};
+//! use hinrec::models::{fit, ModelKind};
+//!
+//! let ds = hinrec::data::registry::load("synthetic", None)?;
+//! let cfg = ExperimentConfig::default();
+//! let prepared = Prepared::new(&ds, &cfg)?;
+//! let trained = fit(ModelKind::MostPop, &prepared, &cfg, 0, &mut |_| {})?;
+//! let report = prepared.evaluate_sampled(trained.scorer(), "mostpop", 0, &[10]);
+//! assert!(report.metrics.get("HR@10").unwrap() > 0.0);
+//! # Ok::<(), anyhow::Error>(())
+//! ```
 
+pub use hinrec_baselines as baselines;
+pub use hinrec_data as data;
+pub use hinrec_eval as eval;
+
+pub mod experiment;
+pub mod model_dir;
+pub mod models;
+pub mod tune;
