@@ -1,1 +1,66 @@
-fn main(){}
+//! hinrec's task runner (run as `cargo xtask <task>`).
+//!
+//! - `reproduce`: train and evaluate models on the paper datasets with
+//!   their protocols and write docs/results.md (ours beside the papers').
+//! - `real-data`: the checks CI runs where ../shared/datasets exists.
+//! - `ci`: everything .ci/run runs.
+
+mod real_data;
+mod reproduce;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Train and evaluate each model on each dataset; update docs/results.md.
+    Reproduce(reproduce::Args),
+    /// Real-data acceptance checks (dataset counts, BPR-MF on lgrec-ml100k).
+    RealData {
+        /// Folder of the shared datasets.
+        #[arg(long, default_value = "../shared/datasets")]
+        data_root: PathBuf,
+    },
+    /// What .ci/run runs: fmt, clippy, tests, and real-data checks.
+    Ci,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().task {
+        Task::Reproduce(args) => reproduce::run(&args),
+        Task::RealData { data_root } => real_data::run(&data_root),
+        Task::Ci => {
+            cargo(&["fmt", "--all", "--", "--check"])?;
+            cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+            cargo(&["test", "--workspace"])?;
+            let root = PathBuf::from("../shared/datasets");
+            if root.is_dir() {
+                real_data::run(&root)?;
+            } else {
+                println!("../shared/datasets is absent: real-data checks skipped");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    println!("$ cargo {}", args.join(" "));
+    let status = Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+        .args(args)
+        .status()?;
+    if !status.success() {
+        bail!("cargo {} failed", args.join(" "));
+    }
+    Ok(())
+}

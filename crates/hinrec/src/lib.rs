@@ -26,4 +26,5 @@ pub use hinrec_eval as eval;
 pub mod experiment;
 pub mod model_dir;
 pub mod models;
+pub mod recommend;
 pub mod tune;

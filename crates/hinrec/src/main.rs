@@ -176,15 +176,10 @@ fn run(cli: Cli) -> Result<()> {
                 .users()
                 .get(&user)
                 .with_context(|| format!("user {user:?} is not in dataset {}", ds.name))?;
-            let scorer = loaded.model.scorer();
-            let mut scores = vec![0f32; scorer.n_items()];
-            scorer.score_all(u, &mut scores);
-            let known: std::collections::HashSet<u32> = loaded.prepared.split.known_items(u).collect();
-            let mut items: Vec<u32> = (0..scores.len() as u32).filter(|i| !known.contains(i)).collect();
-            items.sort_by(|a, b| scores[*b as usize].total_cmp(&scores[*a as usize]));
+            let top = hinrec::recommend::top_k(loaded.model.scorer(), &loaded.prepared.split, u, k);
             println!("rank\titem\tscore");
-            for (r, i) in items.iter().take(k).enumerate() {
-                println!("{}\t{}\t{:.4}", r + 1, ds.item_original(*i), scores[*i as usize]);
+            for (r, (i, score)) in top.iter().enumerate() {
+                println!("{}\t{}\t{score:.4}", r + 1, ds.item_original(*i));
             }
         }
         Command::Demo { seed } => demo(seed)?,

@@ -1,6 +1,7 @@
 //! Hyper-parameter search on the validation split (never the test split).
 
 use anyhow::Result;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::experiment::{ExperimentConfig, Prepared};
@@ -45,30 +46,36 @@ pub fn grid(kind: ModelKind, base: &ExperimentConfig) -> Vec<(String, Experiment
     out
 }
 
-/// Fits every configuration of [`grid`] and returns the one best on
-/// validation, refitted state included, with all trials.
+/// Fits every configuration of [`grid`] (in parallel: each fit is
+/// single-threaded) and returns the one best on validation, its fitted model,
+/// and all trials in grid order. Ties go to the earlier configuration.
 pub fn tune(
     kind: ModelKind,
     prepared: &Prepared,
     base: &ExperimentConfig,
     seed: u64,
 ) -> Result<(ExperimentConfig, Fitted, Vec<Trial>)> {
-    let mut best: Option<(f64, ExperimentConfig, Fitted)> = None;
-    let mut trials = Vec::new();
-    for (label, cfg) in grid(kind, base) {
-        let fitted = fit(kind, prepared, &cfg, seed, &mut |_| {})?;
-        let valid = match fitted.summary.as_ref().and_then(|s| s.best_valid) {
-            Some(v) => v,
-            None => validation(prepared, &cfg).score(fitted.scorer()).unwrap_or(f64::NAN),
-        };
-        trials.push(Trial {
+    let results: Vec<(String, ExperimentConfig, Fitted, f64)> = grid(kind, base)
+        .into_par_iter()
+        .map(|(label, cfg)| {
+            let fitted = fit(kind, prepared, &cfg, seed, &mut |_| {})?;
+            let valid = match fitted.summary.as_ref().and_then(|s| s.best_valid) {
+                Some(v) => v,
+                None => validation(prepared, &cfg).score(fitted.scorer()).unwrap_or(f64::NAN),
+            };
+            Ok((label, cfg, fitted, valid))
+        })
+        .collect::<Result<_>>()?;
+    let trials = results
+        .iter()
+        .map(|(label, _, _, valid)| Trial {
             label: label.clone(),
-            valid,
-        });
-        if best.as_ref().is_none_or(|b| valid > b.0) {
-            best = Some((valid, cfg, fitted));
-        }
-    }
-    let (_, cfg, fitted) = best.expect("every grid has a configuration");
-    Ok((cfg, fitted, trials))
+            valid: *valid,
+        })
+        .collect();
+    let best = results
+        .into_iter()
+        .reduce(|a, b| if b.3 > a.3 { b } else { a })
+        .expect("every grid has a configuration");
+    Ok((best.1, best.2, trials))
 }

@@ -1,0 +1,26 @@
+//! Top-k recommendation for one user.
+
+use hinrec_data::Split;
+use hinrec_eval::Scorer;
+
+/// The `k` best-scored items for `user` that are not among the user's
+/// training or validation items, best first, with their scores.
+pub fn top_k<S: Scorer + ?Sized>(model: &S, split: &Split, user: u32, k: usize) -> Vec<(u32, f32)> {
+    let mut scores = vec![0f32; model.n_items()];
+    model.score_all(user, &mut scores);
+    let mut known = vec![false; scores.len()];
+    for i in split.known_items(user) {
+        known[i as usize] = true;
+    }
+    let mut items: Vec<(u32, f32)> = (0..scores.len() as u32)
+        .filter(|&i| !known[i as usize])
+        .map(|i| (i, scores[i as usize]))
+        .collect();
+    let by_score = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    if items.len() > k {
+        items.select_nth_unstable_by(k, by_score);
+        items.truncate(k);
+    }
+    items.sort_unstable_by(by_score);
+    items
+}
