@@ -41,7 +41,14 @@ fn main() -> Result<()> {
         Task::RealData { data_root } => real_data::run(&data_root),
         Task::Ci => {
             cargo(&["fmt", "--all", "--", "--check"])?;
-            cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+            cargo(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ])?;
             cargo(&["test", "--workspace"])?;
             let root = PathBuf::from("../shared/datasets");
             if root.is_dir() {

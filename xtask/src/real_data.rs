@@ -96,7 +96,11 @@ const EXPECTED: &[Expected] = &[
         items: &[3260],
         interactions: 998_539,
         split: Some((801_218, 0, 197_321)),
-        relation_rows: &[("user_gender", 6040), ("user_age", 6040), ("user_occupation", 6040)],
+        relation_rows: &[
+            ("user_gender", 6040),
+            ("user_age", 6040),
+            ("user_occupation", 6040),
+        ],
         entities: &[("gender", 2), ("age", 7), ("occupation", 21), ("genre", 18)],
     },
     Expected {
@@ -129,7 +133,12 @@ const EXPECTED: &[Expected] = &[
             ("book_year", 21_192),
             ("user_location", 10_592),
         ],
-        entities: &[("author", 10_805), ("publisher", 1815), ("year", 64), ("location", 453)],
+        entities: &[
+            ("author", 10_805),
+            ("publisher", 1815),
+            ("year", 64),
+            ("location", 453),
+        ],
     },
     Expected {
         name: "douban-hin-movie",
@@ -137,7 +146,11 @@ const EXPECTED: &[Expected] = &[
         items: &[7662],
         interactions: 687_894,
         split: Some((550_315, 0, 137_579)),
-        relation_rows: &[("movie_actor", 33_572), ("movie_director", 11_276), ("movie_type", 27_668)],
+        relation_rows: &[
+            ("movie_actor", 33_572),
+            ("movie_director", 11_276),
+            ("movie_type", 27_668),
+        ],
         entities: &[("actor", 6311), ("director", 2449), ("type", 38)],
     },
 ];
@@ -153,7 +166,10 @@ fn check_stats(root: &Path) -> Result<()> {
         let s = DatasetStats::of(&registry::load(e.name, Some(root))?);
         let mut check = |what: &str, got: usize, want: usize| {
             if got != want {
-                failures.push(format!("{}: {what} is {got}, the README says {want}", e.name));
+                failures.push(format!(
+                    "{}: {what} is {got}, the README says {want}",
+                    e.name
+                ));
             }
         };
         check("users", s.users, e.users);
@@ -168,15 +184,32 @@ fn check_stats(root: &Path) -> Result<()> {
             check("test", c, te);
         }
         for &(rel, rows) in e.relation_rows {
-            check(rel, s.relations.iter().find(|r| r.name == rel).map_or(0, |r| r.rows), rows);
+            check(
+                rel,
+                s.relations
+                    .iter()
+                    .find(|r| r.name == rel)
+                    .map_or(0, |r| r.rows),
+                rows,
+            );
         }
         for &(ent, n) in e.entities {
-            check(ent, s.other_entities.iter().find(|x| x.0 == ent).map_or(0, |x| x.1), n);
+            check(
+                ent,
+                s.other_entities
+                    .iter()
+                    .find(|x| x.0 == ent)
+                    .map_or(0, |x| x.1),
+                n,
+            );
         }
         println!("stats {:<18} ok", e.name);
     }
     if !failures.is_empty() {
-        bail!("dataset counts differ from the README:\n{}", failures.join("\n"));
+        bail!(
+            "dataset counts differ from the README:\n{}",
+            failures.join("\n")
+        );
     }
     Ok(())
 }
@@ -189,11 +222,18 @@ fn check_lgrec_ml100k(root: &Path) -> Result<()> {
     for kind in [ModelKind::ItemKnn, ModelKind::Bpr] {
         let t = Instant::now();
         let (cfg, _, trials) = tune(kind, &prepared, &base, 1)?;
-        let best = trials.iter().max_by(|a, b| a.valid.total_cmp(&b.valid)).map(|t| t.label.clone());
+        let best = trials
+            .iter()
+            .max_by(|a, b| a.valid.total_cmp(&b.valid))
+            .map(|t| t.label.clone());
         let mut runs = Vec::new();
         for seed in [1, 2, 3] {
             let f = fit(kind, &prepared, &cfg, seed, &mut |_| {})?;
-            runs.push(prepared.evaluate_sampled(f.scorer(), kind.name(), seed, &[10]).metrics);
+            runs.push(
+                prepared
+                    .evaluate_sampled(f.scorer(), kind.name(), seed, &[10])
+                    .metrics,
+            );
         }
         let ms = mean_std(&runs.iter().collect::<Vec<_>>());
         let (hr, hr_sd) = ms["HR@10"];

@@ -28,7 +28,11 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', default_value = "mostpop,itemknn,bpr")]
     models: Vec<ModelKind>,
     /// Datasets to run.
-    #[arg(long, value_delimiter = ',', default_value = "lgrec-ml100k,lastfm,yelp")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "lgrec-ml100k,lastfm,yelp"
+    )]
     datasets: Vec<String>,
     /// Model seeds.
     #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
@@ -111,8 +115,16 @@ pub fn run(args: &Args) -> Result<()> {
     let command = format!(
         "cargo xtask reproduce --datasets {} --models {} --seeds {}",
         args.datasets.join(","),
-        args.models.iter().map(|m| m.name()).collect::<Vec<_>>().join(","),
-        args.seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+        args.models
+            .iter()
+            .map(|m| m.name())
+            .collect::<Vec<_>>()
+            .join(","),
+        args.seeds
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
     );
     let commit = git_commit();
     for name in &args.datasets {
@@ -128,14 +140,22 @@ pub fn run(args: &Args) -> Result<()> {
         );
         for &kind in &args.models {
             let rec = run_model(kind, &prepared, &base, &args.seeds, &command, &commit)?;
-            store.records.retain(|r| !(r.dataset == rec.dataset && r.model == rec.model));
+            store
+                .records
+                .retain(|r| !(r.dataset == rec.dataset && r.model == rec.model));
             store.records.push(rec);
             std::fs::write(&json_path, serde_json::to_string_pretty(&store)?)?;
         }
     }
-    let papers: PaperFile = toml::from_str(&std::fs::read_to_string(args.out.join("paper-numbers.toml"))?)?;
+    let papers: PaperFile = toml::from_str(&std::fs::read_to_string(
+        args.out.join("paper-numbers.toml"),
+    )?)?;
     std::fs::write(args.out.join("results.md"), render(&store, &papers))?;
-    println!("wrote {} and {}", json_path.display(), args.out.join("results.md").display());
+    println!(
+        "wrote {} and {}",
+        json_path.display(),
+        args.out.join("results.md").display()
+    );
     Ok(())
 }
 
@@ -157,8 +177,12 @@ fn run_model(
     for &seed in seeds {
         let t = Instant::now();
         let fitted = fit(kind, prepared, &cfg, seed, &mut |_| {})?;
-        let sampled = prepared.evaluate_sampled(fitted.scorer(), kind.name(), seed, &[10]).metrics;
-        let full = prepared.evaluate_full(fitted.scorer(), kind.name(), seed, &[10]).metrics;
+        let sampled = prepared
+            .evaluate_sampled(fitted.scorer(), kind.name(), seed, &[10])
+            .metrics;
+        let full = prepared
+            .evaluate_full(fitted.scorer(), kind.name(), seed, &[10])
+            .metrics;
         println!(
             "   {:<8} seed {seed}: sampled HR@10 {:.4} NDCG@10 {:.4} | full HR@10 {:.4} NDCG@10 {:.4} | {:.1}s",
             kind.name(),
@@ -228,9 +252,19 @@ fn render(store: &Store, papers: &PaperFile) -> String {
             .entry
             .iter()
             .filter(|e| e.dataset == ds)
-            .flat_map(|e| e.values.iter().map(move |v| ((v.model.clone(), v.metric.clone()), (v.value, e.paper.clone()))))
+            .flat_map(|e| {
+                e.values.iter().map(move |v| {
+                    (
+                        (v.model.clone(), v.metric.clone()),
+                        (v.value, e.paper.clone()),
+                    )
+                })
+            })
             .collect();
-        let paper_name = paper.values().next().map_or(String::new(), |p| format!(" ({} beside ours)", p.1));
+        let paper_name = paper
+            .values()
+            .next()
+            .map_or(String::new(), |p| format!(" ({} beside ours)", p.1));
         let _ = writeln!(md, "## {ds}{paper_name}\n");
         let first = recs[0];
         let _ = writeln!(
@@ -276,11 +310,24 @@ fn render(store: &Store, papers: &PaperFile) -> String {
             .collect();
         only.sort();
         if !only.is_empty() {
-            let _ = writeln!(md, "\nPaper rows without a hinrec run yet: {}.", only.join("; "));
+            let _ = writeln!(
+                md,
+                "\nPaper rows without a hinrec run yet: {}.",
+                only.join("; ")
+            );
         }
-        let _ = writeln!(md, "\nProduced by `{}` at commit `{}`.\n", first.command, first.commit);
+        let _ = writeln!(
+            md,
+            "\nProduced by `{}` at commit `{}`.\n",
+            first.command, first.commit
+        );
         for r in &recs {
-            if let Some(fits) = r.runs.iter().map(|x| x.fit.as_ref()).collect::<Option<Vec<_>>>() {
+            if let Some(fits) = r
+                .runs
+                .iter()
+                .map(|x| x.fit.as_ref())
+                .collect::<Option<Vec<_>>>()
+            {
                 let epochs: Vec<String> = fits.iter().map(|f| f.best_epoch.to_string()).collect();
                 let _ = writeln!(
                     md,
@@ -295,4 +342,3 @@ fn render(store: &Store, papers: &PaperFile) -> String {
     }
     md
 }
-

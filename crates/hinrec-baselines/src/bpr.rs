@@ -63,13 +63,15 @@ pub struct BprMf {
 impl BprMf {
     /// A model with normally initialised factors.
     pub fn init(n_users: usize, n_items: usize, cfg: &BprConfig, seed: u64) -> Result<Self> {
-        if cfg.dim == 0 || !(cfg.lr > 0.0) || cfg.reg < 0.0 || !(cfg.init_std >= 0.0) {
+        let valid = cfg.lr.is_finite() && cfg.lr > 0.0 && cfg.reg >= 0.0 && cfg.init_std >= 0.0;
+        if cfg.dim == 0 || !valid {
             return Err(BaselineError::Config(format!(
                 "BPR needs dim > 0, lr > 0, reg >= 0 and init_std >= 0 (got {cfg:?})"
             )));
         }
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let normal = Normal::new(0.0, cfg.init_std).map_err(|e| BaselineError::Config(e.to_string()))?;
+        let normal =
+            Normal::new(0.0, cfg.init_std).map_err(|e| BaselineError::Config(e.to_string()))?;
         let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| normal.sample(&mut rng)).collect() };
         Ok(BprMf {
             dim: cfg.dim,
@@ -125,7 +127,11 @@ impl BprMf {
         }
         let summary = FitSummary {
             epochs,
-            best_epoch: if stop.best().is_some() { stop.best_epoch() } else { epochs },
+            best_epoch: if stop.best().is_some() {
+                stop.best_epoch()
+            } else {
+                epochs
+            },
             best_valid: stop.best(),
             train_s,
             time_to_best_s: time_to_best,
@@ -136,7 +142,13 @@ impl BprMf {
     }
 
     /// One pass of SGD over `order`; returns the mean BPR loss.
-    fn epoch(&mut self, train: &Interactions, order: &[(u32, u32)], cfg: &BprConfig, rng: &mut impl Rng) -> f64 {
+    fn epoch(
+        &mut self,
+        train: &Interactions,
+        order: &[(u32, u32)],
+        cfg: &BprConfig,
+        rng: &mut impl Rng,
+    ) -> f64 {
         let d = self.dim;
         let n_items = train.n_items() as u32;
         let (lr, reg) = (cfg.lr, cfg.reg);
@@ -268,7 +280,11 @@ impl Scorer for BprMf {
     fn score_all(&self, user: u32, out: &mut [f32]) {
         let d = self.dim;
         let p = &self.users[user as usize * d..(user as usize + 1) * d];
-        for ((o, q), b) in out.iter_mut().zip(self.items.chunks_exact(d)).zip(&self.bias) {
+        for ((o, q), b) in out
+            .iter_mut()
+            .zip(self.items.chunks_exact(d))
+            .zip(&self.bias)
+        {
             *o = dot(p, q) + b;
         }
     }

@@ -17,7 +17,11 @@ pub enum Array<'a> {
 
 /// Writes `arrays` (and string metadata) to `path` through a temporary file
 /// and a rename, so a crash never leaves a half-written model.
-pub fn save(path: &Path, arrays: Vec<(&str, Array<'_>)>, meta: HashMap<String, String>) -> Result<()> {
+pub fn save(
+    path: &Path,
+    arrays: Vec<(&str, Array<'_>)>,
+    meta: HashMap<String, String>,
+) -> Result<()> {
     let buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = arrays
         .into_iter()
         .map(|(name, a)| match a {
@@ -41,7 +45,12 @@ pub fn save(path: &Path, arrays: Vec<(&str, Array<'_>)>, meta: HashMap<String, S
     };
     let views = buffers
         .iter()
-        .map(|(n, d, s, b)| Ok((n.clone(), TensorView::new(*d, s.clone(), b).map_err(|e| fmt(e.to_string()))?)))
+        .map(|(n, d, s, b)| {
+            Ok((
+                n.clone(),
+                TensorView::new(*d, s.clone(), b).map_err(|e| fmt(e.to_string()))?,
+            ))
+        })
         .collect::<Result<Vec<_>>>()?;
     let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| fmt(e.to_string()))?;
     let tmp = path.with_extension("safetensors.tmp");
@@ -91,7 +100,10 @@ impl Loaded {
             .tensor(name)
             .map_err(|_| self.err(format!("no tensor named {name:?}")))?;
         if t.dtype() != dtype {
-            return Err(self.err(format!("tensor {name:?} is {:?}, want {dtype:?}", t.dtype())));
+            return Err(self.err(format!(
+                "tensor {name:?} is {:?}, want {dtype:?}",
+                t.dtype()
+            )));
         }
         Ok((t.shape().to_vec(), t.data().to_vec()))
     }
@@ -99,18 +111,29 @@ impl Loaded {
     /// An f32 tensor and its shape.
     pub fn f32(&self, name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
         let (shape, b) = self.raw(name, Dtype::F32)?;
-        Ok((b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(), shape))
+        Ok((
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            shape,
+        ))
     }
 
     /// A u32 tensor and its shape.
     pub fn u32(&self, name: &str) -> Result<(Vec<u32>, Vec<usize>)> {
         let (shape, b) = self.raw(name, Dtype::U32)?;
-        Ok((b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(), shape))
+        Ok((
+            b.chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            shape,
+        ))
     }
 
     /// A metadata value.
     pub fn meta(&self, key: &str) -> Result<String> {
-        let (_, m) = SafeTensors::read_metadata(&self.bytes).map_err(|e| self.err(e.to_string()))?;
+        let (_, m) =
+            SafeTensors::read_metadata(&self.bytes).map_err(|e| self.err(e.to_string()))?;
         m.metadata()
             .as_ref()
             .and_then(|m| m.get(key).cloned())
@@ -130,7 +153,10 @@ mod tests {
         let b = [7u32, 9];
         save(
             &p,
-            vec![("a", Array::F32(&a, vec![2, 2])), ("b", Array::U32(&b, vec![2]))],
+            vec![
+                ("a", Array::F32(&a, vec![2, 2])),
+                ("b", Array::U32(&b, vec![2])),
+            ],
             [("model".to_string(), "x".to_string())].into(),
         )
         .unwrap();

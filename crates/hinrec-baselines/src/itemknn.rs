@@ -26,7 +26,10 @@ pub struct ItemKnnConfig {
 
 impl Default for ItemKnnConfig {
     fn default() -> Self {
-        ItemKnnConfig { k: 100, shrink: 0.0 }
+        ItemKnnConfig {
+            k: 100,
+            shrink: 0.0,
+        }
     }
 }
 
@@ -78,12 +81,13 @@ impl ItemKnn {
                         co[j as usize] = 0;
                     }
                     touched.clear();
-                    let by_sim = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+                    let by_sim =
+                        |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
                     if row.len() > cfg.k {
                         row.select_nth_unstable_by(cfg.k, by_sim);
                         row.truncate(cfg.k);
                     }
-                    row.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                    row.sort_unstable_by_key(|a| a.0);
                     row
                 },
             )
@@ -107,8 +111,14 @@ impl ItemKnn {
 
     /// Neighbours of `item` with their similarities.
     pub fn neighbours(&self, item: u32) -> impl Iterator<Item = (u32, f32)> + '_ {
-        let (a, b) = (self.ptr[item as usize] as usize, self.ptr[item as usize + 1] as usize);
-        self.neighbours[a..b].iter().copied().zip(self.sims[a..b].iter().copied())
+        let (a, b) = (
+            self.ptr[item as usize] as usize,
+            self.ptr[item as usize + 1] as usize,
+        );
+        self.neighbours[a..b]
+            .iter()
+            .copied()
+            .zip(self.sims[a..b].iter().copied())
     }
 
     /// Saves to safetensors (the training interactions are stored too:
@@ -122,7 +132,10 @@ impl ItemKnn {
             path,
             vec![
                 ("ptr", Array::U32(&self.ptr, vec![self.ptr.len()])),
-                ("neighbours", Array::U32(&self.neighbours, vec![self.neighbours.len()])),
+                (
+                    "neighbours",
+                    Array::U32(&self.neighbours, vec![self.neighbours.len()]),
+                ),
                 ("sims", Array::F32(&self.sims, vec![self.sims.len()])),
                 ("train_users", Array::U32(&users, vec![users.len()])),
                 ("train_items", Array::U32(&items, vec![items.len()])),
@@ -142,7 +155,8 @@ impl ItemKnn {
             path: path.to_path_buf(),
             message: m,
         };
-        let num = |k: &str| -> Result<usize> { l.meta(k)?.parse().map_err(|_| bad(format!("bad {k}"))) };
+        let num =
+            |k: &str| -> Result<usize> { l.meta(k)?.parse().map_err(|_| bad(format!("bad {k}"))) };
         let (nu, ni) = (num("n_users")?, num("n_items")?);
         let (users, _) = l.u32("train_users")?;
         let (items, _) = l.u32("train_items")?;

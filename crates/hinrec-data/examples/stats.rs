@@ -1,6 +1,8 @@
 //! Prints the counts of every shipped dataset under a data root.
 fn main() {
-    let root = std::env::args().nth(1).unwrap_or("../shared/datasets".into());
+    let root = std::env::args()
+        .nth(1)
+        .unwrap_or("../shared/datasets".into());
     for s in hinrec_data::registry::SHIPPED {
         let t = std::time::Instant::now();
         match hinrec_data::registry::load(s.name, Some(std::path::Path::new(&root))) {

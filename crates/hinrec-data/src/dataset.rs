@@ -148,7 +148,9 @@ impl Dataset {
             .map(|(d, &e)| {
                 declared(e).unwrap_or_else(|| {
                     IdMap::from_originals(
-                        raw.iter().filter(|r| r.domain == d).map(|r| r.item.as_str()),
+                        raw.iter()
+                            .filter(|r| r.domain == d)
+                            .map(|r| r.item.as_str()),
                     )
                 })
             })
@@ -169,7 +171,8 @@ impl Dataset {
             parts[r.part as usize].push(rec);
         }
         drop(raw);
-        let [all, train, valid, test] = parts.map(|p| Interactions::from_records(n_users, n_items, p));
+        let [all, train, valid, test] =
+            parts.map(|p| Interactions::from_records(n_users, n_items, p));
         let given_split = m.split.as_ref().map(|s| {
             let valid = valid.clone();
             let train = if s.train.is_some() {
@@ -205,8 +208,9 @@ impl Dataset {
             .iter()
             .map(|r| read_relation(m, root, r))
             .collect::<Result<Vec<_>>>()?;
-        let interaction_entities: Vec<usize> =
-            std::iter::once(user_entity).chain(item_entities.iter().copied()).collect();
+        let interaction_entities: Vec<usize> = std::iter::once(user_entity)
+            .chain(item_entities.iter().copied())
+            .collect();
         for (e, entity) in entities.iter_mut().enumerate() {
             if interaction_entities.contains(&e) {
                 continue;
@@ -374,7 +378,9 @@ impl Dataset {
 
     /// Entity index by meta-path code.
     pub fn entity_by_code(&self, code: &str) -> Option<usize> {
-        self.entities.iter().position(|e| e.code.as_deref() == Some(code))
+        self.entities
+            .iter()
+            .position(|e| e.code.as_deref() == Some(code))
     }
 
     /// The interactions that count as positive under the manifest's implicit
@@ -387,16 +393,14 @@ impl Dataset {
     }
 }
 
-fn check_id(
-    path: &Path,
-    line: usize,
-    spec: &EntitySpec,
-    raw: &str,
-    base: i64,
-) -> Result<()> {
+fn check_id(path: &Path, line: usize, spec: &EntitySpec, raw: &str, base: i64) -> Result<()> {
     if let Some(count) = spec.count {
         let v: i64 = raw.parse().map_err(|_| {
-            DataError::parse(path, line, format!("{} id {raw:?} is not an integer", spec.name))
+            DataError::parse(
+                path,
+                line,
+                format!("{} id {raw:?} is not an integer", spec.name),
+            )
         })?;
         if v < base || v >= base + count as i64 {
             return Err(DataError::parse(
@@ -426,7 +430,10 @@ fn read_interactions(
     let sep = f.separator.as_deref().unwrap_or(&m.separator);
     let cols: Columns = f.columns.unwrap_or(m.columns);
     let item_name = f.item.as_deref().unwrap_or(&m.item);
-    let domain = item_names.iter().position(|n| n == item_name).expect("validated");
+    let domain = item_names
+        .iter()
+        .position(|n| n == item_name)
+        .expect("validated");
     let user_spec = &m.entities[m.entity_index(&m.user).expect("validated")];
     let item_spec = &m.entities[m.entity_index(item_name).expect("validated")];
     let mut rows = 0usize;
@@ -483,7 +490,11 @@ fn read_interactions(
     Ok(rows)
 }
 
-fn read_relation(m: &Manifest, root: &Path, r: &RelationSpec) -> Result<Vec<(String, String, f32)>> {
+fn read_relation(
+    m: &Manifest,
+    root: &Path,
+    r: &RelationSpec,
+) -> Result<Vec<(String, String, f32)>> {
     let path = root.join(&r.file);
     let sep = r.separator.as_deref().unwrap_or(&m.separator);
     let src_spec = &m.entities[m.entity_index(&r.src).expect("validated")];

@@ -53,13 +53,12 @@ mod tests {
     fn k_core_iterates_to_a_fixed_point() {
         // Item 2 has one user; dropping it leaves user 2 with one item, so
         // user 2 drops in the next round; items 0 and 1 keep two users.
-        let x = Interactions::from_pairs(
-            3,
-            3,
-            &[(0, 0), (1, 0), (0, 1), (2, 1), (2, 2), (1, 1)],
-        );
+        let x = Interactions::from_pairs(3, 3, &[(0, 0), (1, 0), (0, 1), (2, 1), (2, 2), (1, 1)]);
         let y = k_core(&x, 2, 2);
-        assert_eq!(y.pairs().collect::<Vec<_>>(), vec![(0, 0), (0, 1), (1, 0), (1, 1)]);
+        assert_eq!(
+            y.pairs().collect::<Vec<_>>(),
+            vec![(0, 0), (0, 1), (1, 0), (1, 1)]
+        );
         let z = k_core(&x, 3, 3);
         assert!(z.is_empty());
     }

@@ -75,8 +75,12 @@ impl Interactions {
             user_ptr[u + 1] += user_ptr[u];
         }
         let user_items: Vec<u32> = merged.iter().map(|r| r.item).collect();
-        let ratings =
-            has_rating.then(|| merged.iter().map(|r| r.rating.unwrap_or(f32::NAN)).collect());
+        let ratings = has_rating.then(|| {
+            merged
+                .iter()
+                .map(|r| r.rating.unwrap_or(f32::NAN))
+                .collect()
+        });
         let timestamps =
             has_time.then(|| merged.iter().map(|r| r.timestamp.unwrap_or(0)).collect());
         let mut item_ptr = vec![0usize; n_items + 1];

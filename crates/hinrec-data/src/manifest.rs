@@ -248,9 +248,15 @@ impl Manifest {
     /// Item entity types in the order their id ranges are laid out.
     pub fn item_entities(&self) -> Vec<String> {
         let mut out = vec![self.item.clone()];
-        let files = self.interactions.iter().chain(self.split.iter().flat_map(|s| {
-            s.train.iter().chain(s.valid.iter()).chain(std::iter::once(&s.test))
-        }));
+        let files = self
+            .interactions
+            .iter()
+            .chain(self.split.iter().flat_map(|s| {
+                s.train
+                    .iter()
+                    .chain(s.valid.iter())
+                    .chain(std::iter::once(&s.test))
+            }));
         for f in files {
             if let Some(it) = &f.item {
                 if !out.contains(it) {
@@ -278,14 +284,19 @@ impl Manifest {
                         e.name
                     ));
                 }
-                if self.entities[..i].iter().any(|o| o.code.as_ref() == Some(c)) {
+                if self.entities[..i]
+                    .iter()
+                    .any(|o| o.code.as_ref() == Some(c))
+                {
                     return err(format!("code {c:?} is used by two entities"));
                 }
             }
         }
         for (what, name) in [("user", &self.user), ("item", &self.item)] {
             if !known(name) {
-                return err(format!("{what} entity {name:?} is not declared in [[entities]]"));
+                return err(format!(
+                    "{what} entity {name:?} is not declared in [[entities]]"
+                ));
             }
         }
         if self.interactions.is_empty() && self.split.is_none() {
@@ -293,7 +304,9 @@ impl Manifest {
         }
         for it in self.item_entities() {
             if !known(&it) {
-                return err(format!("item entity {it:?} is not declared in [[entities]]"));
+                return err(format!(
+                    "item entity {it:?} is not declared in [[entities]]"
+                ));
             }
             if it == self.user {
                 return err("the user entity cannot also be an item entity".into());

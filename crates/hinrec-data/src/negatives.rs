@@ -26,7 +26,12 @@ impl EvalNegatives {
     /// Samples `n` distinct negatives uniformly for every pair of `test`,
     /// avoiding every item the user has in any of `known` (pass train,
     /// validation and test). Deterministic for a seed.
-    pub fn sample(test: &Interactions, known: &[&Interactions], n: usize, seed: u64) -> Result<Self> {
+    pub fn sample(
+        test: &Interactions,
+        known: &[&Interactions],
+        n: usize,
+        seed: u64,
+    ) -> Result<Self> {
         let n_items = test.n_items();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut out = EvalNegatives::default();
@@ -65,7 +70,12 @@ impl EvalNegatives {
     }
 
     /// Writes the `test.negative` format with original ids.
-    pub fn write(&self, path: &Path, users: &IdMap, item_name: &dyn Fn(u32) -> String) -> Result<()> {
+    pub fn write(
+        &self,
+        path: &Path,
+        users: &IdMap,
+        item_name: &dyn Fn(u32) -> String,
+    ) -> Result<()> {
         let mut f = std::io::BufWriter::new(
             std::fs::File::create(path).map_err(|e| DataError::io(path, e))?,
         );
@@ -76,18 +86,15 @@ impl EvalNegatives {
                 line.push_str(&item_name(j));
             }
             line.push('\n');
-            f.write_all(line.as_bytes()).map_err(|e| DataError::io(path, e))?;
+            f.write_all(line.as_bytes())
+                .map_err(|e| DataError::io(path, e))?;
         }
         f.flush().map_err(|e| DataError::io(path, e))
     }
 
     /// Reads the `test.negative` format; ids are resolved with `users` and
     /// `item_id`, and any unknown id is an error naming the line.
-    pub fn read(
-        path: &Path,
-        users: &IdMap,
-        item_id: &dyn Fn(&str) -> Option<u32>,
-    ) -> Result<Self> {
+    pub fn read(path: &Path, users: &IdMap, item_id: &dyn Fn(&str) -> Option<u32>) -> Result<Self> {
         let mut out = EvalNegatives::default();
         text::for_each_line(path, |line_no, line| {
             let mut fields = Vec::with_capacity(128);
@@ -97,10 +104,18 @@ impl EvalNegatives {
                 .strip_prefix('(')
                 .and_then(|h| h.strip_suffix(')'))
                 .ok_or_else(|| {
-                    DataError::parse(path, line_no, format!("expected \"(user,item)\", found {head:?}"))
+                    DataError::parse(
+                        path,
+                        line_no,
+                        format!("expected \"(user,item)\", found {head:?}"),
+                    )
                 })?;
             let (us, is) = inner.split_once(',').ok_or_else(|| {
-                DataError::parse(path, line_no, format!("expected \"(user,item)\", found {head:?}"))
+                DataError::parse(
+                    path,
+                    line_no,
+                    format!("expected \"(user,item)\", found {head:?}"),
+                )
             })?;
             let u = users.get(us.trim()).ok_or_else(|| {
                 DataError::parse(path, line_no, format!("unknown user id {us:?}"))
@@ -117,7 +132,11 @@ impl EvalNegatives {
                 .map(|s| lookup(s))
                 .collect::<Result<Vec<_>>>()?;
             if negs.is_empty() {
-                return Err(DataError::parse(path, line_no, "no negative items on the line"));
+                return Err(DataError::parse(
+                    path,
+                    line_no,
+                    "no negative items on the line",
+                ));
             }
             out.pairs.push((u, i));
             out.negatives.push(negs);
@@ -141,7 +160,10 @@ impl EvalNegatives {
             )));
         }
         for (&(u, _), negs) in self.pairs.iter().zip(&self.negatives) {
-            if let Some(j) = negs.iter().find(|&&j| known.iter().any(|k| k.contains(u, j))) {
+            if let Some(j) = negs
+                .iter()
+                .find(|&&j| known.iter().any(|k| k.contains(u, j)))
+            {
                 return Err(DataError::Invalid(format!(
                     "negative item {j} of user {u} is one of the user's items"
                 )));
@@ -160,7 +182,10 @@ mod tests {
         let train = Interactions::from_pairs(2, 30, &[(0, 0), (0, 1), (1, 2)]);
         let test = Interactions::from_pairs(2, 30, &[(0, 5), (1, 7)]);
         let negs = EvalNegatives::sample(&test, &[&train, &test], 10, 3).unwrap();
-        assert_eq!(negs, EvalNegatives::sample(&test, &[&train, &test], 10, 3).unwrap());
+        assert_eq!(
+            negs,
+            EvalNegatives::sample(&test, &[&train, &test], 10, 3).unwrap()
+        );
         negs.validate(&test, &[&train, &test]).unwrap();
         for ns in &negs.negatives {
             let mut s = ns.clone();
@@ -172,7 +197,8 @@ mod tests {
         let items = IdMap::contiguous(30, 1);
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("test.negative");
-        negs.write(&p, &users, &|i| items.original(i).to_string()).unwrap();
+        negs.write(&p, &users, &|i| items.original(i).to_string())
+            .unwrap();
         let back = EvalNegatives::read(&p, &users, &|s| items.get(s)).unwrap();
         assert_eq!(back, negs);
         assert!(std::fs::read_to_string(&p).unwrap().starts_with("(1,6)\t"));

@@ -21,18 +21,38 @@ pub struct Shipped {
 
 /// The manifests for the folders of `../shared/datasets`.
 pub const SHIPPED: &[Shipped] = &[
-    shipped("movielens", "hin/movielens", include_str!("../manifests/movielens.toml")),
-    shipped("lastfm", "hin/lastfm", include_str!("../manifests/lastfm.toml")),
+    shipped(
+        "movielens",
+        "hin/movielens",
+        include_str!("../manifests/movielens.toml"),
+    ),
+    shipped(
+        "lastfm",
+        "hin/lastfm",
+        include_str!("../manifests/lastfm.toml"),
+    ),
     shipped("yelp", "hin/yelp", include_str!("../manifests/yelp.toml")),
-    shipped("lgrec-ml100k", "lgrec-ml100k", include_str!("../manifests/lgrec-ml100k.toml")),
+    shipped(
+        "lgrec-ml100k",
+        "lgrec-ml100k",
+        include_str!("../manifests/lgrec-ml100k.toml"),
+    ),
     shipped(
         "glrs-yelp-madison",
         "glrs-yelp-madison",
         include_str!("../manifests/glrs-yelp-madison.toml"),
     ),
     shipped("ml1m", "ml1m", include_str!("../manifests/ml1m.toml")),
-    shipped("tiktok-mmssl", "tiktok-mmssl", include_str!("../manifests/tiktok-mmssl.toml")),
-    shipped("douban-dtcdr", "douban-dtcdr", include_str!("../manifests/douban-dtcdr.toml")),
+    shipped(
+        "tiktok-mmssl",
+        "tiktok-mmssl",
+        include_str!("../manifests/tiktok-mmssl.toml"),
+    ),
+    shipped(
+        "douban-dtcdr",
+        "douban-dtcdr",
+        include_str!("../manifests/douban-dtcdr.toml"),
+    ),
     shipped(
         "douban-hin-book",
         "douban-hin/book",
@@ -120,7 +140,9 @@ fn lgrec_layout(dir: &Path) -> Result<Manifest> {
     } else {
         ""
     };
-    let name = dir.file_name().map_or("dataset".into(), |n| n.to_string_lossy().into_owned());
+    let name = dir
+        .file_name()
+        .map_or("dataset".into(), |n| n.to_string_lossy().into_owned());
     let text = format!(
         r#"name = "{name}"
 user = "user"

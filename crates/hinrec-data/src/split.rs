@@ -29,8 +29,10 @@ pub struct Split {
 pub enum SplitRule {
     /// Each user's latest interaction (by timestamp; ties: the largest item
     /// id). Users with a single interaction keep it in training.
+    #[serde(alias = "loo-latest")]
     LeaveOneOutLatest,
     /// One random interaction per user (users with one keep it).
+    #[serde(alias = "loo-random")]
     LeaveOneOutRandom,
     /// Per user, `train` of the interactions (at least one) stay in training,
     /// the rest are held out.
@@ -85,7 +87,9 @@ impl SplitRule {
     /// Splits `data` into (kept, held out) by this rule.
     pub fn hold_out(&self, data: &Interactions, seed: u64) -> Result<(Interactions, Interactions)> {
         if data.is_empty() {
-            return Err(DataError::Invalid("cannot split an empty interaction set".into()));
+            return Err(DataError::Invalid(
+                "cannot split an empty interaction set".into(),
+            ));
         }
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut held = Vec::new();
@@ -161,7 +165,9 @@ fn check_fraction(x: f64, what: &str) -> Result<()> {
     if (0.0..=1.0).contains(&x) && x.is_finite() {
         Ok(())
     } else {
-        Err(DataError::Invalid(format!("{what} fraction {x} is not in [0, 1]")))
+        Err(DataError::Invalid(format!(
+            "{what} fraction {x} is not in [0, 1]"
+        )))
     }
 }
 
@@ -199,7 +205,11 @@ mod tests {
                     item: i,
                     rating: None,
                     // item 1 and 3 share the latest time for user 2
-                    timestamp: Some(if u == 2 && (i == 1 || i == 3) { 100 } else { i as i64 }),
+                    timestamp: Some(if u == 2 && (i == 1 || i == 3) {
+                        100
+                    } else {
+                        i as i64
+                    }),
                 });
             }
         }
@@ -224,11 +234,18 @@ mod tests {
             SplitRule::LeaveOneOutRandom,
             SplitRule::UserRatio { train: 0.6 },
             SplitRule::UserCount { count: 3 },
-            SplitRule::GlobalRatio { train: 0.7, valid: 0.2 },
+            SplitRule::GlobalRatio {
+                train: 0.7,
+                valid: 0.2,
+            },
         ] {
             let a = rule.apply(&d, 7).unwrap();
             assert_eq!(a, rule.apply(&d, 7).unwrap(), "{rule:?}");
-            assert_eq!(a.train.nnz() + a.valid.nnz() + a.test.nnz(), d.nnz(), "{rule:?}");
+            assert_eq!(
+                a.train.nnz() + a.valid.nnz() + a.test.nnz(),
+                d.nnz(),
+                "{rule:?}"
+            );
             assert_eq!(a.train.union(&a.valid).union(&a.test), d, "{rule:?}");
         }
     }
@@ -243,7 +260,12 @@ mod tests {
         let r = SplitRule::UserRatio { train: 0.8 }.apply(&d, 1).unwrap();
         assert_eq!(r.train.user_degree(4), 8);
         assert_eq!(r.test.user_degree(4), 2);
-        let g = SplitRule::GlobalRatio { train: 0.7, valid: 0.2 }.apply(&d, 1).unwrap();
+        let g = SplitRule::GlobalRatio {
+            train: 0.7,
+            valid: 0.2,
+        }
+        .apply(&d, 1)
+        .unwrap();
         assert_eq!(g.train.nnz(), 21);
         assert_eq!(g.valid.nnz(), 6);
     }

@@ -137,8 +137,7 @@ mod tests {
     fn reads_gzip_and_counts_lines_from_one() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.tsv.gz");
-        let mut enc =
-            flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         enc.write_all(b"1\t2\n\n3\t4\n").unwrap();
         std::fs::write(&p, enc.finish().unwrap()).unwrap();
         let mut seen = Vec::new();

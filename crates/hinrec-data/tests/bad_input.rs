@@ -51,18 +51,27 @@ fn assert_err(result: Result<Dataset, String>, want: &str) {
 #[test]
 fn good_input_loads() {
     let ds = load_with(Some(GOOD_UI), GOOD_IG).unwrap();
-    assert_eq!((ds.n_users(), ds.n_items(), ds.interactions.nnz()), (3, 4, 4));
+    assert_eq!(
+        (ds.n_users(), ds.n_items(), ds.interactions.nnz()),
+        (3, 4, 4)
+    );
     assert_eq!(ds.relations[0].edges.len(), 2);
 }
 
 #[test]
 fn malformed_line() {
-    assert_err(load_with(Some("1\t1\t5\n12\n"), GOOD_IG), "ui.tsv:2: missing column 2 (item)");
+    assert_err(
+        load_with(Some("1\t1\t5\n12\n"), GOOD_IG),
+        "ui.tsv:2: missing column 2 (item)",
+    );
 }
 
 #[test]
 fn missing_column() {
-    assert_err(load_with(Some("1\t1\t5\n2\t2\n"), GOOD_IG), "ui.tsv:2: missing column 3 (rating)");
+    assert_err(
+        load_with(Some("1\t1\t5\n2\t2\n"), GOOD_IG),
+        "ui.tsv:2: missing column 3 (rating)",
+    );
 }
 
 #[test]
@@ -71,13 +80,22 @@ fn non_numeric_field() {
         load_with(Some("1\t1\t5\n\n2\t2\tfive\n"), GOOD_IG),
         "ui.tsv:3: column 3 (rating): \"five\" is not a valid number",
     );
-    assert_err(load_with(Some("x\t1\t5\n"), GOOD_IG), "ui.tsv:1: user id \"x\" is not an integer");
+    assert_err(
+        load_with(Some("x\t1\t5\n"), GOOD_IG),
+        "ui.tsv:1: user id \"x\" is not an integer",
+    );
 }
 
 #[test]
 fn id_out_of_range() {
-    assert_err(load_with(Some("1\t1\t5\n9\t1\t5\n"), GOOD_IG), "ui.tsv:2: user id 9 is out of range 1..=3");
-    assert_err(load_with(Some(GOOD_UI), "1\t7\n5\t8\n"), "ig.tsv:2: item id 5 is out of range 1..=4");
+    assert_err(
+        load_with(Some("1\t1\t5\n9\t1\t5\n"), GOOD_IG),
+        "ui.tsv:2: user id 9 is out of range 1..=3",
+    );
+    assert_err(
+        load_with(Some(GOOD_UI), "1\t7\n5\t8\n"),
+        "ig.tsv:2: item id 5 is out of range 1..=4",
+    );
 }
 
 #[test]
@@ -98,31 +116,53 @@ fn broken_manifests() {
     std::fs::write(&p, "name = \"x\"\nuser = [").unwrap();
     let e = Dataset::load_manifest(&p).unwrap_err().to_string();
     assert!(e.contains("manifest.toml") && e.contains("line 2"), "{e}");
-    let e = Dataset::load_manifest(Path::new("/no/such/manifest.toml")).unwrap_err().to_string();
+    let e = Dataset::load_manifest(Path::new("/no/such/manifest.toml"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("/no/such/manifest.toml"), "{e}");
 }
 
 #[test]
 fn bad_stored_negatives() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("train.rating"), "1\t1\t5\t10\n2\t2\t4\t11\n").unwrap();
+    std::fs::write(
+        dir.path().join("train.rating"),
+        "1\t1\t5\t10\n2\t2\t4\t11\n",
+    )
+    .unwrap();
     std::fs::write(dir.path().join("test.rating"), "1\t3\t5\t12\n2\t1\t4\t13\n").unwrap();
     // Line 2 names a negative the user has in training.
     std::fs::write(dir.path().join("test.negative"), "(1,3)\t2\n(2,1)\t2\n").unwrap();
-    let e = registry::load(dir.path().to_str().unwrap(), None).unwrap_err().to_string();
-    assert!(e.contains("test.negative") && e.contains("is one of the user's items"), "{e}");
+    let e = registry::load(dir.path().to_str().unwrap(), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("test.negative") && e.contains("is one of the user's items"),
+        "{e}"
+    );
     std::fs::write(dir.path().join("test.negative"), "(1,3)\t2\n(2,1)\tnope\n").unwrap();
-    let e = registry::load(dir.path().to_str().unwrap(), None).unwrap_err().to_string();
-    assert!(e.contains("test.negative:2: unknown item id \"nope\""), "{e}");
+    let e = registry::load(dir.path().to_str().unwrap(), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("test.negative:2: unknown item id \"nope\""),
+        "{e}"
+    );
     std::fs::write(dir.path().join("test.negative"), "(1,3)\t2\n").unwrap();
-    let e = registry::load(dir.path().to_str().unwrap(), None).unwrap_err().to_string();
+    let e = registry::load(dir.path().to_str().unwrap(), None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("cover 1 test pairs, the test set has 2"), "{e}");
 }
 
 #[test]
 fn lgrec_layout_folder_loads() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("train.rating"), "1\t1\t5\t10\n2\t2\t4\t11\n").unwrap();
+    std::fs::write(
+        dir.path().join("train.rating"),
+        "1\t1\t5\t10\n2\t2\t4\t11\n",
+    )
+    .unwrap();
     std::fs::write(dir.path().join("test.rating"), "1\t3\t5\t12\n2\t1\t4\t13\n").unwrap();
     std::fs::write(dir.path().join("test.negative"), "(1,3)\t2\n(2,1)\t3\n").unwrap();
     let ds = registry::load(dir.path().to_str().unwrap(), None).unwrap();

@@ -65,7 +65,9 @@ impl UserMetrics {
                 let hits: Vec<usize> = ranks.iter().copied().filter(|&r| r < k).collect();
                 let h = hits.len() as f64;
                 let dcg: f64 = hits.iter().map(|&r| 1.0 / ((r + 2) as f64).log2()).sum();
-                let idcg: f64 = (0..n_pos.min(k)).map(|j| 1.0 / ((j + 2) as f64).log2()).sum();
+                let idcg: f64 = (0..n_pos.min(k))
+                    .map(|j| 1.0 / ((j + 2) as f64).log2())
+                    .sum();
                 let best = hits.iter().min().map_or(0.0, |&r| 1.0 / (r + 1) as f64);
                 let arhr: f64 = hits.iter().map(|&r| 1.0 / (r + 1) as f64).sum();
                 [

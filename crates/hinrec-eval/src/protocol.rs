@@ -26,7 +26,11 @@ pub trait Scorer {
 
 /// The sampled protocol: each test pair's positive ranked against its stored
 /// negatives; metrics averaged over test pairs.
-pub fn sampled<S: Scorer + Sync + ?Sized>(model: &S, negatives: &EvalNegatives, ks: &[usize]) -> Metrics {
+pub fn sampled<S: Scorer + Sync + ?Sized>(
+    model: &S,
+    negatives: &EvalNegatives,
+    ks: &[usize],
+) -> Metrics {
     let per_pair: Vec<UserMetrics> = negatives
         .pairs
         .par_iter()
@@ -100,13 +104,21 @@ pub fn full_ranking<S: Scorer + Sync + ?Sized>(
 
 /// Full ranking of the test set of `split` (excluding training and
 /// validation items).
-pub fn full_ranking_test<S: Scorer + Sync + ?Sized>(model: &S, split: &Split, ks: &[usize]) -> Metrics {
+pub fn full_ranking_test<S: Scorer + Sync + ?Sized>(
+    model: &S,
+    split: &Split,
+    ks: &[usize],
+) -> Metrics {
     full_ranking(model, &split.test, &[&split.train, &split.valid], ks)
 }
 
 /// Full ranking of the validation set of `split` (excluding training items;
 /// test items stay among the candidates, as the model cannot know them).
-pub fn full_ranking_valid<S: Scorer + Sync + ?Sized>(model: &S, split: &Split, ks: &[usize]) -> Metrics {
+pub fn full_ranking_valid<S: Scorer + Sync + ?Sized>(
+    model: &S,
+    split: &Split,
+    ks: &[usize],
+) -> Metrics {
     full_ranking(model, &split.valid, &[&split.train], ks)
 }
 

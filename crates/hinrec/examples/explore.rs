@@ -13,9 +13,15 @@ fn main() -> anyhow::Result<()> {
             c.itemknn.k = k;
             c.itemknn.shrink = shrink;
             let f = fit(ModelKind::ItemKnn, &p, &c, 1, &mut |_| {})?;
-            let v = hinrec::models::validation(&p, &c).score(f.scorer()).unwrap();
+            let v = hinrec::models::validation(&p, &c)
+                .score(f.scorer())
+                .unwrap();
             let t = p.evaluate_sampled(f.scorer(), "knn", 1, &[10]);
-            println!("knn k={k} shrink={shrink} valid {v:.4} test HR {:.4} NDCG {:.4}", t.metrics.get("HR@10").unwrap(), t.metrics.get("NDCG@10").unwrap());
+            println!(
+                "knn k={k} shrink={shrink} valid {v:.4} test HR {:.4} NDCG {:.4}",
+                t.metrics.get("HR@10").unwrap(),
+                t.metrics.get("NDCG@10").unwrap()
+            );
         }
     }
     for dim in [32, 64, 128] {

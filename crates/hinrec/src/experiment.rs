@@ -56,7 +56,8 @@ impl Default for ExperimentConfig {
 impl ExperimentConfig {
     /// Reads a TOML config file.
     pub fn read(path: &std::path::Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("config {}", path.display()))
     }
 }
@@ -107,10 +108,19 @@ impl Prepared {
         let all = [&split.train, &split.valid, &split.test];
         let test_negatives = match (&cfg.split, &ds.given_negatives) {
             (None, Some(n)) => n.clone(),
-            _ => EvalNegatives::sample(&split.test, &all, cfg.negatives, cfg.data_seed.wrapping_add(2))?,
+            _ => EvalNegatives::sample(
+                &split.test,
+                &all,
+                cfg.negatives,
+                cfg.data_seed.wrapping_add(2),
+            )?,
         };
-        let valid_negatives =
-            EvalNegatives::sample(&split.valid, &all[..2], cfg.negatives, cfg.data_seed.wrapping_add(3))?;
+        let valid_negatives = EvalNegatives::sample(
+            &split.valid,
+            &all[..2],
+            cfg.negatives,
+            cfg.data_seed.wrapping_add(3),
+        )?;
         Ok(Prepared {
             dataset: ds.name.clone(),
             split_label: label,
@@ -121,14 +131,26 @@ impl Prepared {
     }
 
     /// Sampled protocol on the test pairs.
-    pub fn evaluate_sampled<S: Scorer + Sync + ?Sized>(&self, model: &S, name: &str, seed: u64, ks: &[usize]) -> EvalReport {
+    pub fn evaluate_sampled<S: Scorer + Sync + ?Sized>(
+        &self,
+        model: &S,
+        name: &str,
+        seed: u64,
+        ks: &[usize],
+    ) -> EvalReport {
         let t = Instant::now();
         let metrics = sampled(model, &self.test_negatives, ks);
         self.report(name, "sampled", seed, ks, metrics, t)
     }
 
     /// Full ranking of the test items (training and validation excluded).
-    pub fn evaluate_full<S: Scorer + Sync + ?Sized>(&self, model: &S, name: &str, seed: u64, ks: &[usize]) -> EvalReport {
+    pub fn evaluate_full<S: Scorer + Sync + ?Sized>(
+        &self,
+        model: &S,
+        name: &str,
+        seed: u64,
+        ks: &[usize],
+    ) -> EvalReport {
         let t = Instant::now();
         let s = &self.split;
         let metrics = full_ranking(model, &s.test, &[&s.train, &s.valid], ks);
@@ -137,17 +159,31 @@ impl Prepared {
 
     /// Per-user AUC over all unseen items (HHFAN eq. 12) and the global AUC
     /// over the stored labeled pairs (DURation), as `AUC` and `GAUC`.
-    pub fn evaluate_auc<S: Scorer + Sync + ?Sized>(&self, model: &S, name: &str, seed: u64) -> EvalReport {
+    pub fn evaluate_auc<S: Scorer + Sync + ?Sized>(
+        &self,
+        model: &S,
+        name: &str,
+        seed: u64,
+    ) -> EvalReport {
         let t = Instant::now();
         let s = &self.split;
         let mut metrics = full_ranking(model, &s.test, &[&s.train, &s.valid], &[]);
-        metrics
-            .values
-            .insert("GAUC".into(), hinrec_eval::global_auc(model, &self.test_negatives));
+        metrics.values.insert(
+            "GAUC".into(),
+            hinrec_eval::global_auc(model, &self.test_negatives),
+        );
         self.report(name, "auc", seed, &[], metrics, t)
     }
 
-    fn report(&self, name: &str, protocol: &str, seed: u64, ks: &[usize], metrics: Metrics, t: Instant) -> EvalReport {
+    fn report(
+        &self,
+        name: &str,
+        protocol: &str,
+        seed: u64,
+        ks: &[usize],
+        metrics: Metrics,
+        t: Instant,
+    ) -> EvalReport {
         EvalReport {
             model: name.into(),
             dataset: self.dataset.clone(),

@@ -13,7 +13,11 @@ use hinrec::models::{fit, ModelKind};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser)]
-#[command(name = "hinrec", version, about = "Recommenders over heterogeneous information networks")]
+#[command(
+    name = "hinrec",
+    version,
+    about = "Recommenders over heterogeneous information networks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -158,10 +162,15 @@ fn run(cli: Cli) -> Result<()> {
             let mut loaded = model_dir::load(&model_dir)?;
             if let Some(path) = negatives {
                 let ds = &loaded.dataset;
-                loaded.prepared.test_negatives = hinrec::data::EvalNegatives::read(&path, ds.users(), &|s| ds.item_id(s))?;
+                loaded.prepared.test_negatives =
+                    hinrec::data::EvalNegatives::read(&path, ds.users(), &|s| ds.item_id(s))?;
             }
             let p = &loaded.prepared;
-            let (scorer, name, seed) = (loaded.model.scorer(), loaded.info.model.name(), loaded.info.seed);
+            let (scorer, name, seed) = (
+                loaded.model.scorer(),
+                loaded.info.model.name(),
+                loaded.info.seed,
+            );
             let report = match protocol {
                 Protocol::Sampled => p.evaluate_sampled(scorer, name, seed, &k),
                 Protocol::Full => p.evaluate_full(scorer, name, seed, &k),
@@ -185,12 +194,19 @@ fn run(cli: Cli) -> Result<()> {
         Command::Demo { seed } => demo(seed)?,
         Command::Synth { out, config } => {
             let cfg = match config {
-                Some(p) => toml::from_str(&std::fs::read_to_string(&p)?).with_context(|| format!("{}", p.display()))?,
+                Some(p) => toml::from_str(&std::fs::read_to_string(&p)?)
+                    .with_context(|| format!("{}", p.display()))?,
                 None => synthetic::SyntheticConfig::default(),
             };
             let ds = synthetic::generate(&cfg)?;
             synthetic::write_folder(&ds, &out)?;
-            println!("wrote {} ({} users, {} items, {} interactions)", out.display(), ds.n_users(), ds.n_items(), ds.interactions.nnz());
+            println!(
+                "wrote {} ({} users, {} items, {} interactions)",
+                out.display(),
+                ds.n_users(),
+                ds.n_items(),
+                ds.interactions.nnz()
+            );
         }
     }
     Ok(())
@@ -215,7 +231,13 @@ fn epoch_bar(max_epochs: usize) -> ProgressBar {
     bar
 }
 
-fn train(kind: ModelKind, data: &DataArgs, config: Option<&Path>, seed: u64, out: &Path) -> Result<()> {
+fn train(
+    kind: ModelKind,
+    data: &DataArgs,
+    config: Option<&Path>,
+    seed: u64,
+    out: &Path,
+) -> Result<()> {
     let cfg = match config {
         Some(p) => ExperimentConfig::read(p)?,
         None => ExperimentConfig::default(),
@@ -258,7 +280,10 @@ fn train(kind: ModelKind, data: &DataArgs, config: Option<&Path>, seed: u64, out
         model: kind,
         seed,
         data: absolute_if_path(&data.data),
-        data_root: data.data_root.as_ref().map(|p| std::fs::canonicalize(p).unwrap_or(p.clone())),
+        data_root: data
+            .data_root
+            .as_ref()
+            .map(|p| std::fs::canonicalize(p).unwrap_or(p.clone())),
         dataset: ds.name.clone(),
         split: prepared.split_label.clone(),
         config: cfg,
@@ -329,7 +354,11 @@ fn demo(seed: u64) -> Result<()> {
         );
     }
     println!();
-    println!("seed {seed}, data seed {}; total {:.1}s", cfg.data_seed, t.elapsed().as_secs_f64());
+    println!(
+        "seed {seed}, data seed {}; total {:.1}s",
+        cfg.data_seed,
+        t.elapsed().as_secs_f64()
+    );
     if t.elapsed().as_secs() > 120 {
         bail!("the demo took over two minutes");
     }

@@ -36,14 +36,25 @@ const WEIGHTS: &str = "model.safetensors";
 const CONFIG: &str = "config.toml";
 
 /// Writes a model directory.
-pub fn save(dir: &Path, info: &RunInfo, model: &Trained, ds: &Dataset, prepared: &Prepared) -> Result<()> {
+pub fn save(
+    dir: &Path,
+    info: &RunInfo,
+    model: &Trained,
+    ds: &Dataset,
+    prepared: &Prepared,
+) -> Result<()> {
     let split_dir = dir.join("split");
-    std::fs::create_dir_all(&split_dir).with_context(|| format!("creating {}", split_dir.display()))?;
+    std::fs::create_dir_all(&split_dir)
+        .with_context(|| format!("creating {}", split_dir.display()))?;
     model.save(&dir.join(WEIGHTS))?;
     let text = toml::to_string_pretty(info)?;
     std::fs::write(dir.join(CONFIG), text).with_context(|| format!("writing {}", dir.display()))?;
     let s = &prepared.split;
-    for (name, part) in [("train.tsv", &s.train), ("valid.tsv", &s.valid), ("test.tsv", &s.test)] {
+    for (name, part) in [
+        ("train.tsv", &s.train),
+        ("valid.tsv", &s.valid),
+        ("test.tsv", &s.test),
+    ] {
         let mut body = String::new();
         for (u, i) in part.pairs() {
             let _ = writeln!(body, "{}\t{}", ds.users().original(u), ds.item_original(i));
@@ -52,8 +63,12 @@ pub fn save(dir: &Path, info: &RunInfo, model: &Trained, ds: &Dataset, prepared:
         std::fs::write(&p, body).with_context(|| format!("writing {}", p.display()))?;
     }
     let item = |i: u32| ds.item_original(i);
-    prepared.test_negatives.write(&split_dir.join("test.negative"), ds.users(), &item)?;
-    prepared.valid_negatives.write(&split_dir.join("valid.negative"), ds.users(), &item)?;
+    prepared
+        .test_negatives
+        .write(&split_dir.join("test.negative"), ds.users(), &item)?;
+    prepared
+        .valid_negatives
+        .write(&split_dir.join("valid.negative"), ds.users(), &item)?;
     Ok(())
 }
 
@@ -78,8 +93,14 @@ pub fn load(dir: &Path) -> Result<Loaded> {
     let text = std::fs::read_to_string(&cfg_path)?;
     let info: RunInfo = toml::from_str(&text).with_context(|| format!("{}", cfg_path.display()))?;
     let model = Trained::load(info.model, &dir.join(WEIGHTS))?;
-    let dataset = hinrec_data::registry::load(&info.data, info.data_root.as_deref())
-        .with_context(|| format!("re-loading dataset {:?} named in {}", info.data, cfg_path.display()))?;
+    let dataset =
+        hinrec_data::registry::load(&info.data, info.data_root.as_deref()).with_context(|| {
+            format!(
+                "re-loading dataset {:?} named in {}",
+                info.data,
+                cfg_path.display()
+            )
+        })?;
     let split_dir = dir.join("split");
     let read = |name: &str| read_pairs(&split_dir.join(name), &dataset);
     let split = Split {
@@ -88,8 +109,10 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         test: read("test.tsv")?,
     };
     let item_id = |s: &str| dataset.item_id(s);
-    let test_negatives = EvalNegatives::read(&split_dir.join("test.negative"), dataset.users(), &item_id)?;
-    let valid_negatives = EvalNegatives::read(&split_dir.join("valid.negative"), dataset.users(), &item_id)?;
+    let test_negatives =
+        EvalNegatives::read(&split_dir.join("test.negative"), dataset.users(), &item_id)?;
+    let valid_negatives =
+        EvalNegatives::read(&split_dir.join("valid.negative"), dataset.users(), &item_id)?;
     let prepared = Prepared {
         dataset: info.dataset.clone(),
         split_label: info.split.clone(),
@@ -106,14 +129,24 @@ pub fn load(dir: &Path) -> Result<Loaded> {
 }
 
 fn read_pairs(path: &Path, ds: &Dataset) -> Result<Interactions> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut pairs = Vec::new();
-    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let (u, i) = line
             .split_once('\t')
             .with_context(|| format!("{}:{}: expected user<TAB>item", path.display(), n + 1))?;
-        let u = ds.users().get(u).with_context(|| format!("{}:{}: unknown user {u:?}", path.display(), n + 1))?;
-        let i = ds.item_id(i).with_context(|| format!("{}:{}: unknown item {i:?}", path.display(), n + 1))?;
+        let u = ds
+            .users()
+            .get(u)
+            .with_context(|| format!("{}:{}: unknown user {u:?}", path.display(), n + 1))?;
+        let i = ds
+            .item_id(i)
+            .with_context(|| format!("{}:{}: unknown item {i:?}", path.display(), n + 1))?;
         pairs.push((u, i));
     }
     Ok(Interactions::from_pairs(ds.n_users(), ds.n_items(), &pairs))

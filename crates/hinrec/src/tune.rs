@@ -61,7 +61,9 @@ pub fn tune(
             let fitted = fit(kind, prepared, &cfg, seed, &mut |_| {})?;
             let valid = match fitted.summary.as_ref().and_then(|s| s.best_valid) {
                 Some(v) => v,
-                None => validation(prepared, &cfg).score(fitted.scorer()).unwrap_or(f64::NAN),
+                None => validation(prepared, &cfg)
+                    .score(fitted.scorer())
+                    .unwrap_or(f64::NAN),
             };
             Ok((label, cfg, fitted, valid))
         })

@@ -22,7 +22,10 @@ fn fixture_config() -> ExperimentConfig {
 
 fn hr10(p: &Prepared, kind: ModelKind, cfg: &ExperimentConfig, seed: u64) -> f64 {
     let f = fit(kind, p, cfg, seed, &mut |_| {}).unwrap();
-    p.evaluate_sampled(f.scorer(), kind.name(), seed, &[10]).metrics.get("HR@10").unwrap()
+    p.evaluate_sampled(f.scorer(), kind.name(), seed, &[10])
+        .metrics
+        .get("HR@10")
+        .unwrap()
 }
 
 #[test]
@@ -81,12 +84,19 @@ fn saved_model_evaluates_identically_and_recommends_unseen_items() {
     assert!(pairs(&a.test) == pairs(&b.test));
     assert_eq!(loaded.prepared.test_negatives, p.test_negatives);
     let before = p.evaluate_full(fitted.scorer(), "bpr", 2, &[10]);
-    let after = loaded.prepared.evaluate_full(loaded.model.scorer(), "bpr", 2, &[10]);
+    let after = loaded
+        .prepared
+        .evaluate_full(loaded.model.scorer(), "bpr", 2, &[10]);
     assert_eq!(before.metrics, after.metrics);
     let top = hinrec::recommend::top_k(loaded.model.scorer(), &loaded.prepared.split, 0, 10);
     assert_eq!(top.len(), 10);
     assert!(top.windows(2).all(|w| w[0].1 >= w[1].1));
-    assert!(top.iter().all(|(i, _)| !p.split.known_items(0).any(|k| k == *i)));
-    let e = model_dir::load(&dir.path().join("nope")).err().unwrap().to_string();
+    assert!(top
+        .iter()
+        .all(|(i, _)| !p.split.known_items(0).any(|k| k == *i)));
+    let e = model_dir::load(&dir.path().join("nope"))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("not a model directory"), "{e}");
 }
