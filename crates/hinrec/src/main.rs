@@ -267,10 +267,11 @@ fn train(
     bar.finish_and_clear();
     if let Some(s) = &fitted.summary {
         eprintln!(
-            "trained {} epochs in {:.2}s (best epoch {}, valid {} {:.4}, {:.0} samples/s)",
+            "trained {} epochs in {:.2}s (best epoch {} after {:.2}s, valid {} {:.4}, {:.0} samples/s)",
             s.epochs,
             s.total_s,
             s.best_epoch,
+            s.time_to_best_s,
             cfg.metric,
             s.best_valid.unwrap_or(f64::NAN),
             s.samples_per_s
