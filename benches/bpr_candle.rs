@@ -17,16 +17,25 @@ fn candle_epoch(users: &Var, items: &Var, triples: &[(u32, u32, u32)], opt: &mut
     let mut last = 0.0;
     for batch in triples.chunks(2048) {
         let ids = |f: fn(&(u32, u32, u32)) -> u32| {
-            Tensor::from_vec(batch.iter().map(f).collect::<Vec<u32>>(), batch.len(), &dev).expect("ids")
+            Tensor::from_vec(batch.iter().map(f).collect::<Vec<u32>>(), batch.len(), &dev)
+                .expect("ids")
         };
         let (u, i, j) = (ids(|t| t.0), ids(|t| t.1), ids(|t| t.2));
         let pu = users.as_tensor().index_select(&u, 0).expect("gather");
         let qi = items.as_tensor().index_select(&i, 0).expect("gather");
         let qj = items.as_tensor().index_select(&j, 0).expect("gather");
-        let x = (pu * (qi - qj).expect("sub")).expect("mul").sum(1).expect("sum");
+        let x = (pu * (qi - qj).expect("sub"))
+            .expect("mul")
+            .sum(1)
+            .expect("sum");
         // -ln sigmoid(x) = softplus(-x) = ln(1 + exp(-x))
         let loss = x.neg().expect("neg").exp().expect("exp");
-        let loss = (loss + 1.0).expect("add").log().expect("log").mean_all().expect("mean");
+        let loss = (loss + 1.0)
+            .expect("add")
+            .log()
+            .expect("log")
+            .mean_all()
+            .expect("mean");
         opt.backward_step(&loss).expect("step");
         last = loss.to_scalar::<f32>().expect("scalar");
     }
@@ -49,8 +58,10 @@ fn bench(c: &mut Criterion) {
             (u, i, j)
         })
         .collect();
-    let users = Var::from_tensor(&Tensor::zeros((nu, d), DType::F32, &Device::Cpu).expect("zeros")).expect("var");
-    let items = Var::from_tensor(&Tensor::ones((ni, d), DType::F32, &Device::Cpu).expect("ones")).expect("var");
+    let users = Var::from_tensor(&Tensor::zeros((nu, d), DType::F32, &Device::Cpu).expect("zeros"))
+        .expect("var");
+    let items = Var::from_tensor(&Tensor::ones((ni, d), DType::F32, &Device::Cpu).expect("ones"))
+        .expect("var");
     let mut opt = SGD::new(vec![users.clone(), items.clone()], 0.05).expect("sgd");
 
     let mut g = c.benchmark_group("bpr_epoch_plain_vs_candle");
