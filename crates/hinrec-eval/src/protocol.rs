@@ -1,6 +1,6 @@
 //! The evaluation protocols, parallel over users with rayon.
 
-use hinrec_data::{EvalNegatives, Interactions, Split};
+use hinrec_data::{EvalNegatives, Interactions};
 use rayon::prelude::*;
 
 use crate::metrics::{ranks_against, UserMetrics};
@@ -100,26 +100,6 @@ pub fn full_ranking<S: Scorer + Sync + ?Sized>(
         )
         .collect();
     Metrics::average(&per_user, ks)
-}
-
-/// Full ranking of the test set of `split` (excluding training and
-/// validation items).
-pub fn full_ranking_test<S: Scorer + Sync + ?Sized>(
-    model: &S,
-    split: &Split,
-    ks: &[usize],
-) -> Metrics {
-    full_ranking(model, &split.test, &[&split.train, &split.valid], ks)
-}
-
-/// Full ranking of the validation set of `split` (excluding training items;
-/// test items stay among the candidates, as the model cannot know them).
-pub fn full_ranking_valid<S: Scorer + Sync + ?Sized>(
-    model: &S,
-    split: &Split,
-    ks: &[usize],
-) -> Metrics {
-    full_ranking(model, &split.valid, &[&split.train], ks)
 }
 
 /// One AUC over every labeled pair: test pairs are positives, their stored
