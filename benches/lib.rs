@@ -3,11 +3,11 @@
 //! benchmarks run anywhere without the real data.
 
 use hinrec::data::synthetic::{generate, SyntheticConfig};
+use hinrec::data::Dataset;
 use hinrec::experiment::{ExperimentConfig, Prepared};
 
-/// 943 users, 1,682 items, about 100 interactions per user, prepared with
-/// leave-one-out and 100 stored negatives.
-pub fn ml100k_sized() -> Prepared {
+/// 943 users, 1,682 items, about 100 interactions per user.
+pub fn ml100k_sized_dataset() -> Dataset {
     let cfg = SyntheticConfig {
         n_users: 943,
         n_items: 1682,
@@ -16,6 +16,12 @@ pub fn ml100k_sized() -> Prepared {
         seed: 11,
         ..SyntheticConfig::default()
     };
-    let ds = generate(&cfg).expect("valid synthetic config");
-    Prepared::new(&ds, &ExperimentConfig::default()).expect("synthetic data splits")
+    generate(&cfg).expect("valid synthetic config")
+}
+
+/// [`ml100k_sized_dataset`] prepared with leave-one-out and 100 stored
+/// negatives.
+pub fn ml100k_sized() -> Prepared {
+    Prepared::new(&ml100k_sized_dataset(), &ExperimentConfig::default())
+        .expect("synthetic data splits")
 }
