@@ -28,7 +28,10 @@ fn bench(c: &mut Criterion) {
     let mut pairs: Vec<(u32, u32)> = p.split.train.pairs().collect();
     let n = pairs.len();
     let items = p.split.train.n_items() as u32;
-    pairs.extend((0..n).map(|k| (pairs[k].0, (k as u32 * 7919) % items)));
+    let negatives: Vec<(u32, u32)> = (0..n)
+        .map(|k| (pairs[k].0, (k as u32 * 7919) % items))
+        .collect();
+    pairs.extend(negatives);
     let labeler = PairLabeler::new(
         &hin,
         &["UIUI", "UAUI", "UIGI", "UUI"],

@@ -1,7 +1,7 @@
 //! hinrec: recommenders over heterogeneous information networks.
 //!
 //! This crate is the facade over the workspace (re-exporting
-//! [`data`], [`eval`], [`graph`] and [`baselines`]) and the engine behind the `hinrec`
+//! [`data`], [`eval`], [`graph`], [`sample`] and [`baselines`]) and the engine behind the `hinrec`
 //! command line: [`experiment`] prepares a dataset for a protocol (split,
 //! validation, stored negatives), [`models`] trains and evaluates any model
 //! by name, and [`model_dir`] saves a trained model with its config and split.
@@ -23,6 +23,7 @@ pub use hinrec_baselines as baselines;
 pub use hinrec_data as data;
 pub use hinrec_eval as eval;
 pub use hinrec_graph as graph;
+pub use hinrec_sample as sample;
 
 pub mod experiment;
 pub mod model_dir;
