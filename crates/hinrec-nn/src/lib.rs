@@ -1,0 +1,32 @@
+//! candle layers and training pieces for hinrec models.
+//!
+//! - [`init`]: seeded initialisation (candle's CPU generator cannot be
+//!   seeded, so every random value comes from our ChaCha8 stream);
+//! - [`layers`]: [`layers::Linear`], [`layers::Mlp`], masked
+//!   [`layers::co_attention`] and the translation score;
+//! - [`loss`]: hinge, BPR, sigmoid cross-entropy with logits, L2;
+//! - [`optim`]: [`optim::Adam`] for dense parameters (moments exposed, so
+//!   they are saved and a resumed run continues exactly) and
+//!   [`optim::EmbeddingTable`], whose rows live outside candle and are
+//!   updated row-wise: a batch gathers its unique rows into a small leaf
+//!   tensor and only those rows see the gradient and the optimizer;
+//! - [`checkpoint`]: named tensors to safetensors, written atomically;
+//! - [`gradcheck`]: finite-difference checks used by the tests of every layer.
+//!
+//! ```
+//! use candle_core::{DType, Device, Tensor};
+//! use hinrec_nn::{init::Rng, layers::Mlp};
+//!
+//! let mut rng = Rng::new(7);
+//! let mlp = Mlp::new(&mut rng, &[4, 8, 2], DType::F32, &Device::Cpu)?;
+//! let x = Tensor::ones((3, 4), DType::F32, &Device::Cpu)?;
+//! assert_eq!(mlp.forward(&x)?.dims(), &[3, 2]);
+//! # Ok::<(), candle_core::Error>(())
+//! ```
+
+pub mod checkpoint;
+pub mod gradcheck;
+pub mod init;
+pub mod layers;
+pub mod loss;
+pub mod optim;
