@@ -5,6 +5,7 @@
 //! - `real-data`: the checks CI runs where ../shared/datasets exists.
 //! - `ci`: everything .ci/run runs.
 
+mod lgrec;
 mod real_data;
 mod reproduce;
 
@@ -25,6 +26,8 @@ struct Cli {
 enum Task {
     /// Train and evaluate each model on each dataset; update docs/results.md.
     Reproduce(reproduce::Args),
+    /// LGRec and its ablations on the paper datasets; updates docs/results.md.
+    Lgrec(lgrec::Args),
     /// Real-data acceptance checks (dataset counts, BPR-MF on lgrec-ml100k).
     RealData {
         /// Folder of the shared datasets.
@@ -38,6 +41,7 @@ enum Task {
 fn main() -> Result<()> {
     match Cli::parse().task {
         Task::Reproduce(args) => reproduce::run(&args),
+        Task::Lgrec(args) => lgrec::run(&args),
         Task::RealData { data_root } => real_data::run(&data_root),
         Task::Ci => {
             cargo(&["fmt", "--all", "--", "--check"])?;

@@ -83,12 +83,13 @@ pub struct Record {
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct Store {
-    records: Vec<Record>,
+pub struct Store {
+    /// Every model-dataset record.
+    pub records: Vec<Record>,
 }
 
 #[derive(Debug, Deserialize)]
-struct PaperFile {
+pub struct PaperFile {
     entry: Vec<PaperEntry>,
 }
 
@@ -106,12 +107,34 @@ struct PaperValue {
     value: f64,
 }
 
-pub fn run(args: &Args) -> Result<()> {
-    let json_path = args.out.join("results.json");
-    let mut store: Store = match std::fs::read_to_string(&json_path) {
+/// Reads docs/results.json (empty when absent).
+pub fn load_store(out: &std::path::Path) -> Result<Store> {
+    let json_path = out.join("results.json");
+    Ok(match std::fs::read_to_string(&json_path) {
         Ok(t) => serde_json::from_str(&t).with_context(|| format!("{}", json_path.display()))?,
         Err(_) => Store::default(),
-    };
+    })
+}
+
+/// Replaces the record of the same dataset and model, writes results.json
+/// and re-renders results.md.
+pub fn save_record(out: &std::path::Path, store: &mut Store, rec: Record) -> Result<()> {
+    store
+        .records
+        .retain(|r| !(r.dataset == rec.dataset && r.model == rec.model));
+    store.records.push(rec);
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_string_pretty(&store)?,
+    )?;
+    let papers: PaperFile =
+        toml::from_str(&std::fs::read_to_string(out.join("paper-numbers.toml"))?)?;
+    std::fs::write(out.join("results.md"), render(store, &papers))?;
+    Ok(())
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let mut store = load_store(&args.out)?;
     let command = format!(
         "cargo xtask reproduce --datasets {} --models {} --seeds {}",
         args.datasets.join(","),
@@ -140,22 +163,10 @@ pub fn run(args: &Args) -> Result<()> {
         );
         for &kind in &args.models {
             let rec = run_model(kind, &prepared, &base, &args.seeds, &command, &commit)?;
-            store
-                .records
-                .retain(|r| !(r.dataset == rec.dataset && r.model == rec.model));
-            store.records.push(rec);
-            std::fs::write(&json_path, serde_json::to_string_pretty(&store)?)?;
+            save_record(&args.out, &mut store, rec)?;
         }
     }
-    let papers: PaperFile = toml::from_str(&std::fs::read_to_string(
-        args.out.join("paper-numbers.toml"),
-    )?)?;
-    std::fs::write(args.out.join("results.md"), render(&store, &papers))?;
-    println!(
-        "wrote {} and {}",
-        json_path.display(),
-        args.out.join("results.md").display()
-    );
+    println!("updated {}/results.json and results.md", args.out.display());
     Ok(())
 }
 
@@ -214,7 +225,7 @@ fn run_model(
     })
 }
 
-fn git_commit() -> String {
+pub fn git_commit() -> String {
     std::process::Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
         .output()
@@ -230,7 +241,7 @@ fn cell(runs: &[&Metrics], metric: &str) -> String {
     }
 }
 
-fn render(store: &Store, papers: &PaperFile) -> String {
+pub fn render(store: &Store, papers: &PaperFile) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,

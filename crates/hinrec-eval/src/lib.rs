@@ -31,9 +31,11 @@
 //! ```
 
 pub mod metrics;
+pub mod precomputed;
 pub mod protocol;
 pub mod report;
 
 pub use metrics::{ranks_against, UserMetrics};
+pub use precomputed::PrecomputedScores;
 pub use protocol::{full_ranking, global_auc, sampled, Scorer};
 pub use report::{EvalReport, Metrics};

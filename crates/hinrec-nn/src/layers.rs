@@ -2,6 +2,7 @@
 
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 
+use crate::copool::CoAttentionPool;
 use crate::init::Rng;
 
 /// `y = x W + b` with `W` of shape `(in, out)`.
@@ -88,9 +89,10 @@ const MASKED: f64 = 1e9;
 ///   0 for padding.
 ///
 /// `M = fa g^T` (`p x k1 x k2`); the importance of each neighbour is the max
-/// of its row (column) over the other side's real neighbours; a softmax over
-/// real neighbours only turns them into weights (a node without neighbours
-/// gets the zero vector). Returns the two weighted sums, `(p, d)` each.
+/// of its row (column) over the other side's real neighbours, computed by the
+/// fused [`CoAttentionPool`] op; a softmax over real neighbours only turns
+/// them into weights (a node without neighbours gets the zero vector).
+/// Returns the two weighted sums, `(p, d)` each.
 pub fn co_attention(
     fa: &Tensor,
     g: &Tensor,
@@ -99,17 +101,20 @@ pub fn co_attention(
     mask_x: &Tensor,
     mask_y: &Tensor,
 ) -> Result<(Tensor, Tensor)> {
-    let m = fa.matmul(&g.transpose(1, 2)?.contiguous()?)?;
-    let (p, k1, k2) = m.dims3()?;
-    // (mask - 1) * MASKED, spread over the other axis by a rank-1 matmul
-    // (a broadcast there would take candle's slow strided path).
-    let neg_y = ((mask_y - 1.0)? * MASKED)?.reshape((p, 1, k2))?;
-    let neg_x = ((mask_x - 1.0)? * MASKED)?.reshape((p, 1, k1))?;
-    let ones_x = Tensor::ones((p, k1, 1), m.dtype(), m.device())?;
-    let ones_y = Tensor::ones((p, k2, 1), m.dtype(), m.device())?;
-    let row_score = (&m + ones_x.matmul(&neg_y)?)?.max(D::Minus1)?; // (p, k1)
-    let mt = m.transpose(1, 2)?.contiguous()?;
-    let col_score = (mt + ones_y.matmul(&neg_x)?)?.max(D::Minus1)?; // (p, k2)
+    let (p, k1, h) = fa.dims3()?;
+    let k2 = g.dims3()?.1;
+    let flags = |m: &Tensor| -> Result<Vec<bool>> {
+        Ok(m.to_dtype(DType::F64)?
+            .flatten_all()?
+            .to_vec1::<f64>()?
+            .into_iter()
+            .map(|v| v > 0.5)
+            .collect())
+    };
+    let pool = CoAttentionPool::new(flags(mask_x)?, flags(mask_y)?, p, k1, k2, h);
+    let scores = fa.contiguous()?.apply_op2(&g.contiguous()?, pool)?;
+    let row_score = scores.narrow(1, 0, k1)?;
+    let col_score = scores.narrow(1, k1, k2)?;
     let wx = masked_softmax(&row_score, mask_x)?;
     let wy = masked_softmax(&col_score, mask_y)?;
     let xu = wx.reshape((p, 1, k1))?.matmul(x)?.squeeze(1)?;

@@ -25,6 +25,7 @@
 //! ```
 
 pub mod checkpoint;
+pub mod copool;
 pub mod gradcheck;
 pub mod init;
 pub mod layers;

@@ -73,8 +73,10 @@ impl Adam {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
             };
-            *m = ((&*m * c.beta1)? + (g * (1.0 - c.beta1))?)?;
-            *v = ((&*v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+            // Detached: the moments must not keep this step's graph alive.
+            let g = g.detach();
+            *m = ((&*m * c.beta1)? + (&g * (1.0 - c.beta1))?)?.detach();
+            *v = ((&*v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?.detach();
             let update = ((&*m / bc1)? / ((&*v / bc2)?.sqrt()? + c.eps)?)?;
             var.set(&(var.as_tensor() - (update * c.lr)?)?)?;
         }

@@ -1,0 +1,574 @@
+//! The LGRec model, its training loop and its batched scoring.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor, Var, D};
+use hinrec_baselines::training::{EarlyStopping, EpochReport, FitSummary, Validation};
+use hinrec_baselines::{BprConfig, BprMf};
+use hinrec_data::{EvalNegatives, Interactions, Split};
+use hinrec_eval::{sampled, PrecomputedScores, Scorer};
+use hinrec_graph::{Hin, PairLabeler, RowRule};
+use hinrec_nn::init::Rng;
+use hinrec_nn::layers::{co_attention, masked_mean, translation_distance, Linear, Mlp};
+use hinrec_nn::loss::{bce_with_logits, hinge, l2};
+use hinrec_nn::optim::{Adam, AdamConfig, EmbeddingTable};
+use hinrec_sample::NeighborLists;
+use rand::seq::SliceRandom;
+use rand::{Rng as _, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// Errors of LGRec.
+#[derive(Debug, thiserror::Error)]
+pub enum LgrecError {
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    /// A meta-path could not be resolved.
+    #[error(transparent)]
+    Graph(#[from] hinrec_graph::GraphError),
+    /// Pretraining the neighbour-ranking BPR-MF failed.
+    #[error(transparent)]
+    Baseline(#[from] hinrec_baselines::BaselineError),
+    /// A configuration value is unusable.
+    #[error("invalid LGRec configuration: {0}")]
+    Config(String),
+}
+
+type Result<T> = std::result::Result<T, LgrecError>;
+
+/// The model and its ablations (lgrec.txt Table 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Variant {
+    /// Co-attention and global relation.
+    Full,
+    /// Plain mean over neighbours instead of co-attention.
+    NoAtt,
+    /// No relation vector and no multi-label loss.
+    NoGlo,
+}
+
+impl Variant {
+    /// Table name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Full => "lgrec",
+            Variant::NoAtt => "lgrec-noatt",
+            Variant::NoGlo => "lgrec-noglo",
+        }
+    }
+}
+
+/// Hyper-parameters (defaults from lgrec.txt section 2.3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LgrecConfig {
+    /// Embedding size d.
+    pub dim: usize,
+    /// Neighbours per user, K1.
+    pub k_user: usize,
+    /// Neighbours per item, K2.
+    pub k_item: usize,
+    /// Weight of the multi-label loss.
+    pub alpha: f64,
+    /// Weight of L2 on the embedding rows a batch uses (per triple).
+    pub beta: f64,
+    /// Hinge margin.
+    pub margin: f64,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Triples per batch.
+    pub batch: usize,
+    /// Maximum epochs.
+    pub epochs: usize,
+    /// Epochs without validation improvement before stopping.
+    pub patience: usize,
+    /// Meta-paths whose labels the relation predicts.
+    pub meta_paths: Vec<String>,
+    /// Full model or ablation.
+    pub variant: Variant,
+    /// Validation metric (sampled protocol).
+    pub metric: String,
+    /// Pairs scored per candle call when evaluating.
+    pub eval_batch: usize,
+    /// Epochs of the BPR-MF that ranks neighbours.
+    pub bpr_epochs: usize,
+}
+
+impl Default for LgrecConfig {
+    fn default() -> Self {
+        LgrecConfig {
+            dim: 128,
+            k_user: 100,
+            k_item: 100,
+            alpha: 0.1,
+            beta: 0.001,
+            margin: 1.0,
+            lr: 0.001,
+            batch: 256,
+            epochs: 30,
+            patience: 3,
+            meta_paths: Vec::new(),
+            variant: Variant::Full,
+            metric: "NDCG@10".into(),
+            eval_batch: 1024,
+            bpr_epochs: 60,
+        }
+    }
+}
+
+/// A trained (or training) LGRec.
+pub struct Lgrec {
+    cfg: LgrecConfig,
+    dev: Device,
+    users: EmbeddingTable,
+    items: EmbeddingTable,
+    f: Mlp,
+    g: Mlp,
+    a: Var,
+    rel: Mlp,
+    out: Linear,
+    user_nb: NeighborLists,
+    item_nb: NeighborLists,
+}
+
+/// Per-neighbour tensors a batch reads: `F(X) A`, raw item rows, `G(Y)`,
+/// raw user rows.
+struct Sides {
+    fa: Option<Tensor>,
+    x: Tensor,
+    g: Option<Tensor>,
+    y: Tensor,
+}
+
+impl Lgrec {
+    /// A seeded, untrained model whose neighbour lists are ranked by a
+    /// BPR-MF trained on `train`.
+    pub fn init(
+        train: &Interactions,
+        n_paths: usize,
+        cfg: &LgrecConfig,
+        seed: u64,
+    ) -> Result<Self> {
+        if cfg.dim == 0 || cfg.k_user == 0 || cfg.k_item == 0 || cfg.batch == 0 {
+            return Err(LgrecError::Config(
+                "dim, k_user, k_item and batch must be positive".into(),
+            ));
+        }
+        if cfg.variant == Variant::Full && n_paths == 0 {
+            return Err(LgrecError::Config(
+                "the full model needs at least one meta-path".into(),
+            ));
+        }
+        let dev = Device::Cpu;
+        let bpr_cfg = BprConfig {
+            epochs: cfg.bpr_epochs,
+            ..BprConfig::default()
+        };
+        let (bpr, _) = BprMf::fit(train, &bpr_cfg, &Validation::none(), seed, |_| {})?;
+        let score = |u: u32, i: u32| {
+            let mut s = [0f32];
+            bpr.score(u, &[i], &mut s);
+            s[0]
+        };
+        let user_nb = NeighborLists::of_users(train, cfg.k_user, score);
+        let item_nb = NeighborLists::of_items(train, cfg.k_item, score);
+        let mut rng = Rng::new(seed);
+        let d = cfg.dim;
+        let table = |rng: &mut Rng, n: usize| -> Result<EmbeddingTable> {
+            let t = rng.xavier_normal(n, d, DType::F32, &dev)?;
+            Ok(EmbeddingTable::new(n, d, t.flatten_all()?.to_vec1()?))
+        };
+        Ok(Lgrec {
+            users: table(&mut rng, train.n_users())?,
+            items: table(&mut rng, train.n_items())?,
+            f: Mlp::new(&mut rng, &[d, d, d], DType::F32, &dev)?,
+            g: Mlp::new(&mut rng, &[d, d, d], DType::F32, &dev)?,
+            a: rng.xavier_var(d, d, DType::F32, &dev)?,
+            rel: Mlp::new(&mut rng, &[2 * d, d, d, d], DType::F32, &dev)?,
+            out: Linear::new(&mut rng, d, n_paths.max(1), DType::F32, &dev)?,
+            user_nb,
+            item_nb,
+            cfg: cfg.clone(),
+            dev,
+        })
+    }
+
+    fn dense_vars(&self) -> Vec<Var> {
+        let mut v = Vec::new();
+        if self.cfg.variant != Variant::NoAtt {
+            v.extend(self.f.vars());
+            v.extend(self.g.vars());
+            v.push(self.a.clone());
+        }
+        if self.cfg.variant != Variant::NoGlo {
+            v.extend(self.rel.vars());
+            v.extend(self.out.vars());
+        }
+        v
+    }
+
+    /// Distances and relation vectors of pairs `(users[k], items[k])`.
+    fn forward(
+        &self,
+        s: &Sides,
+        users: &[u32],
+        items: &[u32],
+        item_local: &dyn Fn(u32) -> u32,
+        user_local: &dyn Fn(u32) -> u32,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let (p, k1, k2, d) = (users.len(), self.cfg.k_user, self.cfg.k_item, self.cfg.dim);
+        let mut ix = Vec::with_capacity(p * k1);
+        let mut mx = Vec::with_capacity(p * k1);
+        for &u in users {
+            ix.extend(self.user_nb.neighbors(u).iter().map(|&i| item_local(i)));
+            mx.extend_from_slice(self.user_nb.mask(u));
+        }
+        let mut iy = Vec::with_capacity(p * k2);
+        let mut my = Vec::with_capacity(p * k2);
+        for &v in items {
+            iy.extend(self.item_nb.neighbors(v).iter().map(|&w| user_local(w)));
+            my.extend_from_slice(self.item_nb.mask(v));
+        }
+        let ix = Tensor::from_vec(ix, p * k1, &self.dev)?;
+        let iy = Tensor::from_vec(iy, p * k2, &self.dev)?;
+        let mx = Tensor::from_vec(mx, (p, k1), &self.dev)?;
+        let my = Tensor::from_vec(my, (p, k2), &self.dev)?;
+        let x = s.x.index_select(&ix, 0)?.reshape((p, k1, d))?;
+        let y = s.y.index_select(&iy, 0)?.reshape((p, k2, d))?;
+        let (xu, yv) = match (&s.fa, &s.g) {
+            (Some(fa), Some(g)) => {
+                let fa = fa.index_select(&ix, 0)?.reshape((p, k1, d))?;
+                let g = g.index_select(&iy, 0)?.reshape((p, k2, d))?;
+                co_attention(&fa, &g, &x, &y, &mx, &my)?
+            }
+            _ => (masked_mean(&x, &mx)?, masked_mean(&y, &my)?),
+        };
+        if self.cfg.variant == Variant::NoGlo {
+            return Ok(((xu - yv)?.sqr()?.sum(D::Minus1)?, None));
+        }
+        let z = self.rel.forward(&Tensor::cat(&[&xu, &yv], 1)?)?;
+        Ok((translation_distance(&xu, &z, &yv)?, Some(z)))
+    }
+
+    fn sides(&self, x: Tensor, y: Tensor) -> Result<Sides> {
+        if self.cfg.variant == Variant::NoAtt {
+            return Ok(Sides {
+                fa: None,
+                x,
+                g: None,
+                y,
+            });
+        }
+        let fa = self.f.forward(&x)?.matmul(self.a.as_tensor())?;
+        let g = self.g.forward(&y)?;
+        Ok(Sides {
+            fa: Some(fa),
+            x,
+            g: Some(g),
+            y,
+        })
+    }
+
+    /// One optimisation step on a batch of triples. Returns the loss.
+    fn step(&mut self, batch: &Batch<'_>, adam: &mut Adam, emb_cfg: &AdamConfig) -> Result<f64> {
+        let Batch {
+            users,
+            pos,
+            neg,
+            labels,
+            n_paths,
+        } = *batch;
+        let b = users.len();
+        let (uniq_i, loc_i) = local_ids(
+            users
+                .iter()
+                .flat_map(|&u| self.user_nb.neighbors(u).iter().copied()),
+            self.items.rows(),
+        );
+        let both: Vec<u32> = pos.iter().chain(neg).copied().collect();
+        let (uniq_u, loc_u) = local_ids(
+            both.iter()
+                .flat_map(|&v| self.item_nb.neighbors(v).iter().copied()),
+            self.users.rows(),
+        );
+        let ei = self.items.gather(&uniq_i, DType::F32, &self.dev)?;
+        let eu = self.users.gather(&uniq_u, DType::F32, &self.dev)?;
+        let sides = self.sides(ei.as_tensor().clone(), eu.as_tensor().clone())?;
+        let pair_users: Vec<u32> = users.iter().chain(users).copied().collect();
+        let (dist, z) = self.forward(&sides, &pair_users, &both, &|i| loc_i[i as usize], &|u| {
+            loc_u[u as usize]
+        })?;
+        let mut loss = hinge(
+            &dist.narrow(0, 0, b)?,
+            &dist.narrow(0, b, b)?,
+            self.cfg.margin,
+        )?;
+        if let Some(z) = z {
+            let logits = self.out.forward(&z)?;
+            let y = Tensor::from_vec(labels.to_vec(), (2 * b, n_paths), &self.dev)?;
+            // Eq. 11: alpha (l_mc(y+) + l_mc(y-)), each a sum over meta-paths.
+            loss = (loss
+                + (bce_with_logits(&logits, &y)? * (self.cfg.alpha * 2.0 * n_paths as f64))?)?;
+        }
+        let reg = (l2(&[ei.as_tensor(), eu.as_tensor()])? * (self.cfg.beta / b as f64))?;
+        loss = (loss + reg)?;
+        let grads = loss.backward()?;
+        adam.step(&grads)?;
+        if let Some(g) = grads.get(ei.as_tensor()) {
+            self.items.apply(&uniq_i, g, emb_cfg)?;
+        }
+        if let Some(g) = grads.get(eu.as_tensor()) {
+            self.users.apply(&uniq_u, g, emb_cfg)?;
+        }
+        Ok(loss.to_scalar::<f32>()? as f64)
+    }
+
+    /// Scores (negated distances: higher is better) of `pairs`, computed in
+    /// batches of `eval_batch` pairs.
+    pub fn score_pairs(&self, pairs: &[(u32, u32)]) -> Result<Vec<f32>> {
+        let x = self.items.tensor(DType::F32, &self.dev)?;
+        let y = self.users.tensor(DType::F32, &self.dev)?;
+        let sides = self.sides(x, y)?;
+        let mut out = Vec::with_capacity(pairs.len());
+        for chunk in pairs.chunks(self.cfg.eval_batch.max(1)) {
+            let users: Vec<u32> = chunk.iter().map(|p| p.0).collect();
+            let items: Vec<u32> = chunk.iter().map(|p| p.1).collect();
+            let (dist, _) = self.forward(&sides, &users, &items, &|i| i, &|u| u)?;
+            out.extend(dist.to_vec1::<f32>()?.into_iter().map(|d| -d));
+        }
+        Ok(out)
+    }
+
+    /// Scores every pair a sampled evaluation needs, as a [`Scorer`].
+    pub fn scorer_for(&self, negatives: &EvalNegatives) -> Result<PrecomputedScores> {
+        let pairs: Vec<(u32, u32)> = negatives
+            .pairs
+            .iter()
+            .zip(&negatives.negatives)
+            .flat_map(|(&(u, i), n)| std::iter::once((u, i)).chain(n.iter().map(move |&j| (u, j))))
+            .collect();
+        let scores = self.score_pairs(&pairs)?;
+        Ok(PrecomputedScores::new(
+            self.users.rows(),
+            self.items.rows(),
+            &pairs,
+            &scores,
+        ))
+    }
+
+    /// Scores of every item for every user with items in `target`, for full
+    /// ranking.
+    pub fn scorer_for_users(&self, target: &Interactions) -> Result<PrecomputedScores> {
+        let n = self.items.rows() as u32;
+        let pairs: Vec<(u32, u32)> = (0..target.n_users() as u32)
+            .filter(|&u| target.user_degree(u) > 0)
+            .flat_map(|u| (0..n).map(move |i| (u, i)))
+            .collect();
+        let scores = self.score_pairs(&pairs)?;
+        Ok(PrecomputedScores::new(
+            self.users.rows(),
+            self.items.rows(),
+            &pairs,
+            &scores,
+        ))
+    }
+
+    /// Trains on `split.train` with early stopping on the sampled validation
+    /// metric over `valid_negatives`; keeps the best epoch.
+    pub fn fit(
+        hin: &Hin,
+        split: &Split,
+        valid_negatives: &EvalNegatives,
+        cfg: &LgrecConfig,
+        seed: u64,
+        mut on_epoch: impl FnMut(&EpochReport),
+    ) -> Result<(Self, FitSummary)> {
+        let train = &split.train;
+        let paths: Vec<&str> = cfg.meta_paths.iter().map(String::as_str).collect();
+        let labeler = if cfg.variant == Variant::NoGlo {
+            None
+        } else {
+            Some(PairLabeler::new(hin, &paths, RowRule::AboveRowMean)?)
+        };
+        let n_paths = paths.len().max(1);
+        let start = Instant::now();
+        let mut model = Self::init(train, paths.len(), cfg, seed)?;
+        let adam_cfg = AdamConfig {
+            lr: cfg.lr,
+            ..AdamConfig::default()
+        };
+        let mut adam = Adam::new(model.dense_vars(), adam_cfg)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x1_6ec0);
+        let mut order: Vec<(u32, u32)> = train.pairs().collect();
+        let mut stop = EarlyStopping::new(cfg.patience);
+        let mut best: Option<Snapshot> = None;
+        let (mut train_s, mut time_to_best, mut epochs) = (0.0, 0.0, 0);
+        let k: usize = cfg
+            .metric
+            .split_once('@')
+            .and_then(|(_, k)| k.parse().ok())
+            .unwrap_or(10);
+        for epoch in 1..=cfg.epochs {
+            let t = Instant::now();
+            order.shuffle(&mut rng);
+            let negs: Vec<u32> = order
+                .iter()
+                .map(|&(u, _)| sample_negative(train, u, &mut rng))
+                .collect();
+            let mut loss_sum = 0.0;
+            let mut batches = 0;
+            for (chunk, neg) in order.chunks(cfg.batch).zip(negs.chunks(cfg.batch)) {
+                let users: Vec<u32> = chunk.iter().map(|p| p.0).collect();
+                let pos: Vec<u32> = chunk.iter().map(|p| p.1).collect();
+                let labels = match &labeler {
+                    Some(l) => {
+                        let pairs: Vec<(u32, u32)> = users
+                            .iter()
+                            .zip(&pos)
+                            .chain(users.iter().zip(neg))
+                            .map(|(&u, &i)| (u, i))
+                            .collect();
+                        l.labels(&pairs)?
+                    }
+                    None => Vec::new(),
+                };
+                let batch = Batch {
+                    users: &users,
+                    pos: &pos,
+                    neg,
+                    labels: &labels,
+                    n_paths,
+                };
+                loss_sum += model.step(&batch, &mut adam, &adam_cfg)?;
+                batches += 1;
+            }
+            let dt = t.elapsed().as_secs_f64();
+            train_s += dt;
+            epochs = epoch;
+            let scorer = model.scorer_for(valid_negatives)?;
+            let valid = sampled(&scorer, valid_negatives, &[k]).get(&cfg.metric);
+            let improved = valid.is_none_or(|v| stop.record(epoch, v));
+            if improved {
+                best = Some(model.snapshot()?);
+                time_to_best = start.elapsed().as_secs_f64();
+            }
+            on_epoch(&EpochReport {
+                epoch,
+                loss: loss_sum / batches.max(1) as f64,
+                samples_per_s: order.len() as f64 / dt,
+                valid,
+                best: stop.best(),
+                elapsed_s: start.elapsed().as_secs_f64(),
+            });
+            if stop.should_stop() {
+                break;
+            }
+        }
+        if let Some(s) = best {
+            model.restore(s)?;
+        }
+        let summary = FitSummary {
+            epochs,
+            best_epoch: stop.best_epoch(),
+            best_valid: stop.best(),
+            train_s,
+            time_to_best_s: time_to_best,
+            total_s: start.elapsed().as_secs_f64(),
+            samples_per_s: (order.len() * epochs) as f64 / train_s.max(1e-9),
+        };
+        Ok((model, summary))
+    }
+
+    fn snapshot(&self) -> Result<Snapshot> {
+        let dense = self
+            .all_vars()
+            .iter()
+            .map(|v| v.as_tensor().copy())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Snapshot {
+            users: self.users.clone(),
+            items: self.items.clone(),
+            dense,
+        })
+    }
+
+    fn restore(&mut self, s: Snapshot) -> Result<()> {
+        self.users = s.users;
+        self.items = s.items;
+        for (v, t) in self.all_vars().iter().zip(&s.dense) {
+            v.set(t)?;
+        }
+        Ok(())
+    }
+
+    fn all_vars(&self) -> Vec<Var> {
+        let mut v = self.f.vars();
+        v.extend(self.g.vars());
+        v.push(self.a.clone());
+        v.extend(self.rel.vars());
+        v.extend(self.out.vars());
+        v
+    }
+
+    /// Every weight as named tensors (for a safetensors checkpoint).
+    pub fn state(&self) -> Result<HashMap<String, Tensor>> {
+        let mut out = self.users.state("users")?;
+        out.extend(self.items.state("items")?);
+        for (k, v) in self.all_vars().iter().enumerate() {
+            out.insert(format!("dense.{k}"), v.as_tensor().clone());
+        }
+        Ok(out)
+    }
+}
+
+/// Triples `(users[k], pos[k], neg[k])` with the meta-path labels of the
+/// positive then the negative pairs (`n_paths` per pair, row-major).
+#[derive(Clone, Copy)]
+struct Batch<'a> {
+    users: &'a [u32],
+    pos: &'a [u32],
+    neg: &'a [u32],
+    labels: &'a [f32],
+    n_paths: usize,
+}
+
+struct Snapshot {
+    users: EmbeddingTable,
+    items: EmbeddingTable,
+    dense: Vec<Tensor>,
+}
+
+/// Unique ids (sorted) and a dense map from id to its position.
+fn local_ids(ids: impl Iterator<Item = u32>, n: usize) -> (Vec<u32>, Vec<u32>) {
+    let mut seen = vec![u32::MAX; n];
+    let mut uniq: Vec<u32> = Vec::new();
+    for i in ids {
+        if seen[i as usize] == u32::MAX {
+            seen[i as usize] = 0;
+            uniq.push(i);
+        }
+    }
+    uniq.sort_unstable();
+    for (k, &i) in uniq.iter().enumerate() {
+        seen[i as usize] = k as u32;
+    }
+    (uniq, seen)
+}
+
+/// A uniform item the user has no training interaction with.
+fn sample_negative(train: &Interactions, u: u32, rng: &mut ChaCha8Rng) -> u32 {
+    let seen = train.user_items(u);
+    let n = train.n_items() as u32;
+    if seen.len() >= n as usize {
+        return 0;
+    }
+    loop {
+        let j = rng.random_range(0..n);
+        if seen.binary_search(&j).is_err() {
+            return j;
+        }
+    }
+}
