@@ -9,6 +9,7 @@ use hinrec_baselines::{BprConfig, BprMf};
 use hinrec_data::{EvalNegatives, Interactions, Split};
 use hinrec_eval::{sampled, PrecomputedScores, Scorer};
 use hinrec_graph::{Hin, PairLabeler, RowRule};
+use hinrec_nn::copool::Slots;
 use hinrec_nn::init::Rng;
 use hinrec_nn::layers::{co_attention, masked_mean, translation_distance, Linear, Mlp};
 use hinrec_nn::loss::{bce_with_logits, hinge, l2};
@@ -219,32 +220,47 @@ impl Lgrec {
         item_local: &dyn Fn(u32) -> u32,
         user_local: &dyn Fn(u32) -> u32,
     ) -> Result<(Tensor, Option<Tensor>)> {
-        let (p, k1, k2, d) = (users.len(), self.cfg.k_user, self.cfg.k_item, self.cfg.dim);
-        let mut ix = Vec::with_capacity(p * k1);
-        let mut mx = Vec::with_capacity(p * k1);
+        let (p, k1, k2) = (users.len(), self.cfg.k_user, self.cfg.k_item);
+        let mut slots = Slots {
+            idx_x: Vec::with_capacity(p * k1),
+            idx_y: Vec::with_capacity(p * k2),
+            mask_x: Vec::with_capacity(p * k1),
+            mask_y: Vec::with_capacity(p * k2),
+        };
         for &u in users {
-            ix.extend(self.user_nb.neighbors(u).iter().map(|&i| item_local(i)));
-            mx.extend_from_slice(self.user_nb.mask(u));
+            slots
+                .idx_x
+                .extend(self.user_nb.neighbors(u).iter().map(|&i| item_local(i)));
+            slots
+                .mask_x
+                .extend(self.user_nb.mask(u).iter().map(|&m| m > 0.0));
         }
-        let mut iy = Vec::with_capacity(p * k2);
-        let mut my = Vec::with_capacity(p * k2);
         for &v in items {
-            iy.extend(self.item_nb.neighbors(v).iter().map(|&w| user_local(w)));
-            my.extend_from_slice(self.item_nb.mask(v));
+            slots
+                .idx_y
+                .extend(self.item_nb.neighbors(v).iter().map(|&w| user_local(w)));
+            slots
+                .mask_y
+                .extend(self.item_nb.mask(v).iter().map(|&m| m > 0.0));
         }
-        let ix = Tensor::from_vec(ix, p * k1, &self.dev)?;
-        let iy = Tensor::from_vec(iy, p * k2, &self.dev)?;
-        let mx = Tensor::from_vec(mx, (p, k1), &self.dev)?;
-        let my = Tensor::from_vec(my, (p, k2), &self.dev)?;
-        let x = s.x.index_select(&ix, 0)?.reshape((p, k1, d))?;
-        let y = s.y.index_select(&iy, 0)?.reshape((p, k2, d))?;
         let (xu, yv) = match (&s.fa, &s.g) {
-            (Some(fa), Some(g)) => {
-                let fa = fa.index_select(&ix, 0)?.reshape((p, k1, d))?;
-                let g = g.index_select(&iy, 0)?.reshape((p, k2, d))?;
-                co_attention(&fa, &g, &x, &y, &mx, &my)?
+            (Some(fa), Some(g)) => co_attention(fa, g, &s.x, &s.y, slots, k1, k2)?,
+            _ => {
+                let mask = |m: &[bool], k: usize| {
+                    Tensor::from_vec(
+                        m.iter()
+                            .map(|&b| f32::from(u8::from(b)))
+                            .collect::<Vec<_>>(),
+                        (p, k),
+                        &self.dev,
+                    )
+                };
+                let (mx, my) = (mask(&slots.mask_x, k1)?, mask(&slots.mask_y, k2)?);
+                (
+                    masked_mean(&s.x, slots.idx_x, &mx)?,
+                    masked_mean(&s.y, slots.idx_y, &my)?,
+                )
             }
-            _ => (masked_mean(&x, &mx)?, masked_mean(&y, &my)?),
         };
         if self.cfg.variant == Variant::NoGlo {
             return Ok(((xu - yv)?.sqr()?.sum(D::Minus1)?, None));
@@ -418,22 +434,39 @@ impl Lgrec {
                 .iter()
                 .map(|&(u, _)| sample_negative(train, u, &mut rng))
                 .collect();
+            // Labels of the whole epoch at once: each user's path prefix is
+            // then computed once per epoch instead of once per batch.
+            let all_labels = match &labeler {
+                Some(l) => {
+                    let pairs: Vec<(u32, u32)> = order
+                        .iter()
+                        .copied()
+                        .chain(order.iter().zip(&negs).map(|(&(u, _), &j)| (u, j)))
+                        .collect();
+                    l.labels(&pairs)?
+                }
+                None => Vec::new(),
+            };
+            let half = order.len() * n_paths;
             let mut loss_sum = 0.0;
             let mut batches = 0;
-            for (chunk, neg) in order.chunks(cfg.batch).zip(negs.chunks(cfg.batch)) {
+            for (c, (chunk, neg)) in order
+                .chunks(cfg.batch)
+                .zip(negs.chunks(cfg.batch))
+                .enumerate()
+            {
                 let users: Vec<u32> = chunk.iter().map(|p| p.0).collect();
                 let pos: Vec<u32> = chunk.iter().map(|p| p.1).collect();
-                let labels = match &labeler {
-                    Some(l) => {
-                        let pairs: Vec<(u32, u32)> = users
-                            .iter()
-                            .zip(&pos)
-                            .chain(users.iter().zip(neg))
-                            .map(|(&u, &i)| (u, i))
-                            .collect();
-                        l.labels(&pairs)?
-                    }
-                    None => Vec::new(),
+                let labels = if all_labels.is_empty() {
+                    Vec::new()
+                } else {
+                    let (lo, hi) = (
+                        c * cfg.batch * n_paths,
+                        (c * cfg.batch + chunk.len()) * n_paths,
+                    );
+                    let mut v = all_labels[lo..hi].to_vec();
+                    v.extend_from_slice(&all_labels[half + lo..half + hi]);
+                    v
                 };
                 let batch = Batch {
                     users: &users,

@@ -1,15 +1,19 @@
-//! The max-pooled co-attention scores as one fused candle op.
+//! Fused candle ops over neighbour slots that read rows of a per-batch table
+//! through indices, so no `(pairs x slots x width)` tensor is ever built.
 //!
-//! LGRec needs only the row and column maxima of `M = FA G^T` (eq. 2). The
-//! fused op computes each pair's `k1 x k2` dot products in a tight loop
-//! (pairs in parallel) and keeps only the maxima and where they are; its
-//! backward sends each pooled gradient to the single (row, column) that won,
-//! so it costs `O(p (k1 + k2) h)` instead of the two `p k1 k2 h` products
-//! that autograd through a materialised `M` would take.
+//! - [`CoAttentionPool`]: LGRec needs only the row and column maxima of
+//!   `M = FA G^T` (eq. 2). The op computes each pair's `k1 x k2` dot products
+//!   in SIMD-friendly loops (pairs in parallel) and keeps the maxima and
+//!   where they are; its backward sends each pooled gradient to the single
+//!   (row, column) that won: `O(p (k1 + k2) h)` instead of the two
+//!   `p k1 k2 h` products of autograd through a materialised `M`.
+//! - [`WeightedRows`]: `out[p] = sum_i w[p, i] table[idx[p, i]]`, the
+//!   attention-weighted neighbour sum (eq. 3), with its exact backward.
 
+use std::ops::AddAssign;
 use std::sync::Mutex;
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
 use num_traits::Float;
 use rayon::prelude::*;
 
@@ -17,28 +21,34 @@ use rayon::prelude::*;
 /// padding): low enough that a masked softmax ignores it.
 const NONE: f64 = -1e9;
 
-/// Row and column maxima of `fa[p] g[p]^T` over real slots.
+/// Neighbour slots of `p` pairs: table row indices and real-neighbour flags
+/// for both sides, row-major `(p, k1)` and `(p, k2)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slots {
+    /// Rows of the first table.
+    pub idx_x: Vec<u32>,
+    /// Rows of the second table.
+    pub idx_y: Vec<u32>,
+    /// Real first-side neighbours.
+    pub mask_x: Vec<bool>,
+    /// Real second-side neighbours.
+    pub mask_y: Vec<bool>,
+}
+
+/// Row and column maxima of `FA[idx_x[p]] G[idx_y[p]]^T` over real slots,
+/// for tables `FA` (`n_x x h`) and `G` (`n_y x h`); output `(p, k1 + k2)`:
+/// the `k1` row maxima then the `k2` column maxima of each pair.
 pub struct CoAttentionPool {
-    mask_x: Vec<bool>,
-    mask_y: Vec<bool>,
+    slots: Slots,
     dims: (usize, usize, usize, usize),
     argmax: Mutex<Vec<u32>>,
 }
 
 impl CoAttentionPool {
-    /// For `p` pairs with `k1` and `k2` slots of width `h`; masks are
-    /// row-major `(p, k1)` and `(p, k2)`, true for real neighbours.
-    pub fn new(
-        mask_x: Vec<bool>,
-        mask_y: Vec<bool>,
-        p: usize,
-        k1: usize,
-        k2: usize,
-        h: usize,
-    ) -> Self {
+    /// For `p` pairs with `k1` and `k2` slots of width `h`.
+    pub fn new(slots: Slots, p: usize, k1: usize, k2: usize, h: usize) -> Self {
         CoAttentionPool {
-            mask_x,
-            mask_y,
+            slots,
             dims: (p, k1, k2, h),
             argmax: Mutex::new(Vec::new()),
         }
@@ -47,24 +57,26 @@ impl CoAttentionPool {
     fn forward<T: WithDType + Float + Send + Sync>(&self, fa: &[T], g: &[T]) -> (Vec<T>, Vec<u32>) {
         let (p, k1, k2, h) = self.dims;
         let none = T::from(NONE).unwrap_or(T::neg_infinity());
+        let sl = &self.slots;
         let per_pair: Vec<(Vec<T>, Vec<u32>)> = (0..p)
             .into_par_iter()
             .map(|q| {
-                let (fa, g) = (
-                    &fa[q * k1 * h..(q + 1) * k1 * h],
-                    &g[q * k2 * h..(q + 1) * k2 * h],
+                let (ix, iy) = (
+                    &sl.idx_x[q * k1..(q + 1) * k1],
+                    &sl.idx_y[q * k2..(q + 1) * k2],
                 );
                 let (mx, my) = (
-                    &self.mask_x[q * k1..(q + 1) * k1],
-                    &self.mask_y[q * k2..(q + 1) * k2],
+                    &sl.mask_x[q * k1..(q + 1) * k1],
+                    &sl.mask_y[q * k2..(q + 1) * k2],
                 );
                 let mut out = vec![none; k1 + k2];
                 let mut arg = vec![u32::MAX; k1 + k2];
                 for i in 0..k1 {
-                    let a = &fa[i * h..(i + 1) * h];
+                    let r = ix[i] as usize;
+                    let a = &fa[r * h..(r + 1) * h];
                     for j in 0..k2 {
-                        let b = &g[j * h..(j + 1) * h];
-                        let s = dot(a, b);
+                        let c = iy[j] as usize;
+                        let s = dot(a, &g[c * h..(c + 1) * h]);
                         if my[j] && (arg[i] == u32::MAX || s > out[i]) {
                             out[i] = s;
                             arg[i] = j as u32;
@@ -87,7 +99,7 @@ impl CoAttentionPool {
         (out, arg)
     }
 
-    fn backward<T: WithDType + Float + std::ops::AddAssign>(
+    fn backward<T: WithDType + Float + AddAssign>(
         &self,
         fa: &[T],
         g: &[T],
@@ -95,32 +107,30 @@ impl CoAttentionPool {
         argmax: &[u32],
     ) -> (Vec<T>, Vec<T>) {
         let (p, k1, k2, h) = self.dims;
+        let sl = &self.slots;
         let mut dfa = vec![T::zero(); fa.len()];
         let mut dg = vec![T::zero(); g.len()];
+        let mut add = |i: usize, j: usize, gr: T| {
+            let (a, b) = (i * h, j * h);
+            for t in 0..h {
+                dfa[a + t] += gr * g[b + t];
+                dg[b + t] += gr * fa[a + t];
+            }
+        };
         for q in 0..p {
             let base = q * (k1 + k2);
             for i in 0..k1 {
                 let j = argmax[base + i];
-                if j == u32::MAX {
-                    continue;
-                }
-                let gr = grad[base + i];
-                let (a, b) = ((q * k1 + i) * h, (q * k2 + j as usize) * h);
-                for t in 0..h {
-                    dfa[a + t] += gr * g[b + t];
-                    dg[b + t] += gr * fa[a + t];
+                if j != u32::MAX {
+                    let (r, c) = (sl.idx_x[q * k1 + i], sl.idx_y[q * k2 + j as usize]);
+                    add(r as usize, c as usize, grad[base + i]);
                 }
             }
             for j in 0..k2 {
                 let i = argmax[base + k1 + j];
-                if i == u32::MAX {
-                    continue;
-                }
-                let gr = grad[base + k1 + j];
-                let (a, b) = ((q * k1 + i as usize) * h, (q * k2 + j) * h);
-                for t in 0..h {
-                    dfa[a + t] += gr * g[b + t];
-                    dg[b + t] += gr * fa[a + t];
+                if i != u32::MAX {
+                    let (r, c) = (sl.idx_x[q * k1 + i as usize], sl.idx_y[q * k2 + j]);
+                    add(r as usize, c as usize, grad[base + k1 + j]);
                 }
             }
         }
@@ -150,8 +160,12 @@ fn dot<T: Float>(a: &[T], b: &[T]) -> T {
 fn contiguous<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
-        None => candle_core::bail!("co-attention pooling needs contiguous inputs"),
+        None => candle_core::bail!("fused neighbour ops need contiguous inputs"),
     }
+}
+
+fn poisoned<E>(_: E) -> candle_core::Error {
+    candle_core::Error::Msg("co-attention argmax lock poisoned".into())
 }
 
 impl CustomOp2 for CoAttentionPool {
@@ -167,13 +181,20 @@ impl CustomOp2 for CoAttentionPool {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (p, k1, k2, h) = self.dims;
-        if l1.shape().dims() != [p, k1, h] || l2.shape().dims() != [p, k2, h] {
+        let (nx, hx) = l1.shape().dims2()?;
+        let (ny, hy) = l2.shape().dims2()?;
+        let sl = &self.slots;
+        if hx != h || hy != h || sl.idx_x.len() != p * k1 || sl.idx_y.len() != p * k2 {
             candle_core::bail!(
-                "co-attention pooling: shapes {:?} {:?} do not match {:?}",
+                "co-attention pooling: tables {:?} {:?} do not fit {:?}",
                 l1.shape(),
                 l2.shape(),
                 self.dims
             );
+        }
+        if sl.idx_x.iter().any(|&i| i as usize >= nx) || sl.idx_y.iter().any(|&i| i as usize >= ny)
+        {
+            candle_core::bail!("co-attention pooling: an index is outside its table");
         }
         let (storage, arg) = match (s1, s2) {
             (CpuStorage::F32(_), CpuStorage::F32(_)) => {
@@ -186,10 +207,7 @@ impl CustomOp2 for CoAttentionPool {
             }
             _ => candle_core::bail!("co-attention pooling supports f32 and f64 of one type"),
         };
-        *self
-            .argmax
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("poisoned argmax".into()))? = arg;
+        *self.argmax.lock().map_err(poisoned)? = arg;
         Ok((storage, Shape::from((p, k1 + k2))))
     }
 
@@ -200,37 +218,158 @@ impl CustomOp2 for CoAttentionPool {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let arg = self
-            .argmax
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("poisoned argmax".into()))?;
-        let flat = |t: &Tensor| t.flatten_all();
-        let (dfa, dg) = match fa.dtype() {
-            candle_core::DType::F64 => {
-                let (a, b) = self.backward::<f64>(
-                    &flat(fa)?.to_vec1()?,
-                    &flat(g)?.to_vec1()?,
-                    &flat(grad)?.to_vec1()?,
-                    &arg,
-                );
-                (
-                    Tensor::from_vec(a, fa.shape(), fa.device())?,
-                    Tensor::from_vec(b, g.shape(), g.device())?,
-                )
-            }
-            _ => {
-                let (a, b) = self.backward::<f32>(
-                    &flat(&fa.to_dtype(candle_core::DType::F32)?)?.to_vec1()?,
-                    &flat(&g.to_dtype(candle_core::DType::F32)?)?.to_vec1()?,
-                    &flat(&grad.to_dtype(candle_core::DType::F32)?)?.to_vec1()?,
-                    &arg,
-                );
-                (
-                    Tensor::from_vec(a, fa.shape(), fa.device())?,
-                    Tensor::from_vec(b, g.shape(), g.device())?,
-                )
-            }
+        let arg = self.argmax.lock().map_err(poisoned)?;
+        let (dfa, dg) = if fa.dtype() == DType::F64 {
+            let (a, b) = self.backward::<f64>(&flat(fa)?, &flat(g)?, &flat(grad)?, &arg);
+            (
+                Tensor::from_vec(a, fa.shape(), fa.device())?,
+                Tensor::from_vec(b, g.shape(), g.device())?,
+            )
+        } else {
+            let (a, b) = self.backward::<f32>(&flat(fa)?, &flat(g)?, &flat(grad)?, &arg);
+            (
+                Tensor::from_vec(a, fa.shape(), fa.device())?,
+                Tensor::from_vec(b, g.shape(), g.device())?,
+            )
         };
-        Ok((Some(dfa), Some(dg)))
+        Ok((
+            Some(dfa.to_dtype(fa.dtype())?),
+            Some(dg.to_dtype(g.dtype())?),
+        ))
+    }
+}
+
+/// A tensor's values as a flat vector of `T`.
+fn flat<T: WithDType>(t: &Tensor) -> Result<Vec<T>> {
+    t.to_dtype(T::DTYPE)?.flatten_all()?.to_vec1()
+}
+
+/// `out[p] = sum_i w[p, i] table[idx[p * k + i]]` for weights `w` `(p, k)`
+/// and a table `(n, d)`.
+pub struct WeightedRows {
+    idx: Vec<u32>,
+}
+
+impl WeightedRows {
+    /// Row indices, row-major `(p, k)`.
+    pub fn new(idx: Vec<u32>) -> Self {
+        WeightedRows { idx }
+    }
+
+    fn forward<T: WithDType + Float + AddAssign>(
+        &self,
+        w: &[T],
+        table: &[T],
+        k: usize,
+        d: usize,
+    ) -> Vec<T> {
+        let p = w.len() / k.max(1);
+        let mut out = vec![T::zero(); p * d];
+        for q in 0..p {
+            let o = &mut out[q * d..(q + 1) * d];
+            for i in 0..k {
+                let (wt, r) = (w[q * k + i], self.idx[q * k + i] as usize);
+                if wt != T::zero() {
+                    for (x, &t) in o.iter_mut().zip(&table[r * d..(r + 1) * d]) {
+                        *x += wt * t;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn backward<T: WithDType + Float + AddAssign>(
+        &self,
+        w: &[T],
+        table: &[T],
+        grad: &[T],
+        k: usize,
+        d: usize,
+    ) -> (Vec<T>, Vec<T>) {
+        let p = w.len() / k.max(1);
+        let mut dw = vec![T::zero(); w.len()];
+        let mut dt = vec![T::zero(); table.len()];
+        for q in 0..p {
+            let go = &grad[q * d..(q + 1) * d];
+            for i in 0..k {
+                let r = self.idx[q * k + i] as usize;
+                dw[q * k + i] = dot(&table[r * d..(r + 1) * d], go);
+                let wt = w[q * k + i];
+                if wt != T::zero() {
+                    for (x, &gv) in dt[r * d..(r + 1) * d].iter_mut().zip(go) {
+                        *x += wt * gv;
+                    }
+                }
+            }
+        }
+        (dw, dt)
+    }
+}
+
+impl CustomOp2 for WeightedRows {
+    fn name(&self) -> &'static str {
+        "weighted-rows"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (p, k) = l1.shape().dims2()?;
+        let (n, d) = l2.shape().dims2()?;
+        if self.idx.len() != p * k || self.idx.iter().any(|&i| i as usize >= n) {
+            candle_core::bail!(
+                "weighted rows: {} indices for ({p}, {k}) weights over {n} rows",
+                self.idx.len()
+            );
+        }
+        let storage = match (s1, s2) {
+            (CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(self.forward(
+                contiguous::<f32>(s1, l1)?,
+                contiguous::<f32>(s2, l2)?,
+                k,
+                d,
+            )),
+            (CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(self.forward(
+                contiguous::<f64>(s1, l1)?,
+                contiguous::<f64>(s2, l2)?,
+                k,
+                d,
+            )),
+            _ => candle_core::bail!("weighted rows supports f32 and f64 of one type"),
+        };
+        Ok((storage, Shape::from((p, d))))
+    }
+
+    fn bwd(
+        &self,
+        w: &Tensor,
+        table: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (_, k) = w.dims2()?;
+        let (_, d) = table.dims2()?;
+        let (dw, dt) = if w.dtype() == DType::F64 {
+            let (a, b) = self.backward::<f64>(&flat(w)?, &flat(table)?, &flat(grad)?, k, d);
+            (
+                Tensor::from_vec(a, w.shape(), w.device())?,
+                Tensor::from_vec(b, table.shape(), table.device())?,
+            )
+        } else {
+            let (a, b) = self.backward::<f32>(&flat(w)?, &flat(table)?, &flat(grad)?, k, d);
+            (
+                Tensor::from_vec(a, w.shape(), w.device())?,
+                Tensor::from_vec(b, table.shape(), table.device())?,
+            )
+        };
+        Ok((
+            Some(dw.to_dtype(w.dtype())?),
+            Some(dt.to_dtype(table.dtype())?),
+        ))
     }
 }

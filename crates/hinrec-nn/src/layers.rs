@@ -2,7 +2,7 @@
 
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 
-use crate::copool::CoAttentionPool;
+use crate::copool::{CoAttentionPool, Slots, WeightedRows};
 use crate::init::Rng;
 
 /// `y = x W + b` with `W` of shape `(in, out)`.
@@ -79,46 +79,55 @@ impl Mlp {
 /// Large negative bias that removes masked slots from a max or a softmax.
 const MASKED: f64 = 1e9;
 
-/// Co-attention over two neighbour sets (LGRec eq. 1-3), for `p` pairs.
+/// Co-attention over two neighbour sets (LGRec eq. 1-3), for `p` pairs
+/// whose neighbours are rows of per-batch tables.
 ///
-/// - `fa`: `(p, k1, h)` rows of `F(X) A` for the first side's neighbours;
-/// - `g`: `(p, k2, h)` rows of `G(Y)` for the second side's;
-/// - `x`, `y`: `(p, k1, d)` and `(p, k2, d)` raw neighbour embeddings, the
-///   values the attention weights average;
-/// - `mask_x`, `mask_y`: `(p, k1)` and `(p, k2)`, 1 for a real neighbour,
-///   0 for padding.
+/// - `fa`: `(n_x, h)` rows of `F(X) A`, one per first-side node;
+/// - `g`: `(n_y, h)` rows of `G(Y)`;
+/// - `x`, `y`: `(n_x, d)` and `(n_y, d)` raw embeddings, the values the
+///   attention weights average;
+/// - `slots`: for each pair its `k1` and `k2` neighbour rows and which are
+///   real (padding is masked).
 ///
-/// `M = fa g^T` (`p x k1 x k2`); the importance of each neighbour is the max
-/// of its row (column) over the other side's real neighbours, computed by the
-/// fused [`CoAttentionPool`] op; a softmax over real neighbours only turns
-/// them into weights (a node without neighbours gets the zero vector).
-/// Returns the two weighted sums, `(p, d)` each.
+/// `M = FA[slots] G[slots]^T`; a neighbour's importance is the max of its row
+/// (column) over the other side's real neighbours ([`CoAttentionPool`]); a
+/// softmax over real neighbours turns them into weights (a node without
+/// neighbours gets the zero vector), and [`WeightedRows`] averages the raw
+/// rows. Returns the two weighted sums, `(p, d)` each.
 pub fn co_attention(
     fa: &Tensor,
     g: &Tensor,
     x: &Tensor,
     y: &Tensor,
-    mask_x: &Tensor,
-    mask_y: &Tensor,
+    slots: Slots,
+    k1: usize,
+    k2: usize,
 ) -> Result<(Tensor, Tensor)> {
-    let (p, k1, h) = fa.dims3()?;
-    let k2 = g.dims3()?.1;
-    let flags = |m: &Tensor| -> Result<Vec<bool>> {
-        Ok(m.to_dtype(DType::F64)?
-            .flatten_all()?
-            .to_vec1::<f64>()?
-            .into_iter()
-            .map(|v| v > 0.5)
-            .collect())
+    let p = slots.mask_x.len() / k1.max(1);
+    let h = fa.dims2()?.1;
+    let mask = |m: &[bool], k: usize| -> Result<Tensor> {
+        Tensor::from_vec(
+            m.iter()
+                .map(|&b| f64::from(u8::from(b)))
+                .collect::<Vec<_>>(),
+            (p, k),
+            fa.device(),
+        )?
+        .to_dtype(fa.dtype())
     };
-    let pool = CoAttentionPool::new(flags(mask_x)?, flags(mask_y)?, p, k1, k2, h);
-    let scores = fa.contiguous()?.apply_op2(&g.contiguous()?, pool)?;
-    let row_score = scores.narrow(1, 0, k1)?;
-    let col_score = scores.narrow(1, k1, k2)?;
-    let wx = masked_softmax(&row_score, mask_x)?;
-    let wy = masked_softmax(&col_score, mask_y)?;
-    let xu = wx.reshape((p, 1, k1))?.matmul(x)?.squeeze(1)?;
-    let yv = wy.reshape((p, 1, k2))?.matmul(y)?.squeeze(1)?;
+    let (mx, my) = (mask(&slots.mask_x, k1)?, mask(&slots.mask_y, k2)?);
+    let (idx_x, idx_y) = (slots.idx_x.clone(), slots.idx_y.clone());
+    let scores = fa
+        .contiguous()?
+        .apply_op2(&g.contiguous()?, CoAttentionPool::new(slots, p, k1, k2, h))?;
+    let wx = masked_softmax(&scores.narrow(1, 0, k1)?, &mx)?;
+    let wy = masked_softmax(&scores.narrow(1, k1, k2)?, &my)?;
+    let xu = wx
+        .contiguous()?
+        .apply_op2(&x.contiguous()?, WeightedRows::new(idx_x))?;
+    let yv = wy
+        .contiguous()?
+        .apply_op2(&y.contiguous()?, WeightedRows::new(idx_y))?;
     Ok((xu, yv))
 }
 
@@ -129,13 +138,13 @@ pub fn masked_softmax(scores: &Tensor, mask: &Tensor) -> Result<Tensor> {
     candle_nn::ops::softmax(&s, D::Minus1)? * mask
 }
 
-/// Mean of `x` over the real neighbours (`mask == 1`): the no-attention
-/// ablation. `x` is `(p, k, d)`, `mask` `(p, k)`.
-pub fn masked_mean(x: &Tensor, mask: &Tensor) -> Result<Tensor> {
-    let (p, k, _) = x.dims3()?;
+/// Mean of the rows `table[idx[p, i]]` over real neighbours (`mask`
+/// `(p, k)`, 1 for real): the no-attention ablation.
+pub fn masked_mean(table: &Tensor, idx: Vec<u32>, mask: &Tensor) -> Result<Tensor> {
     let count = mask.sum_keepdim(D::Minus1)?.clamp(1.0, f64::INFINITY)?;
     let w = mask.broadcast_div(&count)?;
-    w.reshape((p, 1, k))?.matmul(x)?.squeeze(1)
+    w.contiguous()?
+        .apply_op2(&table.contiguous()?, WeightedRows::new(idx))
 }
 
 /// Squared translation distance `||x + z - y||^2` per row (LGRec eq. 9;
@@ -153,19 +162,26 @@ mod tests {
         Tensor::from_vec(v.to_vec(), shape, &Device::Cpu).unwrap()
     }
 
+    fn slots(ix: &[u32], iy: &[u32], mx: &[bool], my: &[bool]) -> Slots {
+        Slots {
+            idx_x: ix.to_vec(),
+            idx_y: iy.to_vec(),
+            mask_x: mx.to_vec(),
+            mask_y: my.to_vec(),
+        }
+    }
+
     #[test]
     fn co_attention_by_hand() {
         // One pair, k1 = 2, k2 = 2, h = d = 1. fa = [1, 2], g = [3, -1]
-        // M = [[3, -1], [6, -2]]; row max = [3, 6]; col max = [6, -1].
-        // The second y slot is padding: col scores only over slot 0, and
-        // row max ignores column 1: row max = [3, 6] still.
-        let fa = t(&[1.0, 2.0], &[1, 2, 1]);
-        let g = t(&[3.0, -1.0], &[1, 2, 1]);
-        let x = t(&[10.0, 20.0], &[1, 2, 1]);
-        let y = t(&[5.0, 7.0], &[1, 2, 1]);
-        let mx = t(&[1.0, 1.0], &[1, 2]);
-        let my = t(&[1.0, 0.0], &[1, 2]);
-        let (xu, yv) = co_attention(&fa, &g, &x, &y, &mx, &my).unwrap();
+        // M = [[3, -1], [6, -2]]. The second y slot is padding: row max =
+        // [3, 6] over column 0; column 0's max is 6.
+        let fa = t(&[1.0, 2.0], &[2, 1]);
+        let g = t(&[3.0, -1.0], &[2, 1]);
+        let x = t(&[10.0, 20.0], &[2, 1]);
+        let y = t(&[5.0, 7.0], &[2, 1]);
+        let s = slots(&[0, 1], &[0, 1], &[true, true], &[true, false]);
+        let (xu, yv) = co_attention(&fa, &g, &x, &y, s, 2, 2).unwrap();
         let w1 = 1.0 / (1.0 + (3.0f64).exp()); // softmax([3, 6])[0]
         let want = 10.0 * w1 + 20.0 * (1.0 - w1);
         let xu: Vec<f64> = xu.flatten_all().unwrap().to_vec1().unwrap();
@@ -179,42 +195,68 @@ mod tests {
 
     #[test]
     fn node_without_neighbours_gets_zero() {
-        let x = t(&[1.0, 2.0, 3.0, 4.0], &[1, 2, 2]);
+        let table = t(&[1.0, 2.0, 3.0, 4.0], &[2, 2]);
         let m = t(&[0.0, 0.0], &[1, 2]);
         let w = masked_softmax(&t(&[0.3, 0.1], &[1, 2]), &m).unwrap();
         assert_eq!(
             w.flatten_all().unwrap().to_vec1::<f64>().unwrap(),
             vec![0.0, 0.0]
         );
-        let mean = masked_mean(&x, &t(&[1.0, 0.0], &[1, 2])).unwrap();
+        let mean = masked_mean(&table, vec![1, 0], &t(&[1.0, 0.0], &[1, 2])).unwrap();
         assert_eq!(
             mean.flatten_all().unwrap().to_vec1::<f64>().unwrap(),
-            vec![1.0, 2.0]
+            vec![3.0, 4.0]
         );
     }
 
     #[test]
     fn co_attention_gradients_match_finite_differences() {
         let mut rng = Rng::new(1);
-        let (p, k1, k2, d) = (2, 3, 4, 3);
-        let fa = rng.normal(p * k1 * d, 1.0);
-        let g = t(&rng.normal(p * k2 * d, 1.0), &[p, k2, d]);
-        let x = t(&rng.normal(p * k1 * d, 1.0), &[p, k1, d]);
-        let y = t(&rng.normal(p * k2 * d, 1.0), &[p, k2, d]);
-        let mx = t(&[1.0, 1.0, 0.0, 1.0, 1.0, 1.0], &[p, k1]);
-        let my = t(&[1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0], &[p, k2]);
-        let err = max_gradient_error(&fa, &[p, k1, d], |fa| {
-            let (xu, yv) = co_attention(fa, &g, &x, &y, &mx, &my)?;
+        let (p, k1, k2, d, nx, ny) = (2, 3, 4, 3, 5, 6);
+        let ix = [0u32, 4, 2, 1, 1, 3];
+        let iy = [5u32, 0, 2, 1, 3, 3, 4, 0];
+        let mx = [true, true, false, true, true, true];
+        let my = [true, true, true, false, true, false, true, true];
+        let g = t(&rng.normal(ny * d, 1.0), &[ny, d]);
+        let x = t(&rng.normal(nx * d, 1.0), &[nx, d]);
+        let y = t(&rng.normal(ny * d, 1.0), &[ny, d]);
+        let _ = p;
+        let err = max_gradient_error(&rng.normal(nx * d, 1.0), &[nx, d], |fa| {
+            let (xu, yv) = co_attention(fa, &g, &x, &y, slots(&ix, &iy, &mx, &my), k1, k2)?;
             (xu.sqr()?.sum_all()? + (yv * 0.5)?.sum_all()?)?.sqr()
         })
         .unwrap();
-        assert!(err < 1e-5, "relative error {err}");
-        let err = max_gradient_error(&rng.normal(p * k1 * d, 1.0), &[p, k1, d], |x| {
-            let (xu, _) = co_attention(&x.clone(), &g, x, &y, &mx, &my)?;
+        assert!(err < 1e-5, "relative error w.r.t. FA: {err}");
+        let fa = t(&rng.normal(nx * d, 1.0), &[nx, d]);
+        let err = max_gradient_error(&rng.normal(nx * d, 1.0), &[nx, d], |x| {
+            let (xu, _) = co_attention(&fa, &g, x, &y, slots(&ix, &iy, &mx, &my), k1, k2)?;
             xu.sqr()?.sum_all()
         })
         .unwrap();
-        assert!(err < 1e-5, "relative error {err}");
+        assert!(err < 1e-5, "relative error w.r.t. X: {err}");
+        let x2 = t(&rng.normal(nx * d, 1.0), &[nx, d]);
+        let err = max_gradient_error(&rng.normal(ny * d, 1.0), &[ny, d], |g| {
+            let (_, yv) = co_attention(&fa, g, &x2, g, slots(&ix, &iy, &mx, &my), k1, k2)?;
+            yv.sqr()?.sum_all()
+        })
+        .unwrap();
+        assert!(err < 1e-5, "relative error w.r.t. G and Y: {err}");
+        let w = t(&[0.2, 0.5, 0.3, 1.0, 0.0, 0.0], &[2, 3]);
+        let err = max_gradient_error(&rng.normal(nx * d, 1.0), &[nx, d], |table| {
+            w.apply_op2(table, WeightedRows::new(ix.to_vec()))?
+                .sqr()?
+                .sum_all()
+        })
+        .unwrap();
+        assert!(err < 1e-6, "weighted rows w.r.t. the table: {err}");
+        let table = t(&rng.normal(nx * d, 1.0), &[nx, d]);
+        let err = max_gradient_error(&[0.2, 0.5, 0.3, 1.0, 0.1, 0.4], &[2, 3], |w| {
+            w.apply_op2(&table, WeightedRows::new(ix.to_vec()))?
+                .sqr()?
+                .sum_all()
+        })
+        .unwrap();
+        assert!(err < 1e-6, "weighted rows w.r.t. the weights: {err}");
     }
 
     #[test]
