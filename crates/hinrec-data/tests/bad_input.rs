@@ -122,8 +122,8 @@ fn broken_manifests() {
     assert!(e.contains("/no/such/manifest.toml"), "{e}");
 }
 
-#[test]
-fn bad_stored_negatives() {
+/// A folder in LGRec's layout with two users (negatives written by the test).
+fn lgrec_layout() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("train.rating"),
@@ -131,6 +131,12 @@ fn bad_stored_negatives() {
     )
     .unwrap();
     std::fs::write(dir.path().join("test.rating"), "1\t3\t5\t12\n2\t1\t4\t13\n").unwrap();
+    dir
+}
+
+#[test]
+fn bad_stored_negatives() {
+    let dir = lgrec_layout();
     // Line 2 names a negative the user has in training.
     std::fs::write(dir.path().join("test.negative"), "(1,3)\t2\n(2,1)\t2\n").unwrap();
     let e = registry::load(dir.path().to_str().unwrap(), None)
@@ -157,13 +163,7 @@ fn bad_stored_negatives() {
 
 #[test]
 fn lgrec_layout_folder_loads() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("train.rating"),
-        "1\t1\t5\t10\n2\t2\t4\t11\n",
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("test.rating"), "1\t3\t5\t12\n2\t1\t4\t13\n").unwrap();
+    let dir = lgrec_layout();
     std::fs::write(dir.path().join("test.negative"), "(1,3)\t2\n(2,1)\t3\n").unwrap();
     let ds = registry::load(dir.path().to_str().unwrap(), None).unwrap();
     let split = ds.given_split.as_ref().unwrap();

@@ -227,22 +227,30 @@ impl Lgrec {
             mask_x: Vec::with_capacity(p * k1),
             mask_y: Vec::with_capacity(p * k2),
         };
-        for &u in users {
-            slots
-                .idx_x
-                .extend(self.user_nb.neighbors(u).iter().map(|&i| item_local(i)));
-            slots
-                .mask_x
-                .extend(self.user_nb.mask(u).iter().map(|&m| m > 0.0));
-        }
-        for &v in items {
-            slots
-                .idx_y
-                .extend(self.item_nb.neighbors(v).iter().map(|&w| user_local(w)));
-            slots
-                .mask_y
-                .extend(self.item_nb.mask(v).iter().map(|&m| m > 0.0));
-        }
+        let fill = |lists: &NeighborLists,
+                    nodes: &[u32],
+                    local: &dyn Fn(u32) -> u32,
+                    idx: &mut Vec<u32>,
+                    mask: &mut Vec<bool>| {
+            for &n in nodes {
+                idx.extend(lists.neighbors(n).iter().map(|&m| local(m)));
+                mask.extend(lists.mask(n).iter().map(|&m| m > 0.0));
+            }
+        };
+        fill(
+            &self.user_nb,
+            users,
+            item_local,
+            &mut slots.idx_x,
+            &mut slots.mask_x,
+        );
+        fill(
+            &self.item_nb,
+            items,
+            user_local,
+            &mut slots.idx_y,
+            &mut slots.mask_y,
+        );
         let (xu, yv) = match (&s.fa, &s.g) {
             (Some(fa), Some(g)) => co_attention(fa, g, &s.x, &s.y, slots, k1, k2)?,
             _ => {
