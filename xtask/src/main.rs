@@ -28,6 +28,12 @@ enum Task {
     Reproduce(reproduce::Args),
     /// LGRec and its ablations on the paper datasets; updates docs/results.md.
     Lgrec(lgrec::Args),
+    /// Re-render docs/results.md from docs/results.json.
+    Render {
+        /// Folder of results.json and paper-numbers.toml.
+        #[arg(long, default_value = "docs")]
+        out: PathBuf,
+    },
     /// Real-data acceptance checks (dataset counts, BPR-MF on lgrec-ml100k).
     RealData {
         /// Folder of the shared datasets.
@@ -42,6 +48,7 @@ fn main() -> Result<()> {
     match Cli::parse().task {
         Task::Reproduce(args) => reproduce::run(&args),
         Task::Lgrec(args) => lgrec::run(&args),
+        Task::Render { out } => reproduce::render_file(&out),
         Task::RealData { data_root } => real_data::run(&data_root),
         Task::Ci => {
             cargo(&["fmt", "--all", "--", "--check"])?;

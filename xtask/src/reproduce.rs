@@ -127,6 +127,15 @@ pub fn save_record(out: &std::path::Path, store: &mut Store, rec: Record) -> Res
         out.join("results.json"),
         serde_json::to_string_pretty(&store)?,
     )?;
+    write_markdown(out, store)
+}
+
+/// Re-renders results.md from results.json.
+pub fn render_file(out: &std::path::Path) -> Result<()> {
+    write_markdown(out, &load_store(out)?)
+}
+
+fn write_markdown(out: &std::path::Path, store: &Store) -> Result<()> {
     let papers: PaperFile =
         toml::from_str(&std::fs::read_to_string(out.join("paper-numbers.toml"))?)?;
     std::fs::write(out.join("results.md"), render(store, &papers))?;
@@ -236,6 +245,7 @@ pub fn git_commit() -> String {
 
 fn cell(runs: &[&Metrics], metric: &str) -> String {
     match mean_std(runs).get(metric) {
+        Some((m, _)) if runs.len() == 1 => format!("{m:.4} (1 seed)"),
         Some((m, s)) => format!("{m:.4} ± {s:.4}"),
         None => "-".into(),
     }
@@ -327,11 +337,14 @@ pub fn render(store: &Store, papers: &PaperFile) -> String {
                 only.join("; ")
             );
         }
-        let _ = writeln!(
-            md,
-            "\nProduced by `{}` at commit `{}`.\n",
-            first.command, first.commit
-        );
+        let mut produced: Vec<String> = Vec::new();
+        for r in &recs {
+            let line = format!("`{}` at commit `{}`", r.command, r.commit);
+            if !produced.contains(&line) {
+                produced.push(line);
+            }
+        }
+        let _ = writeln!(md, "\nProduced by {}.\n", produced.join("; "));
         for r in &recs {
             if let Some(fits) = r
                 .runs
