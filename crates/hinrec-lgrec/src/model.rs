@@ -366,6 +366,17 @@ impl Lgrec {
         Ok(out)
     }
 
+    /// Scores `pairs` and serves them as a [`Scorer`].
+    fn precomputed(&self, pairs: &[(u32, u32)]) -> Result<PrecomputedScores> {
+        let scores = self.score_pairs(pairs)?;
+        Ok(PrecomputedScores::new(
+            self.users.rows(),
+            self.items.rows(),
+            pairs,
+            &scores,
+        ))
+    }
+
     /// Scores every pair a sampled evaluation needs, as a [`Scorer`].
     pub fn scorer_for(&self, negatives: &EvalNegatives) -> Result<PrecomputedScores> {
         let pairs: Vec<(u32, u32)> = negatives
@@ -374,13 +385,7 @@ impl Lgrec {
             .zip(&negatives.negatives)
             .flat_map(|(&(u, i), n)| std::iter::once((u, i)).chain(n.iter().map(move |&j| (u, j))))
             .collect();
-        let scores = self.score_pairs(&pairs)?;
-        Ok(PrecomputedScores::new(
-            self.users.rows(),
-            self.items.rows(),
-            &pairs,
-            &scores,
-        ))
+        self.precomputed(&pairs)
     }
 
     /// Scores of every item for every user with items in `target`, for full
@@ -391,13 +396,7 @@ impl Lgrec {
             .filter(|&u| target.user_degree(u) > 0)
             .flat_map(|u| (0..n).map(move |i| (u, i)))
             .collect();
-        let scores = self.score_pairs(&pairs)?;
-        Ok(PrecomputedScores::new(
-            self.users.rows(),
-            self.items.rows(),
-            &pairs,
-            &scores,
-        ))
+        self.precomputed(&pairs)
     }
 
     /// Trains on `split.train` with early stopping on the sampled validation
