@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{BaselineError, Result};
 use crate::io::{self, Array, Loaded};
-use crate::training::{EarlyStopping, EpochReport, FitSummary, Validation};
+use crate::training::{EpochReport, EpochTracker, FitSummary, Validation};
 
 /// Hyper-parameters of BPR-MF.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,48 +96,23 @@ impl BprMf {
         }
         let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(0x9e37_79b9));
         let mut order: Vec<(u32, u32)> = train.pairs().collect();
-        let mut stop = EarlyStopping::new(validation.patience);
         let mut best = model.clone();
-        let start = Instant::now();
-        let (mut train_s, mut time_to_best, mut epochs) = (0.0, 0.0, 0);
+        let mut tracker = EpochTracker::new(validation.patience, order.len());
         for epoch in 1..=cfg.epochs {
             let t = Instant::now();
             order.shuffle(&mut rng);
             let loss = model.epoch(train, &order, cfg, &mut rng);
             let dt = t.elapsed().as_secs_f64();
-            train_s += dt;
-            epochs = epoch;
-            let valid = validation.score(&model);
-            let improved = valid.is_none_or(|v| stop.record(epoch, v));
-            if improved {
+            let (report, keep) = tracker.record(epoch, loss, dt, validation.score(&model));
+            if keep {
                 best.clone_from(&model);
-                time_to_best = start.elapsed().as_secs_f64();
             }
-            on_epoch(&EpochReport {
-                epoch,
-                loss,
-                samples_per_s: order.len() as f64 / dt,
-                valid,
-                best: stop.best(),
-                elapsed_s: start.elapsed().as_secs_f64(),
-            });
-            if stop.should_stop() {
+            on_epoch(&report);
+            if tracker.should_stop() {
                 break;
             }
         }
-        let summary = FitSummary {
-            epochs,
-            best_epoch: if stop.best().is_some() {
-                stop.best_epoch()
-            } else {
-                epochs
-            },
-            best_valid: stop.best(),
-            train_s,
-            time_to_best_s: time_to_best,
-            total_s: start.elapsed().as_secs_f64(),
-            samples_per_s: (order.len() * epochs) as f64 / train_s,
-        };
+        let summary = tracker.summary();
         Ok((best, summary))
     }
 

@@ -161,6 +161,81 @@ impl EarlyStopping {
     }
 }
 
+/// The bookkeeping every epoch loop shares: early stopping, timings, the
+/// per-epoch report and the final summary.
+#[derive(Debug, Clone)]
+pub struct EpochTracker {
+    stop: EarlyStopping,
+    start: std::time::Instant,
+    samples_per_epoch: usize,
+    train_s: f64,
+    time_to_best: f64,
+    epochs: usize,
+}
+
+impl EpochTracker {
+    /// Starts the clock; `samples_per_epoch` positive samples per epoch.
+    pub fn new(patience: usize, samples_per_epoch: usize) -> Self {
+        EpochTracker {
+            stop: EarlyStopping::new(patience),
+            start: std::time::Instant::now(),
+            samples_per_epoch,
+            train_s: 0.0,
+            time_to_best: 0.0,
+            epochs: 0,
+        }
+    }
+
+    /// Records an epoch that trained for `train_s` seconds and scored
+    /// `valid`; returns its report and whether the caller should keep these
+    /// parameters (always, without validation).
+    pub fn record(
+        &mut self,
+        epoch: usize,
+        loss: f64,
+        train_s: f64,
+        valid: Option<f64>,
+    ) -> (EpochReport, bool) {
+        self.train_s += train_s;
+        self.epochs = epoch;
+        let improved = valid.is_none_or(|v| self.stop.record(epoch, v));
+        if improved {
+            self.time_to_best = self.start.elapsed().as_secs_f64();
+        }
+        let report = EpochReport {
+            epoch,
+            loss,
+            samples_per_s: self.samples_per_epoch as f64 / train_s.max(1e-9),
+            valid,
+            best: self.stop.best(),
+            elapsed_s: self.start.elapsed().as_secs_f64(),
+        };
+        (report, improved)
+    }
+
+    /// Whether patience ran out.
+    pub fn should_stop(&self) -> bool {
+        self.stop.should_stop()
+    }
+
+    /// How the fit went.
+    pub fn summary(&self) -> FitSummary {
+        FitSummary {
+            epochs: self.epochs,
+            best_epoch: if self.stop.best().is_some() {
+                self.stop.best_epoch()
+            } else {
+                self.epochs
+            },
+            best_valid: self.stop.best(),
+            train_s: self.train_s,
+            time_to_best_s: self.time_to_best,
+            total_s: self.start.elapsed().as_secs_f64(),
+            samples_per_s: (self.samples_per_epoch * self.epochs) as f64 / self.train_s.max(1e-9),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +249,18 @@ mod tests {
         assert!(!s.record(3, 0.4));
         assert!(s.should_stop());
         assert_eq!((s.best(), s.best_epoch()), (Some(0.5), 1));
+    }
+
+    #[test]
+    fn tracker_keeps_the_best_epoch_and_counts_samples() {
+        let mut t = EpochTracker::new(1, 100);
+        let (r, keep) = t.record(1, 0.7, 0.5, Some(0.2));
+        assert!(keep);
+        assert_eq!((r.samples_per_s, r.best), (200.0, Some(0.2)));
+        let (_, keep) = t.record(2, 0.6, 0.5, Some(0.1));
+        assert!(!keep && t.should_stop());
+        let s = t.summary();
+        assert_eq!((s.epochs, s.best_epoch, s.best_valid), (2, 1, Some(0.2)));
+        assert_eq!(s.samples_per_s, 200.0);
     }
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var, D};
-use hinrec_baselines::training::{EarlyStopping, EpochReport, FitSummary, Validation};
+use hinrec_baselines::training::{EpochReport, EpochTracker, FitSummary, Validation};
 use hinrec_baselines::{BprConfig, BprMf};
 use hinrec_data::{EvalNegatives, Interactions, Split};
 use hinrec_eval::{sampled, PrecomputedScores, Scorer};
@@ -417,7 +417,8 @@ impl Lgrec {
             Some(PairLabeler::new(hin, &paths, RowRule::AboveRowMean)?)
         };
         let n_paths = paths.len().max(1);
-        let start = Instant::now();
+        // Started before the neighbour-ranking BPR-MF, so its time counts.
+        let mut tracker = EpochTracker::new(cfg.patience, train.nnz());
         let mut model = Self::init(train, paths.len(), cfg, seed)?;
         let adam_cfg = AdamConfig {
             lr: cfg.lr,
@@ -426,9 +427,7 @@ impl Lgrec {
         let mut adam = Adam::new(model.dense_vars(), adam_cfg)?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x1_6ec0);
         let mut order: Vec<(u32, u32)> = train.pairs().collect();
-        let mut stop = EarlyStopping::new(cfg.patience);
         let mut best: Option<Snapshot> = None;
-        let (mut train_s, mut time_to_best, mut epochs) = (0.0, 0.0, 0);
         let k: usize = cfg
             .metric
             .split_once('@')
@@ -486,39 +485,21 @@ impl Lgrec {
                 batches += 1;
             }
             let dt = t.elapsed().as_secs_f64();
-            train_s += dt;
-            epochs = epoch;
             let scorer = model.scorer_for(valid_negatives)?;
             let valid = sampled(&scorer, valid_negatives, &[k]).get(&cfg.metric);
-            let improved = valid.is_none_or(|v| stop.record(epoch, v));
-            if improved {
+            let (report, keep) = tracker.record(epoch, loss_sum / batches.max(1) as f64, dt, valid);
+            if keep {
                 best = Some(model.snapshot()?);
-                time_to_best = start.elapsed().as_secs_f64();
             }
-            on_epoch(&EpochReport {
-                epoch,
-                loss: loss_sum / batches.max(1) as f64,
-                samples_per_s: order.len() as f64 / dt,
-                valid,
-                best: stop.best(),
-                elapsed_s: start.elapsed().as_secs_f64(),
-            });
-            if stop.should_stop() {
+            on_epoch(&report);
+            if tracker.should_stop() {
                 break;
             }
         }
         if let Some(s) = best {
             model.restore(s)?;
         }
-        let summary = FitSummary {
-            epochs,
-            best_epoch: stop.best_epoch(),
-            best_valid: stop.best(),
-            train_s,
-            time_to_best_s: time_to_best,
-            total_s: start.elapsed().as_secs_f64(),
-            samples_per_s: (order.len() * epochs) as f64 / train_s.max(1e-9),
-        };
+        let summary = tracker.summary();
         Ok((model, summary))
     }
 
