@@ -45,6 +45,7 @@ enum Task {
 }
 
 fn main() -> Result<()> {
+    hinrec::configure_threads();
     match Cli::parse().task {
         Task::Reproduce(args) => reproduce::run(&args),
         Task::Lgrec(args) => lgrec::run(&args),

@@ -11,7 +11,9 @@ use hinrec_eval::{sampled, PrecomputedScores, Scorer};
 use hinrec_graph::{Hin, PairLabeler, RowRule};
 use hinrec_nn::copool::Slots;
 use hinrec_nn::init::Rng;
-use hinrec_nn::layers::{co_attention, masked_mean, translation_distance, Linear, Mlp};
+use hinrec_nn::layers::{
+    co_attention, masked_mean, translation_distance, CoAttentionTables, Linear, Mlp,
+};
 use hinrec_nn::loss::{bce_with_logits, hinge, l2};
 use hinrec_nn::optim::{Adam, AdamConfig, EmbeddingTable};
 use hinrec_sample::NeighborLists;
@@ -135,13 +137,11 @@ pub struct Lgrec {
     item_nb: NeighborLists,
 }
 
-/// Per-neighbour tensors a batch reads: `F(X) A`, raw item rows, `G(Y)`,
-/// raw user rows.
-struct Sides {
-    fa: Option<Tensor>,
-    x: Tensor,
-    g: Option<Tensor>,
-    y: Tensor,
+/// Per-neighbour tensors a batch reads: the co-attention tables, or for
+/// the no-attention ablation only the raw item and user rows.
+enum Sides {
+    Attention(CoAttentionTables),
+    Mean { x: Tensor, y: Tensor },
 }
 
 impl Lgrec {
@@ -251,9 +251,9 @@ impl Lgrec {
             &mut slots.idx_y,
             &mut slots.mask_y,
         );
-        let (xu, yv) = match (&s.fa, &s.g) {
-            (Some(fa), Some(g)) => co_attention(fa, g, &s.x, &s.y, slots, k1, k2)?,
-            _ => {
+        let (xu, yv) = match s {
+            Sides::Attention(t) => co_attention(t, slots, k1, k2)?,
+            Sides::Mean { x, y } => {
                 let mask = |m: &[bool], k: usize| {
                     Tensor::from_vec(
                         m.iter()
@@ -265,8 +265,8 @@ impl Lgrec {
                 };
                 let (mx, my) = (mask(&slots.mask_x, k1)?, mask(&slots.mask_y, k2)?);
                 (
-                    masked_mean(&s.x, slots.idx_x, &mx)?,
-                    masked_mean(&s.y, slots.idx_y, &my)?,
+                    masked_mean(x, slots.idx_x, &mx)?,
+                    masked_mean(y, slots.idx_y, &my)?,
                 )
             }
         };
@@ -279,21 +279,11 @@ impl Lgrec {
 
     fn sides(&self, x: Tensor, y: Tensor) -> Result<Sides> {
         if self.cfg.variant == Variant::NoAtt {
-            return Ok(Sides {
-                fa: None,
-                x,
-                g: None,
-                y,
-            });
+            return Ok(Sides::Mean { x, y });
         }
         let fa = self.f.forward(&x)?.matmul(self.a.as_tensor())?;
         let g = self.g.forward(&y)?;
-        Ok(Sides {
-            fa: Some(fa),
-            x,
-            g: Some(g),
-            y,
-        })
+        Ok(Sides::Attention(CoAttentionTables::new(fa, g, x, y)?))
     }
 
     /// One optimisation step on a batch of triples. Returns the loss.
@@ -355,7 +345,11 @@ impl Lgrec {
     pub fn score_pairs(&self, pairs: &[(u32, u32)]) -> Result<Vec<f32>> {
         let x = self.items.tensor(DType::F32, &self.dev)?;
         let y = self.users.tensor(DType::F32, &self.dev)?;
-        let sides = self.sides(x, y)?;
+        // Every chunk reads the same tables: FA G^T once for all of them.
+        let sides = match self.sides(x, y)? {
+            Sides::Attention(t) => Sides::Attention(t.with_product()?),
+            mean => mean,
+        };
         let mut out = Vec::with_capacity(pairs.len());
         for chunk in pairs.chunks(self.cfg.eval_batch.max(1)) {
             let users: Vec<u32> = chunk.iter().map(|p| p.0).collect();

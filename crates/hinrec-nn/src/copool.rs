@@ -2,10 +2,12 @@
 //! through indices, so no `(pairs x slots x width)` tensor is ever built.
 //!
 //! - [`CoAttentionPool`]: LGRec needs only the row and column maxima of
-//!   `M = FA G^T` (eq. 2). The op computes each pair's `k1 x k2` dot products
-//!   in SIMD-friendly loops (pairs in parallel) and keeps the maxima and
-//!   where they are; its backward sends each pooled gradient to the single
-//!   (row, column) that won: `O(p (k1 + k2) h)` instead of the two
+//!   `M = FA G^T` (eq. 2). Each pair's `k1 x k2` scores are read from a
+//!   product of the whole per-batch tables (`n_x x n_y`, one GEMM, when that
+//!   is smaller than the pairs' `p k1 k2` dot products) or else computed as
+//!   SIMD-friendly dot products; pairs run in parallel and keep the maxima
+//!   and where they are. The backward sends each pooled gradient to the
+//!   single (row, column) that won: `O(p (k1 + k2) h)` instead of the two
 //!   `p k1 k2 h` products of autograd through a materialised `M`.
 //! - [`WeightedRows`]: `out[p] = sum_i w[p, i] table[idx[p, i]]`, the
 //!   attention-weighted neighbour sum (eq. 3), with its exact backward.
@@ -13,7 +15,9 @@
 use std::ops::AddAssign;
 use std::sync::Mutex;
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
+use candle_core::{
+    CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType,
+};
 use num_traits::Float;
 use rayon::prelude::*;
 
@@ -38,11 +42,19 @@ pub struct Slots {
 /// Row and column maxima of `FA[idx_x[p]] G[idx_y[p]]^T` over real slots,
 /// for tables `FA` (`n_x x h`) and `G` (`n_y x h`); output `(p, k1 + k2)`:
 /// the `k1` row maxima then the `k2` column maxima of each pair.
+///
+/// The third input is either `FA G^T` (`n_x x n_y`, no gradient flows into
+/// it), whose entries are then read instead of recomputed, or an empty
+/// tensor, and then each score is a dot product. [`CoAttentionPool::prefers_product`]
+/// says which is cheaper.
 pub struct CoAttentionPool {
     slots: Slots,
     dims: (usize, usize, usize, usize),
     argmax: Mutex<Vec<u32>>,
 }
+
+/// Largest `FA G^T` (entries) worth materialising: 64 M floats, 256 MiB.
+pub(crate) const MAX_PRODUCT: usize = 1 << 26;
 
 impl CoAttentionPool {
     /// For `p` pairs with `k1` and `k2` slots of width `h`.
@@ -54,8 +66,21 @@ impl CoAttentionPool {
         }
     }
 
-    fn forward<T: WithDType + Float + Send + Sync>(&self, fa: &[T], g: &[T]) -> (Vec<T>, Vec<u32>) {
-        let (p, k1, k2, h) = self.dims;
+    /// Whether the whole `n_x x n_y` product costs less than the pairs' own
+    /// dot products (and fits in memory).
+    pub fn prefers_product(&self, n_x: usize, n_y: usize) -> bool {
+        let (p, k1, k2, _) = self.dims;
+        let product = n_x.saturating_mul(n_y);
+        product <= MAX_PRODUCT && product <= p.saturating_mul(k1).saturating_mul(k2)
+    }
+
+    /// Maxima and their positions; `score(r, c)` is `FA[r] . G[c]`.
+    fn pool<T, S>(&self, score: S) -> (Vec<T>, Vec<u32>)
+    where
+        T: WithDType + Float + Send + Sync,
+        S: Fn(usize, usize) -> T + Sync,
+    {
+        let (p, k1, k2, _) = self.dims;
         let none = T::from(NONE).unwrap_or(T::neg_infinity());
         let sl = &self.slots;
         let per_pair: Vec<(Vec<T>, Vec<u32>)> = (0..p)
@@ -69,23 +94,33 @@ impl CoAttentionPool {
                     &sl.mask_x[q * k1..(q + 1) * k1],
                     &sl.mask_y[q * k2..(q + 1) * k2],
                 );
+                // Padded slots keep NONE and no winner: the masked softmax
+                // gives them no weight, so only real-by-real scores matter.
+                let mut real_y: Vec<(usize, usize)> = (0..k2)
+                    .filter(|&j| my[j])
+                    .map(|j| (j, iy[j] as usize))
+                    .collect();
+                // Ascending columns walk each row of a stored product
+                // forwards, which the prefetcher follows.
+                real_y.sort_unstable_by_key(|&(_, c)| c);
                 let mut out = vec![none; k1 + k2];
                 let mut arg = vec![u32::MAX; k1 + k2];
-                for i in 0..k1 {
+                for i in (0..k1).filter(|&i| mx[i]) {
                     let r = ix[i] as usize;
-                    let a = &fa[r * h..(r + 1) * h];
-                    for j in 0..k2 {
-                        let c = iy[j] as usize;
-                        let s = dot(a, &g[c * h..(c + 1) * h]);
-                        if my[j] && (arg[i] == u32::MAX || s > out[i]) {
-                            out[i] = s;
-                            arg[i] = j as u32;
+                    let (mut best, mut at) = (none, u32::MAX);
+                    for &(j, c) in &real_y {
+                        let s = score(r, c);
+                        if at == u32::MAX || s > best {
+                            best = s;
+                            at = j as u32;
                         }
-                        if mx[i] && (arg[k1 + j] == u32::MAX || s > out[k1 + j]) {
+                        if arg[k1 + j] == u32::MAX || s > out[k1 + j] {
                             out[k1 + j] = s;
                             arg[k1 + j] = i as u32;
                         }
                     }
+                    out[i] = best;
+                    arg[i] = at;
                 }
                 (out, arg)
             })
@@ -99,7 +134,22 @@ impl CoAttentionPool {
         (out, arg)
     }
 
-    fn backward<T: WithDType + Float + AddAssign>(
+    fn forward<T: WithDType + Float + Send + Sync>(
+        &self,
+        fa: &[T],
+        g: &[T],
+        product: &[T],
+    ) -> (Vec<T>, Vec<u32>) {
+        let h = self.dims.3;
+        if product.is_empty() {
+            self.pool(|r, c| dot(&fa[r * h..(r + 1) * h], &g[c * h..(c + 1) * h]))
+        } else {
+            let n_y = g.len() / h.max(1);
+            self.pool(|r, c| product[r * n_y + c])
+        }
+    }
+
+    fn backward<T: WithDType + Float + AddAssign + Send + Sync>(
         &self,
         fa: &[T],
         g: &[T],
@@ -108,34 +158,59 @@ impl CoAttentionPool {
     ) -> (Vec<T>, Vec<T>) {
         let (p, k1, k2, h) = self.dims;
         let sl = &self.slots;
-        let mut dfa = vec![T::zero(); fa.len()];
-        let mut dg = vec![T::zero(); g.len()];
-        let mut add = |i: usize, j: usize, gr: T| {
-            let (a, b) = (i * h, j * h);
-            for t in 0..h {
-                dfa[a + t] += gr * g[b + t];
-                dg[b + t] += gr * fa[a + t];
+        // Pairs split between threads, each with its own gradient buffers,
+        // summed at the end (winners of different pairs share rows).
+        let accumulate = |pairs: std::ops::Range<usize>| {
+            let mut dfa = vec![T::zero(); fa.len()];
+            let mut dg = vec![T::zero(); g.len()];
+            let mut add = |i: usize, j: usize, gr: T| {
+                let (a, b) = (i * h, j * h);
+                for t in 0..h {
+                    dfa[a + t] += gr * g[b + t];
+                    dg[b + t] += gr * fa[a + t];
+                }
+            };
+            for q in pairs {
+                let base = q * (k1 + k2);
+                for i in 0..k1 {
+                    let j = argmax[base + i];
+                    if j != u32::MAX {
+                        let (r, c) = (sl.idx_x[q * k1 + i], sl.idx_y[q * k2 + j as usize]);
+                        add(r as usize, c as usize, grad[base + i]);
+                    }
+                }
+                for j in 0..k2 {
+                    let i = argmax[base + k1 + j];
+                    if i != u32::MAX {
+                        let (r, c) = (sl.idx_x[q * k1 + i as usize], sl.idx_y[q * k2 + j]);
+                        add(r as usize, c as usize, grad[base + k1 + j]);
+                    }
+                }
             }
+            (dfa, dg)
         };
-        for q in 0..p {
-            let base = q * (k1 + k2);
-            for i in 0..k1 {
-                let j = argmax[base + i];
-                if j != u32::MAX {
-                    let (r, c) = (sl.idx_x[q * k1 + i], sl.idx_y[q * k2 + j as usize]);
-                    add(r as usize, c as usize, grad[base + i]);
-                }
-            }
-            for j in 0..k2 {
-                let i = argmax[base + k1 + j];
-                if i != u32::MAX {
-                    let (r, c) = (sl.idx_x[q * k1 + i as usize], sl.idx_y[q * k2 + j]);
-                    add(r as usize, c as usize, grad[base + k1 + j]);
-                }
-            }
-        }
-        (dfa, dg)
+        reduce_split(p, accumulate)
     }
+}
+
+/// Runs `part` over one contiguous range of `0..n` per rayon thread and
+/// sums the pairs of buffers it returns.
+fn reduce_split<T, F>(n: usize, part: F) -> (Vec<T>, Vec<T>)
+where
+    T: Float + AddAssign + Send,
+    F: Fn(std::ops::Range<usize>) -> (Vec<T>, Vec<T>) + Sync,
+{
+    let parts = rayon::current_num_threads().clamp(1, n.max(1));
+    let chunk = n.div_ceil(parts).max(1);
+    (0..parts)
+        .into_par_iter()
+        .map(|k| part(k * chunk..n.min((k + 1) * chunk)))
+        .reduce_with(|(mut a, mut b), (c, d)| {
+            a.iter_mut().zip(c).for_each(|(x, y)| *x += y);
+            b.iter_mut().zip(d).for_each(|(x, y)| *x += y);
+            (a, b)
+        })
+        .unwrap_or_default()
 }
 
 /// Dot product with eight independent accumulators, so the compiler can
@@ -168,7 +243,7 @@ fn poisoned<E>(_: E) -> candle_core::Error {
     candle_core::Error::Msg("co-attention argmax lock poisoned".into())
 }
 
-impl CustomOp2 for CoAttentionPool {
+impl CustomOp3 for CoAttentionPool {
     fn name(&self) -> &'static str {
         "co-attention-pool"
     }
@@ -179,6 +254,8 @@ impl CustomOp2 for CoAttentionPool {
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (p, k1, k2, h) = self.dims;
         let (nx, hx) = l1.shape().dims2()?;
@@ -192,17 +269,34 @@ impl CustomOp2 for CoAttentionPool {
                 self.dims
             );
         }
+        let n3 = l3.shape().elem_count();
+        if n3 != 0 && l3.shape().dims() != [nx, ny] {
+            candle_core::bail!(
+                "co-attention pooling: product {:?} is not {nx} x {ny}",
+                l3.shape()
+            );
+        }
         if sl.idx_x.iter().any(|&i| i as usize >= nx) || sl.idx_y.iter().any(|&i| i as usize >= ny)
         {
             candle_core::bail!("co-attention pooling: an index is outside its table");
         }
         let (storage, arg) = match (s1, s2) {
             (CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                let (o, a) = self.forward(contiguous::<f32>(s1, l1)?, contiguous::<f32>(s2, l2)?);
+                let m = if n3 == 0 {
+                    &[][..]
+                } else {
+                    contiguous::<f32>(s3, l3)?
+                };
+                let (o, a) = self.forward(contiguous(s1, l1)?, contiguous(s2, l2)?, m);
                 (CpuStorage::F32(o), a)
             }
             (CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                let (o, a) = self.forward(contiguous::<f64>(s1, l1)?, contiguous::<f64>(s2, l2)?);
+                let m = if n3 == 0 {
+                    &[][..]
+                } else {
+                    contiguous::<f64>(s3, l3)?
+                };
+                let (o, a) = self.forward(contiguous(s1, l1)?, contiguous(s2, l2)?, m);
                 (CpuStorage::F64(o), a)
             }
             _ => candle_core::bail!("co-attention pooling supports f32 and f64 of one type"),
@@ -215,9 +309,10 @@ impl CustomOp2 for CoAttentionPool {
         &self,
         fa: &Tensor,
         g: &Tensor,
+        _product: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let arg = self.argmax.lock().map_err(poisoned)?;
         let (dfa, dg) = if fa.dtype() == DType::F64 {
             let (a, b) = self.backward::<f64>(&flat(fa)?, &flat(g)?, &flat(grad)?, &arg);
@@ -235,6 +330,7 @@ impl CustomOp2 for CoAttentionPool {
         Ok((
             Some(dfa.to_dtype(fa.dtype())?),
             Some(dg.to_dtype(g.dtype())?),
+            None,
         ))
     }
 }
@@ -256,17 +352,15 @@ impl WeightedRows {
         WeightedRows { idx }
     }
 
-    fn forward<T: WithDType + Float + AddAssign>(
+    fn forward<T: WithDType + Float + AddAssign + Send + Sync>(
         &self,
         w: &[T],
         table: &[T],
         k: usize,
         d: usize,
     ) -> Vec<T> {
-        let p = w.len() / k.max(1);
-        let mut out = vec![T::zero(); p * d];
-        for q in 0..p {
-            let o = &mut out[q * d..(q + 1) * d];
+        let mut out = vec![T::zero(); w.len() / k.max(1) * d];
+        out.par_chunks_mut(d.max(1)).enumerate().for_each(|(q, o)| {
             for i in 0..k {
                 let (wt, r) = (w[q * k + i], self.idx[q * k + i] as usize);
                 if wt != T::zero() {
@@ -275,11 +369,11 @@ impl WeightedRows {
                     }
                 }
             }
-        }
+        });
         out
     }
 
-    fn backward<T: WithDType + Float + AddAssign>(
+    fn backward<T: WithDType + Float + AddAssign + Send + Sync>(
         &self,
         w: &[T],
         table: &[T],
@@ -288,21 +382,29 @@ impl WeightedRows {
         d: usize,
     ) -> (Vec<T>, Vec<T>) {
         let p = w.len() / k.max(1);
-        let mut dw = vec![T::zero(); w.len()];
-        let mut dt = vec![T::zero(); table.len()];
-        for q in 0..p {
-            let go = &grad[q * d..(q + 1) * d];
-            for i in 0..k {
-                let r = self.idx[q * k + i] as usize;
-                dw[q * k + i] = dot(&table[r * d..(r + 1) * d], go);
-                let wt = w[q * k + i];
-                if wt != T::zero() {
-                    for (x, &gv) in dt[r * d..(r + 1) * d].iter_mut().zip(go) {
-                        *x += wt * gv;
+        let dw: Vec<T> = (0..w.len())
+            .into_par_iter()
+            .map(|s| {
+                let r = self.idx[s] as usize;
+                let q = s / k.max(1);
+                dot(&table[r * d..(r + 1) * d], &grad[q * d..(q + 1) * d])
+            })
+            .collect();
+        let (dt, _) = reduce_split(p, |pairs| {
+            let mut dt = vec![T::zero(); table.len()];
+            for q in pairs {
+                let go = &grad[q * d..(q + 1) * d];
+                for i in 0..k {
+                    let (wt, r) = (w[q * k + i], self.idx[q * k + i] as usize);
+                    if wt != T::zero() {
+                        for (x, &gv) in dt[r * d..(r + 1) * d].iter_mut().zip(go) {
+                            *x += wt * gv;
+                        }
                     }
                 }
             }
-        }
+            (dt, Vec::new())
+        });
         (dw, dt)
     }
 }
@@ -371,5 +473,111 @@ impl CustomOp2 for WeightedRows {
             Some(dw.to_dtype(w.dtype())?),
             Some(dt.to_dtype(table.dtype())?),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gradcheck::max_gradient_error;
+    use crate::init::Rng;
+    use candle_core::Device;
+
+    fn t(v: &[f64], shape: &[usize]) -> Tensor {
+        Tensor::from_vec(v.to_vec(), shape, &Device::Cpu).unwrap()
+    }
+
+    fn slots() -> Slots {
+        Slots {
+            idx_x: vec![0, 4, 2, 1, 1, 3],
+            idx_y: vec![5, 0, 2, 1, 3, 3, 4, 0],
+            mask_x: vec![true, true, false, true, true, true],
+            mask_y: vec![true, true, true, false, true, false, true, true],
+        }
+    }
+
+    /// Pooled scores through the stored product, or by dot products.
+    fn pooled(fa: &Tensor, g: &Tensor, with_product: bool) -> Result<Tensor> {
+        let product = if with_product {
+            fa.detach().matmul(&g.detach().t()?)?
+        } else {
+            Tensor::zeros(0, fa.dtype(), fa.device())?
+        };
+        fa.apply_op3(g, &product, CoAttentionPool::new(slots(), 2, 3, 4, 3))
+    }
+
+    #[test]
+    fn product_and_dot_paths_agree_by_hand() {
+        // Pair 0: rows fa[0], fa[4], fa[2] (the last is padding) against
+        // g[5], g[0], g[2], g[1] (the last is padding).
+        let fa: Vec<f64> = (0..15).map(|v| v as f64 * 0.1).collect();
+        let g: Vec<f64> = (0..18).map(|v| 1.0 - v as f64 * 0.05).collect();
+        let (fa, g) = (t(&fa, &[5, 3]), t(&g, &[6, 3]));
+        let a = pooled(&fa, &g, true).unwrap().to_vec2::<f64>().unwrap();
+        let b = pooled(&fa, &g, false).unwrap().to_vec2::<f64>().unwrap();
+        for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
+            assert!((x - y).abs() < 1e-12, "{a:?} vs {b:?}");
+        }
+        // Row max of fa[0] = [0, .1, .2] over g[5], g[0], g[2].
+        let dot = |r: [f64; 3], c: usize| {
+            let gc: Vec<f64> = (0..3).map(|k| 1.0 - (c * 3 + k) as f64 * 0.05).collect();
+            r.iter().zip(&gc).map(|(x, y)| x * y).sum::<f64>()
+        };
+        let want = [5, 0, 2]
+            .iter()
+            .map(|&c| dot([0.0, 0.1, 0.2], c))
+            .fold(f64::MIN, f64::max);
+        assert!((a[0][0] - want).abs() < 1e-12);
+    }
+
+    /// The pooled scores of real slots only (padding holds a huge
+    /// negative constant), squared and summed.
+    fn real_loss(pooled: Tensor) -> Result<Tensor> {
+        let sl = slots();
+        let real: Vec<f64> = (0..2)
+            .flat_map(|q| {
+                let x = sl.mask_x[q * 3..(q + 1) * 3].to_vec();
+                let y = sl.mask_y[q * 4..(q + 1) * 4].to_vec();
+                x.into_iter().chain(y)
+            })
+            .map(|b| f64::from(u8::from(b)))
+            .collect();
+        let real = t(&real, &[2, 7]);
+        (pooled * real)?.sqr()?.sum_all()
+    }
+
+    #[test]
+    fn padded_slots_get_no_score_and_no_winner() {
+        let fa = t(&[1.0; 15], &[5, 3]);
+        let g = t(&[1.0; 18], &[6, 3]);
+        let out = pooled(&fa, &g, false).unwrap().to_vec2::<f64>().unwrap();
+        // Pair 0: x slot 2 and y slot 3 are padding.
+        assert_eq!(out[0][2], NONE);
+        assert_eq!(out[0][3 + 3], NONE);
+        assert_eq!(out[0][0], 3.0);
+    }
+
+    #[test]
+    fn product_path_gradients_match_finite_differences() {
+        let mut rng = Rng::new(7);
+        let g = t(&rng.normal(18, 1.0), &[6, 3]);
+        let err = max_gradient_error(&rng.normal(15, 1.0), &[5, 3], |fa| {
+            real_loss(pooled(fa, &g, true)?)
+        })
+        .unwrap();
+        assert!(err < 1e-5, "w.r.t. FA: {err}");
+        let fa = t(&rng.normal(15, 1.0), &[5, 3]);
+        let err = max_gradient_error(&rng.normal(18, 1.0), &[6, 3], |g| {
+            real_loss(pooled(&fa, g, true)?)
+        })
+        .unwrap();
+        assert!(err < 1e-5, "w.r.t. G: {err}");
+    }
+
+    #[test]
+    fn cost_rule_picks_the_cheaper_path() {
+        let pool = CoAttentionPool::new(slots(), 512, 100, 100, 128);
+        assert!(pool.prefers_product(1682, 943));
+        assert!(!pool.prefers_product(14_000, 16_000));
     }
 }

@@ -2,7 +2,7 @@
 
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 
-use crate::copool::{CoAttentionPool, Slots, WeightedRows};
+use crate::copool::{CoAttentionPool, Slots, WeightedRows, MAX_PRODUCT};
 use crate::init::Rng;
 
 /// `y = x W + b` with `W` of shape `(in, out)`.
@@ -79,15 +79,53 @@ impl Mlp {
 /// Large negative bias that removes masked slots from a max or a softmax.
 const MASKED: f64 = 1e9;
 
-/// Co-attention over two neighbour sets (LGRec eq. 1-3), for `p` pairs
-/// whose neighbours are rows of per-batch tables.
+/// The per-node tables co-attention reads through neighbour slots:
 ///
 /// - `fa`: `(n_x, h)` rows of `F(X) A`, one per first-side node;
 /// - `g`: `(n_y, h)` rows of `G(Y)`;
 /// - `x`, `y`: `(n_x, d)` and `(n_y, d)` raw embeddings, the values the
-///   attention weights average;
-/// - `slots`: for each pair its `k1` and `k2` neighbour rows and which are
-///   real (padding is masked).
+///   attention weights average.
+///
+/// Scoring many batches against the same tables (evaluation) should call
+/// [`CoAttentionTables::with_product`] once, so `FA G^T` is computed once.
+pub struct CoAttentionTables {
+    fa: Tensor,
+    g: Tensor,
+    x: Tensor,
+    y: Tensor,
+    product: Option<Tensor>,
+}
+
+impl CoAttentionTables {
+    /// Tables for one batch (or one evaluation).
+    pub fn new(fa: Tensor, g: Tensor, x: Tensor, y: Tensor) -> Result<Self> {
+        Ok(CoAttentionTables {
+            fa: fa.contiguous()?,
+            g: g.contiguous()?,
+            x: x.contiguous()?,
+            y: y.contiguous()?,
+            product: None,
+        })
+    }
+
+    /// Stores `FA G^T` (detached) when it fits in memory, for reuse by
+    /// every later [`co_attention`] call on these tables.
+    pub fn with_product(mut self) -> Result<Self> {
+        let (nx, ny) = (self.fa.dims2()?.0, self.g.dims2()?.0);
+        if nx.saturating_mul(ny) <= MAX_PRODUCT {
+            self.product = Some(self.product()?);
+        }
+        Ok(self)
+    }
+
+    fn product(&self) -> Result<Tensor> {
+        self.fa.detach().matmul(&self.g.detach().t()?)
+    }
+}
+
+/// Co-attention over two neighbour sets (LGRec eq. 1-3), for `p` pairs
+/// whose neighbours are rows of `tables`; `slots` gives for each pair its
+/// `k1` and `k2` neighbour rows and which are real (padding is masked).
 ///
 /// `M = FA[slots] G[slots]^T`; a neighbour's importance is the max of its row
 /// (column) over the other side's real neighbours ([`CoAttentionPool`]); a
@@ -95,14 +133,12 @@ const MASKED: f64 = 1e9;
 /// neighbours gets the zero vector), and [`WeightedRows`] averages the raw
 /// rows. Returns the two weighted sums, `(p, d)` each.
 pub fn co_attention(
-    fa: &Tensor,
-    g: &Tensor,
-    x: &Tensor,
-    y: &Tensor,
+    tables: &CoAttentionTables,
     slots: Slots,
     k1: usize,
     k2: usize,
 ) -> Result<(Tensor, Tensor)> {
+    let CoAttentionTables { fa, g, x, y, .. } = tables;
     let p = slots.mask_x.len() / k1.max(1);
     let h = fa.dims2()?.1;
     let mask = |m: &[bool], k: usize| -> Result<Tensor> {
@@ -117,17 +153,18 @@ pub fn co_attention(
     };
     let (mx, my) = (mask(&slots.mask_x, k1)?, mask(&slots.mask_y, k2)?);
     let (idx_x, idx_y) = (slots.idx_x.clone(), slots.idx_y.clone());
-    let scores = fa
-        .contiguous()?
-        .apply_op2(&g.contiguous()?, CoAttentionPool::new(slots, p, k1, k2, h))?;
+    let pool = CoAttentionPool::new(slots, p, k1, k2, h);
+    // All of FA G^T in one GEMM when that beats the pairs' own dot products.
+    let product = match &tables.product {
+        Some(m) => m.clone(),
+        None if pool.prefers_product(fa.dims2()?.0, g.dims2()?.0) => tables.product()?,
+        None => Tensor::zeros(0, fa.dtype(), fa.device())?,
+    };
+    let scores = fa.apply_op3(g, &product, pool)?;
     let wx = masked_softmax(&scores.narrow(1, 0, k1)?, &mx)?;
     let wy = masked_softmax(&scores.narrow(1, k1, k2)?, &my)?;
-    let xu = wx
-        .contiguous()?
-        .apply_op2(&x.contiguous()?, WeightedRows::new(idx_x))?;
-    let yv = wy
-        .contiguous()?
-        .apply_op2(&y.contiguous()?, WeightedRows::new(idx_y))?;
+    let xu = wx.contiguous()?.apply_op2(x, WeightedRows::new(idx_x))?;
+    let yv = wy.contiguous()?.apply_op2(y, WeightedRows::new(idx_y))?;
     Ok((xu, yv))
 }
 
@@ -162,6 +199,10 @@ mod tests {
         Tensor::from_vec(v.to_vec(), shape, &Device::Cpu).unwrap()
     }
 
+    fn tables(fa: &Tensor, g: &Tensor, x: &Tensor, y: &Tensor) -> CoAttentionTables {
+        CoAttentionTables::new(fa.clone(), g.clone(), x.clone(), y.clone()).unwrap()
+    }
+
     fn slots(ix: &[u32], iy: &[u32], mx: &[bool], my: &[bool]) -> Slots {
         Slots {
             idx_x: ix.to_vec(),
@@ -181,7 +222,7 @@ mod tests {
         let x = t(&[10.0, 20.0], &[2, 1]);
         let y = t(&[5.0, 7.0], &[2, 1]);
         let s = slots(&[0, 1], &[0, 1], &[true, true], &[true, false]);
-        let (xu, yv) = co_attention(&fa, &g, &x, &y, s, 2, 2).unwrap();
+        let (xu, yv) = co_attention(&tables(&fa, &g, &x, &y), s, 2, 2).unwrap();
         let w1 = 1.0 / (1.0 + (3.0f64).exp()); // softmax([3, 6])[0]
         let want = 10.0 * w1 + 20.0 * (1.0 - w1);
         let xu: Vec<f64> = xu.flatten_all().unwrap().to_vec1().unwrap();
@@ -222,21 +263,33 @@ mod tests {
         let y = t(&rng.normal(ny * d, 1.0), &[ny, d]);
         let _ = p;
         let err = max_gradient_error(&rng.normal(nx * d, 1.0), &[nx, d], |fa| {
-            let (xu, yv) = co_attention(fa, &g, &x, &y, slots(&ix, &iy, &mx, &my), k1, k2)?;
+            let (xu, yv) =
+                co_attention(&tables(fa, &g, &x, &y), slots(&ix, &iy, &mx, &my), k1, k2)?;
             (xu.sqr()?.sum_all()? + (yv * 0.5)?.sum_all()?)?.sqr()
         })
         .unwrap();
         assert!(err < 1e-5, "relative error w.r.t. FA: {err}");
+        // The same through a stored FA G^T.
+        let err = max_gradient_error(&rng.normal(nx * d, 1.0), &[nx, d], |fa| {
+            let tab = tables(fa, &g, &x, &y).with_product()?;
+            let (xu, yv) = co_attention(&tab, slots(&ix, &iy, &mx, &my), k1, k2)?;
+            (xu.sqr()?.sum_all()? + (yv * 0.5)?.sum_all()?)?.sqr()
+        })
+        .unwrap();
+        assert!(
+            err < 1e-5,
+            "relative error w.r.t. FA, stored product: {err}"
+        );
         let fa = t(&rng.normal(nx * d, 1.0), &[nx, d]);
         let err = max_gradient_error(&rng.normal(nx * d, 1.0), &[nx, d], |x| {
-            let (xu, _) = co_attention(&fa, &g, x, &y, slots(&ix, &iy, &mx, &my), k1, k2)?;
+            let (xu, _) = co_attention(&tables(&fa, &g, x, &y), slots(&ix, &iy, &mx, &my), k1, k2)?;
             xu.sqr()?.sum_all()
         })
         .unwrap();
         assert!(err < 1e-5, "relative error w.r.t. X: {err}");
         let x2 = t(&rng.normal(nx * d, 1.0), &[nx, d]);
         let err = max_gradient_error(&rng.normal(ny * d, 1.0), &[ny, d], |g| {
-            let (_, yv) = co_attention(&fa, g, &x2, g, slots(&ix, &iy, &mx, &my), k1, k2)?;
+            let (_, yv) = co_attention(&tables(&fa, g, &x2, g), slots(&ix, &iy, &mx, &my), k1, k2)?;
             yv.sqr()?.sum_all()
         })
         .unwrap();

@@ -145,6 +145,7 @@ enum Command {
 }
 
 fn main() {
+    hinrec::configure_threads();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
