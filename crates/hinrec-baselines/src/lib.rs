@@ -30,7 +30,7 @@ pub mod error;
 pub mod io;
 pub mod itemknn;
 pub mod mostpop;
-pub mod training;
+pub use hinrec_eval::training;
 
 pub use bpr::{BprConfig, BprMf};
 pub use error::{BaselineError, Result};

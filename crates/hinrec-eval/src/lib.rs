@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod precomputed;
 pub mod protocol;
 pub mod report;
+pub mod training;
 
 pub use metrics::{ranks_against, UserMetrics};
 pub use precomputed::PrecomputedScores;

@@ -27,4 +27,4 @@
 
 pub mod model;
 
-pub use model::{Lgrec, LgrecConfig, LgrecError, Variant};
+pub use model::{FitOptions, Lgrec, LgrecConfig, LgrecError, Variant};

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var, D};
-use hinrec_baselines::training::{EpochReport, EpochTracker, FitSummary, Validation};
+use hinrec_baselines::training::{EpochReport, FitSummary, Validation};
 use hinrec_baselines::{BprConfig, BprMf};
 use hinrec_data::{EvalNegatives, Interactions, Split};
 use hinrec_eval::{sampled, PrecomputedScores, Scorer};
@@ -16,6 +16,7 @@ use hinrec_nn::layers::{
 };
 use hinrec_nn::loss::{bce_with_logits, hinge, l2};
 use hinrec_nn::optim::{Adam, AdamConfig, EmbeddingTable};
+use hinrec_nn::trainer::{train as train_epochs, EpochModel, TrainerConfig};
 use hinrec_sample::NeighborLists;
 use rand::seq::SliceRandom;
 use rand::{Rng as _, SeedableRng};
@@ -98,6 +99,9 @@ pub struct LgrecConfig {
     pub eval_batch: usize,
     /// Epochs of the BPR-MF that ranks neighbours.
     pub bpr_epochs: usize,
+    /// Mask a pair's own edge out of its neighbour lists (see
+    /// docs/lgrec.md; only training positives have one).
+    pub hide_own_edge: bool,
 }
 
 impl Default for LgrecConfig {
@@ -118,6 +122,7 @@ impl Default for LgrecConfig {
             metric: "NDCG@10".into(),
             eval_batch: 1024,
             bpr_epochs: 60,
+            hide_own_edge: true,
         }
     }
 }
@@ -227,19 +232,30 @@ impl Lgrec {
             mask_x: Vec::with_capacity(p * k1),
             mask_y: Vec::with_capacity(p * k2),
         };
+        // A pair's own edge is never its neighbour: a training positive
+        // (u, v) would otherwise find v among u's items and u among v's
+        // users, which no test pair can.
+        let hide = self.cfg.hide_own_edge;
         let fill = |lists: &NeighborLists,
                     nodes: &[u32],
+                    others: &[u32],
                     local: &dyn Fn(u32) -> u32,
                     idx: &mut Vec<u32>,
                     mask: &mut Vec<bool>| {
-            for &n in nodes {
-                idx.extend(lists.neighbors(n).iter().map(|&m| local(m)));
-                mask.extend(lists.mask(n).iter().map(|&m| m > 0.0));
+            for (&n, &o) in nodes.iter().zip(others) {
+                let nb = lists.neighbors(n);
+                idx.extend(nb.iter().map(|&m| local(m)));
+                mask.extend(
+                    nb.iter()
+                        .zip(lists.mask(n))
+                        .map(|(&m, &real)| real > 0.0 && !(hide && m == o)),
+                );
             }
         };
         fill(
             &self.user_nb,
             users,
+            items,
             item_local,
             &mut slots.idx_x,
             &mut slots.mask_x,
@@ -247,6 +263,7 @@ impl Lgrec {
         fill(
             &self.item_nb,
             items,
+            users,
             user_local,
             &mut slots.idx_y,
             &mut slots.mask_y,
@@ -403,6 +420,31 @@ impl Lgrec {
         seed: u64,
         mut on_epoch: impl FnMut(&EpochReport),
     ) -> Result<(Self, FitSummary)> {
+        Self::fit_with(
+            hin,
+            split,
+            valid_negatives,
+            cfg,
+            seed,
+            &FitOptions::default(),
+            &mut |_, _| {},
+            &mut on_epoch,
+        )
+    }
+
+    /// [`Lgrec::fit`] with checkpoints (and resuming from them) and a
+    /// per-batch progress callback `on_batch(done, total)`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fit_with(
+        hin: &Hin,
+        split: &Split,
+        valid_negatives: &EvalNegatives,
+        cfg: &LgrecConfig,
+        seed: u64,
+        opts: &FitOptions,
+        on_batch: &mut dyn FnMut(usize, usize),
+        on_epoch: &mut dyn FnMut(&EpochReport),
+    ) -> Result<(Self, FitSummary)> {
         let train = &split.train;
         let paths: Vec<&str> = cfg.meta_paths.iter().map(String::as_str).collect();
         let labeler = if cfg.variant == Variant::NoGlo {
@@ -410,111 +452,50 @@ impl Lgrec {
         } else {
             Some(PairLabeler::new(hin, &paths, RowRule::AboveRowMean)?)
         };
-        let n_paths = paths.len().max(1);
-        // Started before the neighbour-ranking BPR-MF, so its time counts.
-        let mut tracker = EpochTracker::new(cfg.patience, train.nnz());
-        let mut model = Self::init(train, paths.len(), cfg, seed)?;
+        let started = Instant::now();
+        let model = Self::init(train, paths.len(), cfg, seed)?;
         let adam_cfg = AdamConfig {
             lr: cfg.lr,
             ..AdamConfig::default()
         };
-        let mut adam = Adam::new(model.dense_vars(), adam_cfg)?;
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x1_6ec0);
-        let mut order: Vec<(u32, u32)> = train.pairs().collect();
-        let mut best: Option<Snapshot> = None;
-        let k: usize = cfg
+        let adam = Adam::new(model.dense_vars(), adam_cfg)?;
+        let k = cfg
             .metric
             .split_once('@')
             .and_then(|(_, k)| k.parse().ok())
             .unwrap_or(10);
-        for epoch in 1..=cfg.epochs {
-            let t = Instant::now();
-            order.shuffle(&mut rng);
-            let negs: Vec<u32> = order
-                .iter()
-                .map(|&(u, _)| sample_negative(train, u, &mut rng))
-                .collect();
-            // Labels of the whole epoch at once: each user's path prefix is
-            // then computed once per epoch instead of once per batch.
-            let all_labels = match &labeler {
-                Some(l) => {
-                    let pairs: Vec<(u32, u32)> = order
-                        .iter()
-                        .copied()
-                        .chain(order.iter().zip(&negs).map(|(&(u, _), &j)| (u, j)))
-                        .collect();
-                    l.labels(&pairs)?
-                }
-                None => Vec::new(),
-            };
-            let half = order.len() * n_paths;
-            let mut loss_sum = 0.0;
-            let mut batches = 0;
-            for (c, (chunk, neg)) in order
-                .chunks(cfg.batch)
-                .zip(negs.chunks(cfg.batch))
-                .enumerate()
-            {
-                let users: Vec<u32> = chunk.iter().map(|p| p.0).collect();
-                let pos: Vec<u32> = chunk.iter().map(|p| p.1).collect();
-                let labels = if all_labels.is_empty() {
-                    Vec::new()
-                } else {
-                    let (lo, hi) = (
-                        c * cfg.batch * n_paths,
-                        (c * cfg.batch + chunk.len()) * n_paths,
-                    );
-                    let mut v = all_labels[lo..hi].to_vec();
-                    v.extend_from_slice(&all_labels[half + lo..half + hi]);
-                    v
-                };
-                let batch = Batch {
-                    users: &users,
-                    pos: &pos,
-                    neg,
-                    labels: &labels,
-                    n_paths,
-                };
-                loss_sum += model.step(&batch, &mut adam, &adam_cfg)?;
-                batches += 1;
-            }
-            let dt = t.elapsed().as_secs_f64();
-            let scorer = model.scorer_for(valid_negatives)?;
-            let valid = sampled(&scorer, valid_negatives, &[k]).get(&cfg.metric);
-            let (report, keep) = tracker.record(epoch, loss_sum / batches.max(1) as f64, dt, valid);
-            if keep {
-                best = Some(model.snapshot()?);
-            }
-            on_epoch(&report);
-            if tracker.should_stop() {
-                break;
-            }
-        }
-        if let Some(s) = best {
-            model.restore(s)?;
-        }
-        let summary = tracker.summary();
-        Ok((model, summary))
+        let mut run = Training {
+            model,
+            adam,
+            adam_cfg,
+            train,
+            labeler,
+            n_paths: paths.len().max(1),
+            valid: valid_negatives,
+            k,
+            seed,
+        };
+        let trainer = TrainerConfig {
+            epochs: cfg.epochs,
+            patience: cfg.patience,
+            checkpoint_dir: opts.checkpoint_dir.clone(),
+            resume: opts.resume,
+        };
+        let mut summary = train_epochs(&mut run, &trainer, on_batch, on_epoch)?;
+        // The neighbour-ranking BPR-MF and the labeler count too.
+        summary.total_s = started.elapsed().as_secs_f64();
+        Ok((run.model, summary))
     }
 
-    fn snapshot(&self) -> Result<Snapshot> {
-        let dense = self
-            .all_vars()
-            .iter()
-            .map(|v| v.as_tensor().copy())
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        Ok(Snapshot {
-            users: self.users.clone(),
-            items: self.items.clone(),
-            dense,
-        })
-    }
-
-    fn restore(&mut self, s: Snapshot) -> Result<()> {
-        self.users = s.users;
-        self.items = s.items;
-        for (v, t) in self.all_vars().iter().zip(&s.dense) {
-            v.set(t)?;
+    /// Restores what [`Lgrec::state`] saved.
+    pub fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        self.users = EmbeddingTable::from_state("users", state)?;
+        self.items = EmbeddingTable::from_state("items", state)?;
+        for (k, v) in self.all_vars().iter().enumerate() {
+            let t = state
+                .get(&format!("dense.{k}"))
+                .ok_or_else(|| LgrecError::Config(format!("the checkpoint lacks dense.{k}")))?;
+            v.set(&t.to_dtype(v.dtype())?)?;
         }
         Ok(())
     }
@@ -528,12 +509,13 @@ impl Lgrec {
         v
     }
 
-    /// Every weight as named tensors (for a safetensors checkpoint).
+    /// Every weight (and the embedding tables' Adam moments) as named
+    /// tensors, for a safetensors checkpoint.
     pub fn state(&self) -> Result<HashMap<String, Tensor>> {
         let mut out = self.users.state("users")?;
         out.extend(self.items.state("items")?);
         for (k, v) in self.all_vars().iter().enumerate() {
-            out.insert(format!("dense.{k}"), v.as_tensor().clone());
+            out.insert(format!("dense.{k}"), v.as_tensor().copy()?);
         }
         Ok(out)
     }
@@ -548,12 +530,6 @@ struct Batch<'a> {
     neg: &'a [u32],
     labels: &'a [f32],
     n_paths: usize,
-}
-
-struct Snapshot {
-    users: EmbeddingTable,
-    items: EmbeddingTable,
-    dense: Vec<Tensor>,
 }
 
 /// Unique ids (sorted) and a dense map from id to its position.
@@ -585,5 +561,114 @@ fn sample_negative(train: &Interactions, u: u32, rng: &mut ChaCha8Rng) -> u32 {
         if seen.binary_search(&j).is_err() {
             return j;
         }
+    }
+}
+
+/// Where [`Lgrec::fit_with`] keeps checkpoints.
+#[derive(Debug, Clone, Default)]
+pub struct FitOptions {
+    /// Folder for `last.safetensors` and `best.safetensors`.
+    pub checkpoint_dir: Option<std::path::PathBuf>,
+    /// Continue from `last.safetensors` there when it exists.
+    pub resume: bool,
+}
+
+/// LGRec with its optimizer and data, as the trainer drives it.
+struct Training<'a> {
+    model: Lgrec,
+    adam: Adam,
+    adam_cfg: AdamConfig,
+    train: &'a Interactions,
+    labeler: Option<PairLabeler<'a>>,
+    n_paths: usize,
+    valid: &'a EvalNegatives,
+    k: usize,
+    seed: u64,
+}
+
+impl EpochModel for Training<'_> {
+    type Error = LgrecError;
+
+    fn train_epoch(&mut self, epoch: usize, on_batch: &mut dyn FnMut(usize, usize)) -> Result<f64> {
+        let cfg = self.model.cfg.clone();
+        let n_paths = self.n_paths;
+        // One stream per epoch, so a resumed run draws the same triples.
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x1_6ec0);
+        rng.set_stream(epoch as u64);
+        let mut order: Vec<(u32, u32)> = self.train.pairs().collect();
+        order.shuffle(&mut rng);
+        let negs: Vec<u32> = order
+            .iter()
+            .map(|&(u, _)| sample_negative(self.train, u, &mut rng))
+            .collect();
+        // Labels of the whole epoch at once: each user's path prefix is
+        // then computed once per epoch instead of once per batch.
+        let all_labels = match &self.labeler {
+            Some(l) => {
+                let pairs: Vec<(u32, u32)> = order
+                    .iter()
+                    .copied()
+                    .chain(order.iter().zip(&negs).map(|(&(u, _), &j)| (u, j)))
+                    .collect();
+                l.labels(&pairs)?
+            }
+            None => Vec::new(),
+        };
+        let half = order.len() * n_paths;
+        let total = order.len().div_ceil(cfg.batch);
+        let mut loss_sum = 0.0;
+        for (c, (chunk, neg)) in order
+            .chunks(cfg.batch)
+            .zip(negs.chunks(cfg.batch))
+            .enumerate()
+        {
+            let users: Vec<u32> = chunk.iter().map(|p| p.0).collect();
+            let pos: Vec<u32> = chunk.iter().map(|p| p.1).collect();
+            let labels = if all_labels.is_empty() {
+                Vec::new()
+            } else {
+                let (lo, hi) = (
+                    c * cfg.batch * n_paths,
+                    (c * cfg.batch + chunk.len()) * n_paths,
+                );
+                let mut v = all_labels[lo..hi].to_vec();
+                v.extend_from_slice(&all_labels[half + lo..half + hi]);
+                v
+            };
+            let batch = Batch {
+                users: &users,
+                pos: &pos,
+                neg,
+                labels: &labels,
+                n_paths,
+            };
+            loss_sum += self.model.step(&batch, &mut self.adam, &self.adam_cfg)?;
+            on_batch(c + 1, total);
+        }
+        Ok(loss_sum / total.max(1) as f64)
+    }
+
+    fn validate(&mut self) -> Result<Option<f64>> {
+        if self.valid.is_empty() {
+            return Ok(None);
+        }
+        let scorer = self.model.scorer_for(self.valid)?;
+        Ok(sampled(&scorer, self.valid, &[self.k]).get(&self.model.cfg.metric))
+    }
+
+    fn state(&self) -> Result<HashMap<String, Tensor>> {
+        let mut s = self.model.state()?;
+        s.extend(self.adam.state("adam")?);
+        Ok(s)
+    }
+
+    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        self.model.load_state(state)?;
+        self.adam.load_state("adam", state)?;
+        Ok(())
+    }
+
+    fn samples_per_epoch(&self) -> usize {
+        self.train.nnz()
     }
 }

@@ -78,3 +78,57 @@ fn bad_configurations_are_errors() {
     };
     assert!(Lgrec::fit(&hin, &split, &none, &cfg, 1, |_| {}).is_err());
 }
+
+#[test]
+fn resuming_from_a_checkpoint_reaches_the_same_model() {
+    let ds = registry::load(&fixture(), None).unwrap();
+    let split = SplitRule::LeaveOneOutLatest
+        .apply(&ds.interactions, 0)
+        .unwrap()
+        .carve_validation(SplitRule::LeaveOneOutLatest, 1)
+        .unwrap();
+    let all = [&split.train, &split.valid];
+    let valid = EvalNegatives::sample(&split.valid, &all, 20, 3).unwrap();
+    let hin = Hin::from_dataset(&ds, &split.train);
+    let cfg = |epochs| LgrecConfig {
+        dim: 8,
+        k_user: 10,
+        k_item: 10,
+        epochs,
+        patience: 10,
+        lr: 0.01,
+        meta_paths: vec!["UIUI".into()],
+        bpr_epochs: 5,
+        ..LgrecConfig::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let opts = hinrec_lgrec::FitOptions {
+        checkpoint_dir: Some(dir.path().to_path_buf()),
+        resume: true,
+    };
+    let fit = |epochs, opts: &hinrec_lgrec::FitOptions| {
+        let mut epochs_run = Vec::new();
+        let (m, _) = Lgrec::fit_with(
+            &hin,
+            &split,
+            &valid,
+            &cfg(epochs),
+            4,
+            opts,
+            &mut |_, _| {},
+            &mut |r| epochs_run.push(r.epoch),
+        )
+        .unwrap();
+        (m, epochs_run)
+    };
+    let (whole, _) = fit(3, &hinrec_lgrec::FitOptions::default());
+    let (_, first) = fit(2, &opts);
+    let (resumed, second) = fit(3, &opts);
+    assert_eq!((first, second), (vec![1, 2], vec![3]));
+    assert!(dir.path().join("best.safetensors").exists());
+    let pairs: Vec<(u32, u32)> = (0..20).map(|u| (u, (u * 7) % 30)).collect();
+    assert_eq!(
+        whole.score_pairs(&pairs).unwrap(),
+        resumed.score_pairs(&pairs).unwrap()
+    );
+}

@@ -31,3 +31,4 @@ pub mod init;
 pub mod layers;
 pub mod loss;
 pub mod optim;
+pub mod trainer;

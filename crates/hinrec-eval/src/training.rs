@@ -1,8 +1,8 @@
-//! What the iterative baselines share: validation for early stopping and
-//! the per-epoch report.
+//! What every epoch loop shares (the baselines' and the neural models'):
+//! validation for early stopping, the per-epoch report and its bookkeeping.
 
+use crate::{full_ranking, sampled, Scorer};
 use hinrec_data::{EvalNegatives, Interactions};
-use hinrec_eval::{full_ranking, sampled, Scorer};
 use serde::{Deserialize, Serialize};
 
 /// How to score a model on validation data during training.
@@ -218,6 +218,48 @@ impl EpochTracker {
         self.stop.should_stop()
     }
 
+    /// Everything needed to resume: best value (NaN if none), its epoch,
+    /// epochs without improvement, training seconds, seconds to the best
+    /// epoch, epochs done and seconds elapsed.
+    pub fn state(&self) -> [f64; 7] {
+        [
+            self.stop.best.unwrap_or(f64::NAN),
+            self.stop.best_epoch as f64,
+            self.stop.bad as f64,
+            self.train_s,
+            self.time_to_best,
+            self.epochs as f64,
+            self.start.elapsed().as_secs_f64(),
+        ]
+    }
+
+    /// A tracker continuing from [`EpochTracker::state`]; its clock goes on
+    /// from the elapsed time saved.
+    pub fn resume(patience: usize, samples_per_epoch: usize, state: [f64; 7]) -> Self {
+        let [best, best_epoch, bad, train_s, time_to_best, epochs, elapsed] = state;
+        let now = std::time::Instant::now();
+        EpochTracker {
+            stop: EarlyStopping {
+                patience,
+                best: (!best.is_nan()).then_some(best),
+                best_epoch: best_epoch as usize,
+                bad: bad as usize,
+            },
+            start: now
+                .checked_sub(std::time::Duration::from_secs_f64(elapsed.max(0.0)))
+                .unwrap_or(now),
+            samples_per_epoch,
+            train_s,
+            time_to_best,
+            epochs: epochs as usize,
+        }
+    }
+
+    /// Epochs recorded so far.
+    pub fn epochs(&self) -> usize {
+        self.epochs
+    }
+
     /// How the fit went.
     pub fn summary(&self) -> FitSummary {
         FitSummary {
@@ -249,6 +291,22 @@ mod tests {
         assert!(!s.record(3, 0.4));
         assert!(s.should_stop());
         assert_eq!((s.best(), s.best_epoch()), (Some(0.5), 1));
+    }
+
+    #[test]
+    fn resumed_tracker_stops_where_the_original_would() {
+        let mut a = EpochTracker::new(2, 10);
+        a.record(1, 0.5, 1.0, Some(0.3));
+        a.record(2, 0.4, 1.0, Some(0.2));
+        let mut b = EpochTracker::resume(2, 10, a.state());
+        assert_eq!(b.epochs(), 2);
+        for t in [&mut a, &mut b] {
+            let (r, keep) = t.record(3, 0.3, 1.0, Some(0.1));
+            assert!(!keep);
+            assert_eq!(r.best, Some(0.3));
+            assert!(t.should_stop());
+        }
+        assert_eq!(a.summary().best_epoch, b.summary().best_epoch);
     }
 
     #[test]
