@@ -9,7 +9,8 @@ use anyhow::Result;
 use hinrec::data::registry;
 use hinrec::experiment::{ExperimentConfig, Prepared};
 use hinrec::graph::Hin;
-use hinrec_lgrec::{Lgrec, LgrecConfig, Variant};
+use hinrec_lgrec::{FitOptions, Lgrec, LgrecConfig, Variant};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use hinrec::tune::Trial;
 
@@ -54,6 +55,12 @@ pub struct Args {
     /// paper's setting as far as it says; see docs/lgrec.md).
     #[arg(long)]
     keep_own_edge: bool,
+    /// Write checkpoints under DIR/<dataset>/<variant>/seed-<n>.
+    #[arg(long, value_name = "DIR")]
+    checkpoints: Option<PathBuf>,
+    /// Continue from the checkpoints in `--checkpoints` where they exist.
+    #[arg(long, requires = "checkpoints")]
+    resume: bool,
     /// Also rank all items (slow: every (user, item) pair goes through co-attention).
     #[arg(long)]
     full: bool,
@@ -128,14 +135,28 @@ pub fn run(args: &Args) -> Result<()> {
             let mut runs = Vec::new();
             for &seed in &args.seeds {
                 let t = Instant::now();
-                let (model, summary) = Lgrec::fit(
+                let opts = FitOptions {
+                    checkpoint_dir: args.checkpoints.as_ref().map(|d| {
+                        d.join(name)
+                            .join(variant.name())
+                            .join(format!("seed-{seed}"))
+                    }),
+                    resume: args.resume,
+                };
+                let bar = batch_bar(&format!("{} seed {seed}", variant.name()));
+                let (model, summary) = Lgrec::fit_with(
                     &hin,
                     &prepared.split,
                     &prepared.valid_negatives,
                     &cfg,
                     seed,
-                    |r| {
-                        println!(
+                    &opts,
+                    &mut |done, total| {
+                        bar.set_length(total as u64);
+                        bar.set_position(done as u64);
+                    },
+                    &mut |r| {
+                        bar.suspend(|| println!(
                         "   {} seed {seed} epoch {:>2}: loss {:.4} valid {:.4} ({:.0} triples/s, {:.0}s)",
                         variant.name(),
                         r.epoch,
@@ -143,9 +164,10 @@ pub fn run(args: &Args) -> Result<()> {
                         r.valid.unwrap_or(f64::NAN),
                         r.samples_per_s,
                         r.elapsed_s
-                    );
+                    ));
                     },
                 )?;
+                bar.finish_and_clear();
                 let scorer = model.scorer_for(&prepared.test_negatives)?;
                 let sampled = hinrec::eval::sampled(&scorer, &prepared.test_negatives, &[10]);
                 let full = if args.full {
@@ -273,4 +295,18 @@ fn choose_on_validation(
         },
         trials,
     ))
+}
+
+/// A bar over one epoch's batches (drawn only on a terminal).
+fn batch_bar(prefix: &str) -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "   {prefix} [{bar:30}] batch {pos}/{len} {per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(prefix.to_string());
+    bar
 }

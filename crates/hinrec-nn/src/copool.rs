@@ -43,8 +43,8 @@ pub struct Slots {
 /// for tables `FA` (`n_x x h`) and `G` (`n_y x h`); output `(p, k1 + k2)`:
 /// the `k1` row maxima then the `k2` column maxima of each pair.
 ///
-/// The third input is either `FA G^T` (`n_x x n_y`, no gradient flows into
-/// it), whose entries are then read instead of recomputed, or an empty
+/// The third input is either `FA G^T` (`n_x x n_y`, detached: no gradient
+/// flows into it), whose entries are then read instead of recomputed, or an empty
 /// tensor, and then each score is a dot product. [`CoAttentionPool::prefers_product`]
 /// says which is cheaper.
 pub struct CoAttentionPool {
@@ -96,13 +96,10 @@ impl CoAttentionPool {
                 );
                 // Padded slots keep NONE and no winner: the masked softmax
                 // gives them no weight, so only real-by-real scores matter.
-                let mut real_y: Vec<(usize, usize)> = (0..k2)
+                let real_y: Vec<(usize, usize)> = (0..k2)
                     .filter(|&j| my[j])
                     .map(|j| (j, iy[j] as usize))
                     .collect();
-                // Ascending columns walk each row of a stored product
-                // forwards, which the prefetcher follows.
-                real_y.sort_unstable_by_key(|&(_, c)| c);
                 let mut out = vec![none; k1 + k2];
                 let mut arg = vec![u32::MAX; k1 + k2];
                 for i in (0..k1).filter(|&i| mx[i]) {
@@ -481,7 +478,7 @@ mod tests {
     use super::*;
     use crate::gradcheck::max_gradient_error;
     use crate::init::Rng;
-    use candle_core::Device;
+    use candle_core::{Device, Var};
 
     fn t(v: &[f64], shape: &[usize]) -> Tensor {
         Tensor::from_vec(v.to_vec(), shape, &Device::Cpu).unwrap()
@@ -572,6 +569,63 @@ mod tests {
         })
         .unwrap();
         assert!(err < 1e-5, "w.r.t. G: {err}");
+    }
+
+    #[test]
+    fn stored_product_matches_dot_products_on_random_slots() {
+        let mut rng = Rng::new(11);
+        let (p, k1, k2, h, nx, ny) = (9, 5, 6, 4, 8, 7);
+        let pick = |v: f64, n: usize| ((v.abs() * 1e6) as usize % n) as u32;
+        let sl = Slots {
+            idx_x: rng
+                .normal(p * k1, 1.0)
+                .iter()
+                .map(|&v| pick(v, nx))
+                .collect(),
+            idx_y: rng
+                .normal(p * k2, 1.0)
+                .iter()
+                .map(|&v| pick(v, ny))
+                .collect(),
+            mask_x: rng.normal(p * k1, 1.0).iter().map(|&v| v > -0.5).collect(),
+            mask_y: rng.normal(p * k2, 1.0).iter().map(|&v| v > -0.5).collect(),
+        };
+        let fa = Var::from_tensor(&t(&rng.normal(nx * h, 1.0), &[nx, h])).unwrap();
+        let g = t(&rng.normal(ny * h, 1.0), &[ny, h]);
+        let run = |stored: bool| {
+            let product = if stored {
+                fa.as_tensor().detach().matmul(&g.t().unwrap()).unwrap()
+            } else {
+                Tensor::zeros(0, DType::F64, &Device::Cpu).unwrap()
+            };
+            let out = fa
+                .as_tensor()
+                .apply_op3(&g, &product, CoAttentionPool::new(sl.clone(), p, k1, k2, h))
+                .unwrap();
+            let w = t(&rng_weights(p * (k1 + k2)), &[p, k1 + k2]);
+            let loss = (out.clamp(-50.0, 50.0).unwrap() * w)
+                .unwrap()
+                .sum_all()
+                .unwrap();
+            let grad = loss
+                .backward()
+                .unwrap()
+                .get(fa.as_tensor())
+                .unwrap()
+                .clone();
+            (
+                out.flatten_all().unwrap().to_vec1::<f64>().unwrap(),
+                grad.flatten_all().unwrap().to_vec1::<f64>().unwrap(),
+            )
+        };
+        let ((a, ga), (b, gb)) = (run(true), run(false));
+        for (x, y) in a.iter().zip(&b).chain(ga.iter().zip(&gb)) {
+            assert!((x - y).abs() < 1e-9, "{x} vs {y}");
+        }
+    }
+
+    fn rng_weights(n: usize) -> Vec<f64> {
+        (0..n).map(|k| 1.0 + (k % 5) as f64 * 0.25).collect()
     }
 
     #[test]
