@@ -96,28 +96,38 @@ impl CoAttentionPool {
                 );
                 // Padded slots keep NONE and no winner: the masked softmax
                 // gives them no weight, so only real-by-real scores matter.
-                let real_y: Vec<(usize, usize)> = (0..k2)
+                let (cols, cs): (Vec<usize>, Vec<usize>) = (0..k2)
                     .filter(|&j| my[j])
                     .map(|j| (j, iy[j] as usize))
-                    .collect();
+                    .unzip();
+                let n = cs.len();
+                // Row scores land in a contiguous buffer; the maxima are
+                // then plain branch-free loops the compiler vectorises.
+                let mut vals = vec![T::zero(); n];
+                let mut col_max = vec![T::neg_infinity(); n];
+                let mut col_arg = vec![u32::MAX; n];
                 let mut out = vec![none; k1 + k2];
                 let mut arg = vec![u32::MAX; k1 + k2];
                 for i in (0..k1).filter(|&i| mx[i]) {
                     let r = ix[i] as usize;
-                    let (mut best, mut at) = (none, u32::MAX);
-                    for &(j, c) in &real_y {
-                        let s = score(r, c);
-                        if at == u32::MAX || s > best {
-                            best = s;
-                            at = j as u32;
-                        }
-                        if arg[k1 + j] == u32::MAX || s > out[k1 + j] {
-                            out[k1 + j] = s;
-                            arg[k1 + j] = i as u32;
-                        }
+                    for (v, &c) in vals.iter_mut().zip(&cs) {
+                        *v = score(r, c);
                     }
-                    out[i] = best;
-                    arg[i] = at;
+                    for ((m, a), &v) in col_max.iter_mut().zip(col_arg.iter_mut()).zip(&vals) {
+                        let gt = v > *m;
+                        *m = if gt { v } else { *m };
+                        *a = if gt { i as u32 } else { *a };
+                    }
+                    if let Some(at) = argmax(&vals) {
+                        out[i] = vals[at];
+                        arg[i] = cols[at] as u32;
+                    }
+                }
+                for ((&j, &m), &a) in cols.iter().zip(&col_max).zip(&col_arg) {
+                    if a != u32::MAX {
+                        out[k1 + j] = m;
+                        arg[k1 + j] = a;
+                    }
                 }
                 (out, arg)
             })
@@ -208,6 +218,27 @@ where
             (a, b)
         })
         .unwrap_or_default()
+}
+
+/// Position of the first maximum of `v` (None if empty or all NaN): an
+/// eight-lane max, then a scan for the first entry equal to it.
+#[inline]
+fn argmax<T: Float>(v: &[T]) -> Option<usize> {
+    let mut acc = [T::neg_infinity(); 8];
+    let chunks = v.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for l in 0..8 {
+            acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
+        }
+    }
+    let mut m = acc
+        .iter()
+        .fold(T::neg_infinity(), |m, &x| if x > m { x } else { m });
+    for &x in rest {
+        m = if x > m { x } else { m };
+    }
+    v.iter().position(|&x| x == m)
 }
 
 /// Dot product with eight independent accumulators, so the compiler can
