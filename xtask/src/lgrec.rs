@@ -61,12 +61,41 @@ pub struct Args {
     /// Continue from the checkpoints in `--checkpoints` where they exist.
     #[arg(long, requires = "checkpoints")]
     resume: bool,
-    /// Also rank all items (slow: every (user, item) pair goes through co-attention).
+    /// Also rank all items, on datasets with at most 5 M user-item pairs
+    /// (every pair goes through co-attention).
     #[arg(long)]
     full: bool,
     /// Where the results go.
     #[arg(long, default_value = "docs")]
     out: PathBuf,
+}
+
+/// Largest users x items for which `--full` ranks all items.
+const MAX_FULL_RANKING_PAIRS: usize = 5_000_000;
+
+impl Args {
+    /// The defaults of `cargo xtask lgrec` for these datasets, variants,
+    /// seeds and output folder.
+    pub fn with_defaults(
+        data_root: PathBuf,
+        datasets: Vec<String>,
+        variants: Vec<String>,
+        seeds: Vec<u64>,
+        out: PathBuf,
+    ) -> Self {
+        let mut args = <Self as clap::FromArgMatches>::from_arg_matches(
+            &<Self as clap::Args>::augment_args(clap::Command::new("lgrec"))
+                .get_matches_from(["lgrec"]),
+        )
+        .expect("the defaults parse");
+        args.data_root = data_root;
+        args.datasets = datasets;
+        args.variants = variants;
+        args.seeds = seeds;
+        args.out = out;
+        args.full = true;
+        args
+    }
 }
 
 fn meta_paths(dataset: &str) -> Vec<String> {
@@ -116,6 +145,15 @@ pub fn run(args: &Args) -> Result<()> {
             prepared.split.valid.nnz(),
             prepared.split.test.nnz()
         );
+        // Full ranking scores every (user, item) pair through co-attention:
+        // seconds on Movielens, hours on LastFM and Yelp.
+        let n_pairs = prepared.split.train.n_users() * prepared.split.train.n_items();
+        let full_ranking = args.full && n_pairs <= MAX_FULL_RANKING_PAIRS;
+        if args.full && !full_ranking {
+            println!(
+                "   (no full ranking: {n_pairs} user-item pairs is over {MAX_FULL_RANKING_PAIRS})"
+            );
+        }
         for v in &args.variants {
             let variant = variant(v)?;
             let base = LgrecConfig {
@@ -170,7 +208,7 @@ pub fn run(args: &Args) -> Result<()> {
                 bar.finish_and_clear();
                 let scorer = model.scorer_for(&prepared.test_negatives)?;
                 let sampled = hinrec::eval::sampled(&scorer, &prepared.test_negatives, &[10]);
-                let full = if args.full {
+                let full = if full_ranking {
                     let s = &prepared.split;
                     let all = model.scorer_for_users(&s.test)?;
                     hinrec::eval::full_ranking(&all, &s.test, &[&s.train, &s.valid], &[10])
@@ -205,7 +243,7 @@ pub fn run(args: &Args) -> Result<()> {
                     args.k,
                     cfg.lr,
                     cfg.margin,
-                    if trials.is_empty() { " fixed" } else { " chosen on validation" }
+                    if trials.is_empty() { " given" } else { " chosen on validation" }
                 ),
                 trials,
                 runs,

@@ -40,6 +40,10 @@ pub struct Args {
     /// Where the results go.
     #[arg(long, default_value = "docs")]
     out: PathBuf,
+    /// LGRec variants run after the baselines (`cargo xtask lgrec` with its
+    /// defaults) on the datasets above; `none` skips LGRec.
+    #[arg(long, value_delimiter = ',', default_value = "full,noglo,noatt")]
+    lgrec: Vec<String>,
 }
 
 /// One seed's results.
@@ -174,6 +178,26 @@ pub fn run(args: &Args) -> Result<()> {
             let rec = run_model(kind, &prepared, &base, &args.seeds, &command, &commit)?;
             save_record(&args.out, &mut store, rec)?;
         }
+    }
+    let lgrec_datasets: Vec<String> = args
+        .datasets
+        .iter()
+        .map(|d| {
+            if d == "lgrec-ml100k" {
+                "movielens".to_string()
+            } else {
+                d.clone()
+            }
+        })
+        .collect();
+    if !args.lgrec.iter().any(|v| v == "none") && !args.lgrec.is_empty() {
+        crate::lgrec::run(&crate::lgrec::Args::with_defaults(
+            args.data_root.clone(),
+            lgrec_datasets,
+            args.lgrec.clone(),
+            args.seeds.clone(),
+            args.out.clone(),
+        ))?;
     }
     println!("updated {}/results.json and results.md", args.out.display());
     Ok(())
