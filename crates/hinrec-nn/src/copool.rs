@@ -504,6 +504,196 @@ impl CustomOp2 for WeightedRows {
     }
 }
 
+/// `out[p] = sum_i softmax_real(s[p])_i table[idx[p, i]]`: a softmax of
+/// each row of scores `s` (`(p, k)`) over its real slots only (padding gets
+/// weight 0; a row without real slots gives the zero vector), then the
+/// weighted sum of table rows, as one op (LGRec eq. 3). Fusing saves the
+/// dozen small tensors and passes a masked softmax and [`WeightedRows`]
+/// would make per batch.
+pub struct SoftmaxWeightedRows {
+    idx: Vec<u32>,
+    real: Vec<bool>,
+    weights: Mutex<Vec<f64>>,
+}
+
+impl SoftmaxWeightedRows {
+    /// Row indices and real-slot flags, row-major `(p, k)`.
+    pub fn new(idx: Vec<u32>, real: Vec<bool>) -> Self {
+        SoftmaxWeightedRows {
+            idx,
+            real,
+            weights: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The softmax weights of each row (f64, kept for the backward).
+    fn weights<T: WithDType + Float>(&self, s: &[T], k: usize) -> Vec<f64> {
+        let mut w = vec![0.0; s.len()];
+        for (q, row) in w.chunks_mut(k.max(1)).enumerate() {
+            let real = &self.real[q * k..(q + 1) * k];
+            let sc = &s[q * k..(q + 1) * k];
+            let m = sc
+                .iter()
+                .zip(real)
+                .filter(|(_, &r)| r)
+                .map(|(&v, _)| WithDType::to_f64(v))
+                .fold(f64::NEG_INFINITY, f64::max);
+            let mut z = 0.0;
+            for ((x, v), &r) in row.iter_mut().zip(sc).zip(real) {
+                if r {
+                    *x = (WithDType::to_f64(*v) - m).exp();
+                    z += *x;
+                }
+            }
+            if z > 0.0 {
+                row.iter_mut().for_each(|x| *x /= z);
+            }
+        }
+        w
+    }
+
+    fn forward<T: WithDType + Float + AddAssign + Send + Sync>(
+        &self,
+        w: &[f64],
+        table: &[T],
+        k: usize,
+        d: usize,
+    ) -> Vec<T> {
+        let mut out = vec![T::zero(); w.len() / k.max(1) * d];
+        out.par_chunks_mut(d.max(1)).enumerate().for_each(|(q, o)| {
+            for i in 0..k {
+                let wt = w[q * k + i];
+                if wt != 0.0 {
+                    let (wt, r) = (T::from_f64(wt), self.idx[q * k + i] as usize);
+                    for (x, &t) in o.iter_mut().zip(&table[r * d..(r + 1) * d]) {
+                        *x += wt * t;
+                    }
+                }
+            }
+        });
+        out
+    }
+
+    fn backward<T: WithDType + Float + AddAssign + Send + Sync>(
+        &self,
+        w: &[f64],
+        table: &[T],
+        grad: &[T],
+        k: usize,
+        d: usize,
+    ) -> (Vec<T>, Vec<T>) {
+        let p = w.len() / k.max(1);
+        // d out / d w_i = table[idx_i] . grad[q]; softmax Jacobian:
+        // d s_i = w_i (dw_i - sum_j w_j dw_j).
+        let mut ds = vec![T::zero(); w.len()];
+        ds.par_chunks_mut(k.max(1))
+            .enumerate()
+            .for_each(|(q, row)| {
+                let go = &grad[q * d..(q + 1) * d];
+                let dw: Vec<f64> = (0..k)
+                    .map(|i| {
+                        if w[q * k + i] == 0.0 {
+                            return 0.0;
+                        }
+                        let r = self.idx[q * k + i] as usize;
+                        WithDType::to_f64(dot(&table[r * d..(r + 1) * d], go))
+                    })
+                    .collect();
+                let mean: f64 = (0..k).map(|i| w[q * k + i] * dw[i]).sum();
+                for (i, x) in row.iter_mut().enumerate() {
+                    *x = T::from_f64(w[q * k + i] * (dw[i] - mean));
+                }
+            });
+        let (dt, _) = reduce_split(p, |pairs| {
+            let mut dt = vec![T::zero(); table.len()];
+            for q in pairs {
+                let go = &grad[q * d..(q + 1) * d];
+                for i in 0..k {
+                    let wt = w[q * k + i];
+                    if wt != 0.0 {
+                        let (wt, r) = (T::from_f64(wt), self.idx[q * k + i] as usize);
+                        for (x, &gv) in dt[r * d..(r + 1) * d].iter_mut().zip(go) {
+                            *x += wt * gv;
+                        }
+                    }
+                }
+            }
+            (dt, Vec::new())
+        });
+        (ds, dt)
+    }
+}
+
+impl CustomOp2 for SoftmaxWeightedRows {
+    fn name(&self) -> &'static str {
+        "softmax-weighted-rows"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (p, k) = l1.shape().dims2()?;
+        let (n, d) = l2.shape().dims2()?;
+        if self.idx.len() != p * k
+            || self.real.len() != p * k
+            || self.idx.iter().any(|&i| i as usize >= n)
+        {
+            candle_core::bail!(
+                "softmax weighted rows: {} indices for ({p}, {k}) scores over {n} rows",
+                self.idx.len()
+            );
+        }
+        let (storage, w) = match (s1, s2) {
+            (CpuStorage::F32(_), CpuStorage::F32(_)) => {
+                let w = self.weights(contiguous::<f32>(s1, l1)?, k);
+                let o = self.forward(&w, contiguous::<f32>(s2, l2)?, k, d);
+                (CpuStorage::F32(o), w)
+            }
+            (CpuStorage::F64(_), CpuStorage::F64(_)) => {
+                let w = self.weights(contiguous::<f64>(s1, l1)?, k);
+                let o = self.forward(&w, contiguous::<f64>(s2, l2)?, k, d);
+                (CpuStorage::F64(o), w)
+            }
+            _ => candle_core::bail!("softmax weighted rows supports f32 and f64 of one type"),
+        };
+        *self.weights.lock().map_err(poisoned)? = w;
+        Ok((storage, Shape::from((p, d))))
+    }
+
+    fn bwd(
+        &self,
+        s: &Tensor,
+        table: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (_, k) = s.dims2()?;
+        let (_, d) = table.dims2()?;
+        let w = self.weights.lock().map_err(poisoned)?;
+        let (ds, dt) = if s.dtype() == DType::F64 {
+            let (a, b) = self.backward::<f64>(&w, &flat(table)?, &flat(grad)?, k, d);
+            (
+                Tensor::from_vec(a, s.shape(), s.device())?,
+                Tensor::from_vec(b, table.shape(), table.device())?,
+            )
+        } else {
+            let (a, b) = self.backward::<f32>(&w, &flat(table)?, &flat(grad)?, k, d);
+            (
+                Tensor::from_vec(a, s.shape(), s.device())?,
+                Tensor::from_vec(b, table.shape(), table.device())?,
+            )
+        };
+        Ok((
+            Some(ds.to_dtype(s.dtype())?),
+            Some(dt.to_dtype(table.dtype())?),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -657,6 +847,42 @@ mod tests {
 
     fn rng_weights(n: usize) -> Vec<f64> {
         (0..n).map(|k| 1.0 + (k % 5) as f64 * 0.25).collect()
+    }
+
+    #[test]
+    fn softmax_weighted_rows_by_hand_and_gradients() {
+        // Row 0: slots 0, 1 real with scores ln 1, ln 3 -> weights 1/4, 3/4;
+        // slot 2 padding. Row 1: no real slot -> zero vector.
+        let idx = vec![0, 1, 2, 2, 1, 0];
+        let real = vec![true, true, false, false, false, false];
+        let table = t(&[1.0, 2.0, 5.0, 6.0, 9.0, 9.0], &[3, 2]);
+        let s = t(&[0.0, 3f64.ln(), 7.0, 1.0, 2.0, 3.0], &[2, 3]);
+        let out = s
+            .apply_op2(&table, SoftmaxWeightedRows::new(idx.clone(), real.clone()))
+            .unwrap()
+            .to_vec2::<f64>()
+            .unwrap();
+        let want = [
+            [0.25 * 1.0 + 0.75 * 5.0, 0.25 * 2.0 + 0.75 * 6.0],
+            [0.0, 0.0],
+        ];
+        for (a, b) in out.iter().flatten().zip(want.iter().flatten()) {
+            assert!((a - b).abs() < 1e-12, "{out:?}");
+        }
+        let mut rng = Rng::new(5);
+        let real = vec![true, true, false, true, false, true];
+        let op = |idx: &[u32], real: &[bool]| SoftmaxWeightedRows::new(idx.to_vec(), real.to_vec());
+        let err = max_gradient_error(&rng.normal(6, 1.0), &[2, 3], |s| {
+            s.apply_op2(&table, op(&idx, &real))?.sqr()?.sum_all()
+        })
+        .unwrap();
+        assert!(err < 1e-6, "w.r.t. scores: {err}");
+        let s = t(&rng.normal(6, 1.0), &[2, 3]);
+        let err = max_gradient_error(&rng.normal(6, 1.0), &[3, 2], |tb| {
+            s.apply_op2(tb, op(&idx, &real))?.sqr()?.sum_all()
+        })
+        .unwrap();
+        assert!(err < 1e-6, "w.r.t. the table: {err}");
     }
 
     #[test]

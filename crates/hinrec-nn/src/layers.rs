@@ -2,7 +2,7 @@
 
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 
-use crate::copool::{CoAttentionPool, Slots, WeightedRows, MAX_PRODUCT};
+use crate::copool::{CoAttentionPool, Slots, SoftmaxWeightedRows, WeightedRows, MAX_PRODUCT};
 use crate::init::Rng;
 
 /// `y = x W + b` with `W` of shape `(in, out)`.
@@ -141,18 +141,8 @@ pub fn co_attention(
     let CoAttentionTables { fa, g, x, y, .. } = tables;
     let p = slots.mask_x.len() / k1.max(1);
     let h = fa.dims2()?.1;
-    let mask = |m: &[bool], k: usize| -> Result<Tensor> {
-        Tensor::from_vec(
-            m.iter()
-                .map(|&b| f64::from(u8::from(b)))
-                .collect::<Vec<_>>(),
-            (p, k),
-            fa.device(),
-        )?
-        .to_dtype(fa.dtype())
-    };
-    let (mx, my) = (mask(&slots.mask_x, k1)?, mask(&slots.mask_y, k2)?);
     let (idx_x, idx_y) = (slots.idx_x.clone(), slots.idx_y.clone());
+    let (real_x, real_y) = (slots.mask_x.clone(), slots.mask_y.clone());
     let pool = CoAttentionPool::new(slots, p, k1, k2, h);
     // All of FA G^T in one GEMM when that beats the pairs' own dot products.
     let product = match &tables.product {
@@ -161,10 +151,14 @@ pub fn co_attention(
         None => Tensor::zeros(0, fa.dtype(), fa.device())?,
     };
     let scores = fa.apply_op3(g, &product, pool)?;
-    let wx = masked_softmax(&scores.narrow(1, 0, k1)?, &mx)?;
-    let wy = masked_softmax(&scores.narrow(1, k1, k2)?, &my)?;
-    let xu = wx.contiguous()?.apply_op2(x, WeightedRows::new(idx_x))?;
-    let yv = wy.contiguous()?.apply_op2(y, WeightedRows::new(idx_y))?;
+    let xu = scores
+        .narrow(1, 0, k1)?
+        .contiguous()?
+        .apply_op2(x, SoftmaxWeightedRows::new(idx_x, real_x))?;
+    let yv = scores
+        .narrow(1, k1, k2)?
+        .contiguous()?
+        .apply_op2(y, SoftmaxWeightedRows::new(idx_y, real_y))?;
     Ok((xu, yv))
 }
 
