@@ -98,7 +98,30 @@ impl Args {
     }
 }
 
-fn meta_paths(dataset: &str) -> Vec<String> {
+/// The HIN (from training interactions only) and the prepared split of one
+/// of lgrec.txt's datasets, and the name of the dataset giving the split.
+/// Movielens takes its side relations from hin/movielens and its split and
+/// negatives from lgrec-ml100k (same MovieLens ids, both 943 x 1682).
+pub fn load(data_root: &std::path::Path, name: &str) -> Result<(Hin, Prepared, String)> {
+    let hin_ds = registry::load(name, Some(data_root))?;
+    let split_ds = if name == "movielens" {
+        registry::load("lgrec-ml100k", Some(data_root))?
+    } else {
+        hin_ds.clone()
+    };
+    anyhow::ensure!(
+        hin_ds.users().originals() == split_ds.users().originals()
+            && (0..hin_ds.n_items() as u32)
+                .all(|i| hin_ds.item_original(i) == split_ds.item_original(i)),
+        "{name}: the HIN and the split use different ids"
+    );
+    let prepared = Prepared::new(&split_ds, &ExperimentConfig::default())?;
+    let hin = Hin::from_dataset(&hin_ds, &prepared.split.train);
+    Ok((hin, prepared, split_ds.name.clone()))
+}
+
+/// lgrec.txt Table 1's meta-paths of `dataset`.
+pub fn meta_paths(dataset: &str) -> Vec<String> {
     let p: &[&str] = match dataset {
         "movielens" => &["UMUM", "UAUM", "UOUM", "UMTM"],
         "lastfm" => &["UATA", "UAUA", "UUUA", "UUA"],
@@ -121,26 +144,11 @@ pub fn run(args: &Args) -> Result<()> {
     let mut store = load_store(&args.out)?;
     let commit = git_commit();
     for name in &args.datasets {
-        // Movielens: side relations from hin/movielens, split and negatives
-        // from lgrec-ml100k (same MovieLens ids, both declare 943 x 1682).
-        let hin_ds = registry::load(name, Some(&args.data_root))?;
-        let split_ds = if name == "movielens" {
-            registry::load("lgrec-ml100k", Some(&args.data_root))?
-        } else {
-            hin_ds.clone()
-        };
-        anyhow::ensure!(
-            hin_ds.users().originals() == split_ds.users().originals()
-                && (0..hin_ds.n_items() as u32)
-                    .all(|i| hin_ds.item_original(i) == split_ds.item_original(i)),
-            "{name}: the HIN and the split use different ids"
-        );
-        let prepared = Prepared::new(&split_ds, &ExperimentConfig::default())?;
-        let hin = Hin::from_dataset(&hin_ds, &prepared.split.train);
+        let (hin, prepared, split_name) = load(&args.data_root, name)?;
         println!(
             "== {name}: split {} ({}), train {}, valid {}, test {}",
             prepared.split_label,
-            split_ds.name,
+            split_name,
             prepared.split.train.nnz(),
             prepared.split.valid.nnz(),
             prepared.split.test.nnz()
