@@ -511,7 +511,7 @@ impl CustomOp2 for WeightedRows {
 /// dozen small tensors and passes a masked softmax and [`WeightedRows`]
 /// would make per batch.
 pub struct SoftmaxWeightedRows {
-    idx: Vec<u32>,
+    rows: WeightedRows,
     real: Vec<bool>,
     weights: Mutex<Vec<f64>>,
 }
@@ -520,7 +520,7 @@ impl SoftmaxWeightedRows {
     /// Row indices and real-slot flags, row-major `(p, k)`.
     pub fn new(idx: Vec<u32>, real: Vec<bool>) -> Self {
         SoftmaxWeightedRows {
-            idx,
+            rows: WeightedRows::new(idx),
             real,
             weights: Mutex::new(Vec::new()),
         }
@@ -552,6 +552,7 @@ impl SoftmaxWeightedRows {
         w
     }
 
+    /// [`WeightedRows`] with the softmax weights.
     fn forward<T: WithDType + Float + AddAssign + Send + Sync>(
         &self,
         w: &[f64],
@@ -559,21 +560,11 @@ impl SoftmaxWeightedRows {
         k: usize,
         d: usize,
     ) -> Vec<T> {
-        let mut out = vec![T::zero(); w.len() / k.max(1) * d];
-        out.par_chunks_mut(d.max(1)).enumerate().for_each(|(q, o)| {
-            for i in 0..k {
-                let wt = w[q * k + i];
-                if wt != 0.0 {
-                    let (wt, r) = (T::from_f64(wt), self.idx[q * k + i] as usize);
-                    for (x, &t) in o.iter_mut().zip(&table[r * d..(r + 1) * d]) {
-                        *x += wt * t;
-                    }
-                }
-            }
-        });
-        out
+        self.rows.forward(&as_t::<T>(w), table, k, d)
     }
 
+    /// [`WeightedRows`]' gradients through the softmax Jacobian:
+    /// `d s_i = w_i (dw_i - sum_j w_j dw_j)`.
     fn backward<T: WithDType + Float + AddAssign + Send + Sync>(
         &self,
         w: &[f64],
@@ -582,46 +573,26 @@ impl SoftmaxWeightedRows {
         k: usize,
         d: usize,
     ) -> (Vec<T>, Vec<T>) {
-        let p = w.len() / k.max(1);
-        // d out / d w_i = table[idx_i] . grad[q]; softmax Jacobian:
-        // d s_i = w_i (dw_i - sum_j w_j dw_j).
+        let (dw, dt) = self.rows.backward(&as_t::<T>(w), table, grad, k, d);
         let mut ds = vec![T::zero(); w.len()];
-        ds.par_chunks_mut(k.max(1))
-            .enumerate()
-            .for_each(|(q, row)| {
-                let go = &grad[q * d..(q + 1) * d];
-                let dw: Vec<f64> = (0..k)
-                    .map(|i| {
-                        if w[q * k + i] == 0.0 {
-                            return 0.0;
-                        }
-                        let r = self.idx[q * k + i] as usize;
-                        WithDType::to_f64(dot(&table[r * d..(r + 1) * d], go))
-                    })
-                    .collect();
-                let mean: f64 = (0..k).map(|i| w[q * k + i] * dw[i]).sum();
-                for (i, x) in row.iter_mut().enumerate() {
-                    *x = T::from_f64(w[q * k + i] * (dw[i] - mean));
-                }
-            });
-        let (dt, _) = reduce_split(p, |pairs| {
-            let mut dt = vec![T::zero(); table.len()];
-            for q in pairs {
-                let go = &grad[q * d..(q + 1) * d];
-                for i in 0..k {
-                    let wt = w[q * k + i];
-                    if wt != 0.0 {
-                        let (wt, r) = (T::from_f64(wt), self.idx[q * k + i] as usize);
-                        for (x, &gv) in dt[r * d..(r + 1) * d].iter_mut().zip(go) {
-                            *x += wt * gv;
-                        }
-                    }
-                }
+        for ((row, w), dw) in ds
+            .chunks_mut(k.max(1))
+            .zip(w.chunks(k.max(1)))
+            .zip(dw.chunks(k.max(1)))
+        {
+            let dw: Vec<f64> = dw.iter().map(|&x| WithDType::to_f64(x)).collect();
+            let mean: f64 = w.iter().zip(&dw).map(|(a, b)| a * b).sum();
+            for ((x, &wi), &dwi) in row.iter_mut().zip(w).zip(&dw) {
+                *x = T::from_f64(wi * (dwi - mean));
             }
-            (dt, Vec::new())
-        });
+        }
         (ds, dt)
     }
+}
+
+/// `w` as `T`.
+fn as_t<T: WithDType>(w: &[f64]) -> Vec<T> {
+    w.iter().map(|&x| T::from_f64(x)).collect()
 }
 
 impl CustomOp2 for SoftmaxWeightedRows {
@@ -638,13 +609,11 @@ impl CustomOp2 for SoftmaxWeightedRows {
     ) -> Result<(CpuStorage, Shape)> {
         let (p, k) = l1.shape().dims2()?;
         let (n, d) = l2.shape().dims2()?;
-        if self.idx.len() != p * k
-            || self.real.len() != p * k
-            || self.idx.iter().any(|&i| i as usize >= n)
-        {
+        let idx = &self.rows.idx;
+        if idx.len() != p * k || self.real.len() != p * k || idx.iter().any(|&i| i as usize >= n) {
             candle_core::bail!(
                 "softmax weighted rows: {} indices for ({p}, {k}) scores over {n} rows",
-                self.idx.len()
+                idx.len()
             );
         }
         let (storage, w) = match (s1, s2) {
