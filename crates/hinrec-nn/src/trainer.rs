@@ -38,7 +38,8 @@ pub trait EpochModel {
     /// validation data.
     fn validate(&mut self) -> Result<Option<f64>, Self::Error>;
 
-    /// Weights and optimizer state.
+    /// A snapshot of the weights and optimizer state: later training must
+    /// not change the tensors it returns.
     fn state(&self) -> Result<HashMap<String, Tensor>, Self::Error>;
 
     /// Restores what [`EpochModel::state`] returned.
@@ -108,20 +109,22 @@ pub fn train<M: EpochModel>(
         let train_s = t.elapsed().as_secs_f64();
         let valid = model.validate()?;
         let (report, keep) = tracker.record(epoch, loss, train_s, valid);
-        let state = model.state()?;
-        if keep {
-            if let Some(p) = &best_path {
-                checkpoint::save(p, &state)?;
+        if keep || last.is_some() {
+            let state = model.state()?;
+            if let Some(p) = &last {
+                let mut with_tracker = state.clone();
+                with_tracker.insert(
+                    TRACKER_KEY.into(),
+                    Tensor::new(&tracker.state(), &Device::Cpu)?,
+                );
+                checkpoint::save(p, &with_tracker)?;
             }
-            best = Some(copy(&state)?);
-        }
-        if let Some(p) = &last {
-            let mut with_tracker = state;
-            with_tracker.insert(
-                TRACKER_KEY.into(),
-                Tensor::new(&tracker.state(), &Device::Cpu)?,
-            );
-            checkpoint::save(p, &with_tracker)?;
+            if keep {
+                if let Some(p) = &best_path {
+                    checkpoint::save(p, &state)?;
+                }
+                best = Some(state);
+            }
         }
         on_epoch(&report);
     }
@@ -129,14 +132,6 @@ pub fn train<M: EpochModel>(
         model.load_state(b)?;
     }
     Ok(tracker.summary())
-}
-
-/// Deep copies (a model may keep updating the tensors it handed out).
-fn copy(state: &HashMap<String, Tensor>) -> candle_core::Result<HashMap<String, Tensor>> {
-    state
-        .iter()
-        .map(|(k, v)| Ok((k.clone(), v.copy()?)))
-        .collect()
 }
 
 #[cfg(test)]
