@@ -2,7 +2,7 @@
 //! the same stored candidates; its ablations run.
 
 use hinrec_baselines::MostPop;
-use hinrec_data::{registry, EvalNegatives, SplitRule};
+use hinrec_data::{registry, EvalNegatives, Split, SplitRule};
 use hinrec_eval::sampled;
 use hinrec_graph::Hin;
 use hinrec_lgrec::{Lgrec, LgrecConfig, Variant};
@@ -14,18 +14,25 @@ fn fixture() -> String {
     )
 }
 
-#[test]
-fn lgrec_beats_popularity_on_the_fixture() {
+/// The fixture split leave-one-out (latest) with a validation item carved
+/// the same way, and its HIN from training interactions.
+fn split_and_hin() -> (Split, Hin) {
     let ds = registry::load(&fixture(), None).unwrap();
     let split = SplitRule::LeaveOneOutLatest
         .apply(&ds.interactions, 0)
         .unwrap()
         .carve_validation(SplitRule::LeaveOneOutLatest, 1)
         .unwrap();
+    let hin = Hin::from_dataset(&ds, &split.train);
+    (split, hin)
+}
+
+#[test]
+fn lgrec_beats_popularity_on_the_fixture() {
+    let (split, hin) = split_and_hin();
     let all = [&split.train, &split.valid, &split.test];
     let test = EvalNegatives::sample(&split.test, &all, 50, 2).unwrap();
     let valid = EvalNegatives::sample(&split.valid, &all[..2], 50, 3).unwrap();
-    let hin = Hin::from_dataset(&ds, &split.train);
     let cfg = LgrecConfig {
         dim: 16,
         k_user: 20,
@@ -61,11 +68,7 @@ fn lgrec_beats_popularity_on_the_fixture() {
 
 #[test]
 fn bad_configurations_are_errors() {
-    let ds = registry::load(&fixture(), None).unwrap();
-    let split = SplitRule::LeaveOneOutLatest
-        .apply(&ds.interactions, 0)
-        .unwrap();
-    let hin = Hin::from_dataset(&ds, &split.train);
+    let (split, hin) = split_and_hin();
     let none = EvalNegatives::default();
     let cfg = LgrecConfig {
         meta_paths: vec![],
@@ -81,15 +84,9 @@ fn bad_configurations_are_errors() {
 
 #[test]
 fn resuming_from_a_checkpoint_reaches_the_same_model() {
-    let ds = registry::load(&fixture(), None).unwrap();
-    let split = SplitRule::LeaveOneOutLatest
-        .apply(&ds.interactions, 0)
-        .unwrap()
-        .carve_validation(SplitRule::LeaveOneOutLatest, 1)
-        .unwrap();
+    let (split, hin) = split_and_hin();
     let all = [&split.train, &split.valid];
     let valid = EvalNegatives::sample(&split.valid, &all, 20, 3).unwrap();
-    let hin = Hin::from_dataset(&ds, &split.train);
     let cfg = |epochs| LgrecConfig {
         dim: 8,
         k_user: 10,
