@@ -280,7 +280,7 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn join<T: ToString>(v: &[T]) -> String {
+pub(crate) fn join<T: ToString>(v: &[T]) -> String {
     v.iter().map(T::to_string).collect::<Vec<_>>().join(",")
 }
 
@@ -344,7 +344,7 @@ fn choose_on_validation(
 }
 
 /// A bar over one epoch's batches (drawn only on a terminal).
-fn batch_bar(prefix: &str) -> ProgressBar {
+pub(crate) fn batch_bar(prefix: &str) -> ProgressBar {
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template(

@@ -2,11 +2,13 @@
 //!
 //! - `reproduce`: train and evaluate models on the paper datasets with
 //!   their protocols and write docs/results.md (ours beside the papers').
+//! - `lgrec`, `reda`: one paper's model and ablations on its datasets.
 //! - `real-data`: the checks CI runs where ../shared/datasets exists.
 //! - `ci`: everything .ci/run runs.
 
 mod lgrec;
 mod real_data;
+mod reda;
 mod reproduce;
 
 use std::path::PathBuf;
@@ -28,6 +30,8 @@ enum Task {
     Reproduce(reproduce::Args),
     /// LGRec and its ablations on the paper datasets; updates docs/results.md.
     Lgrec(lgrec::Args),
+    /// REDA and its ablations (reda.txt's protocol); updates docs/results.md.
+    Reda(reda::Args),
     /// Re-render docs/results.md from docs/results.json.
     Render {
         /// Folder of results.json and paper-numbers.toml.
@@ -44,11 +48,17 @@ enum Task {
     Ci,
 }
 
+// glibc's malloc returns every large tensor buffer to the kernel on free,
+// so each candle op on a big batch page-faults its output in afresh.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<()> {
     hinrec::configure_threads();
     match Cli::parse().task {
         Task::Reproduce(args) => reproduce::run(&args),
         Task::Lgrec(args) => lgrec::run(&args),
+        Task::Reda(args) => reda::run(&args),
         Task::Render { out } => reproduce::render_file(&out),
         Task::RealData { data_root } => real_data::run(&data_root),
         Task::Ci => {

@@ -157,6 +157,7 @@ const EXPECTED: &[Expected] = &[
 
 pub fn run(root: &Path) -> Result<()> {
     check_stats(root)?;
+    check_reda_lastfm(root)?;
     check_lgrec_ml100k(root)?;
     check_lgrec_trains(root)
 }
@@ -193,6 +194,19 @@ fn check_lgrec_trains(root: &Path) -> Result<()> {
         t.elapsed().as_secs_f64()
     );
     anyhow::ensure!(hr >= 0.55, "LGRec HR@10 {hr:.4} is below 0.55");
+    Ok(())
+}
+
+/// REDA's LastFM filter (users with at least 5 artists) against the counts
+/// the dataset README measured: 1,877 users, 17,617 artists, 92,801 actions.
+fn check_reda_lastfm(root: &Path) -> Result<()> {
+    let x = registry::load("reda-lastfm", Some(root))?.implicit();
+    let got = (x.active_users(), x.active_items(), x.nnz());
+    ensure!(
+        got == (1877, 17_617, 92_801),
+        "reda-lastfm has (users, items, actions) {got:?}, the README says (1877, 17617, 92801)"
+    );
+    println!("stats reda-lastfm (users >= 5 artists) ok: {got:?}");
     Ok(())
 }
 

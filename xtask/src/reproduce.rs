@@ -31,7 +31,7 @@ pub struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "lgrec-ml100k,lastfm,yelp"
+        default_value = "lgrec-ml100k,lastfm,yelp,reda-lastfm"
     )]
     datasets: Vec<String>,
     /// Model seeds.
@@ -44,6 +44,10 @@ pub struct Args {
     /// defaults) on the datasets above; `none` skips LGRec.
     #[arg(long, value_delimiter = ',', default_value = "full,noglo,noatt")]
     lgrec: Vec<String>,
+    /// REDA variants run last (`cargo xtask reda` with its defaults) on
+    /// reda-lastfm; `none` skips REDA.
+    #[arg(long, value_delimiter = ',', default_value = "full,npil,nmal")]
+    reda: Vec<String>,
 }
 
 /// One seed's results.
@@ -182,6 +186,7 @@ pub fn run(args: &Args) -> Result<()> {
     let lgrec_datasets: Vec<String> = args
         .datasets
         .iter()
+        .filter(|d| ["lgrec-ml100k", "lastfm", "yelp"].contains(&d.as_str()))
         .map(|d| {
             if d == "lgrec-ml100k" {
                 "movielens".to_string()
@@ -195,6 +200,14 @@ pub fn run(args: &Args) -> Result<()> {
             args.data_root.clone(),
             lgrec_datasets,
             args.lgrec.clone(),
+            args.seeds.clone(),
+            args.out.clone(),
+        ))?;
+    }
+    if !args.reda.iter().any(|v| v == "none") && !args.reda.is_empty() {
+        crate::reda::run(&crate::reda::Args::with_defaults(
+            args.data_root.clone(),
+            args.reda.clone(),
             args.seeds.clone(),
             args.out.clone(),
         ))?;
@@ -346,6 +359,26 @@ pub fn render(store: &Store, papers: &PaperFile) -> String {
                 seeds.join(","),
                 r.wall_s
             );
+        }
+        // reda.txt reports cut-offs 5, 10 and 15: a second table where runs
+        // measured them.
+        let deep: Vec<&&Record> = recs
+            .iter()
+            .filter(|r| r.runs.iter().all(|x| x.sampled.get("HR@5").is_some()))
+            .collect();
+        if !deep.is_empty() {
+            let _ = writeln!(
+                md,
+                "\n| model (sampled) | HR@5 | HR@10 | HR@15 | NDCG@5 | NDCG@10 | NDCG@15 |\n|---|---|---|---|---|---|---|"
+            );
+            for r in deep {
+                let s: Vec<&Metrics> = r.runs.iter().map(|x| &x.sampled).collect();
+                let cells: Vec<String> = ["HR@5", "HR@10", "HR@15", "NDCG@5", "NDCG@10", "NDCG@15"]
+                    .iter()
+                    .map(|m| cell(&s, m))
+                    .collect();
+                let _ = writeln!(md, "| {} | {} |", r.model, cells.join(" | "));
+            }
         }
         let ours: Vec<&str> = recs.iter().map(|r| r.model.as_str()).collect();
         let mut only: Vec<String> = paper

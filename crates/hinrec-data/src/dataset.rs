@@ -386,10 +386,12 @@ impl Dataset {
     /// The interactions that count as positive under the manifest's implicit
     /// rule (all of them when it has none).
     pub fn implicit(&self) -> Interactions {
-        match self.manifest.implicit {
-            Some(rule) => crate::filter::min_rating(&self.interactions, rule.min_rating),
+        let rule = self.manifest.implicit.unwrap_or_default();
+        let data = match rule.min_rating {
+            Some(min) => crate::filter::min_rating(&self.interactions, min),
             None => self.interactions.clone(),
-        }
+        };
+        crate::filter::min_user_interactions(&data, rule.min_user_interactions)
     }
 }
 

@@ -172,12 +172,19 @@ pub struct FeatureSpec {
     pub file: String,
 }
 
-/// Which interactions count as positive feedback.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// Which interactions count as positive feedback, and which users keep
+/// theirs.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImplicitRule {
     /// Keep interactions whose rating is at least this.
-    pub min_rating: f32,
+    #[serde(default)]
+    pub min_rating: Option<f32>,
+    /// Then keep only users with at least this many interactions (one pass,
+    /// not a k-core: items are not filtered; dropped users keep their ids
+    /// and have no interactions).
+    #[serde(default)]
+    pub min_user_interactions: usize,
 }
 
 /// A dataset manifest.

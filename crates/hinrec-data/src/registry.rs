@@ -31,6 +31,11 @@ pub const SHIPPED: &[Shipped] = &[
         "hin/lastfm",
         include_str!("../manifests/lastfm.toml"),
     ),
+    shipped(
+        "reda-lastfm",
+        "hin/lastfm",
+        include_str!("../manifests/reda-lastfm.toml"),
+    ),
     shipped("yelp", "hin/yelp", include_str!("../manifests/yelp.toml")),
     shipped(
         "lgrec-ml100k",

@@ -260,7 +260,7 @@ fn dot<T: Float>(a: &[T], b: &[T]) -> T {
     s
 }
 
-fn contiguous<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
+pub(crate) fn contiguous<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
         None => candle_core::bail!("fused neighbour ops need contiguous inputs"),
@@ -364,7 +364,7 @@ impl CustomOp3 for CoAttentionPool {
 }
 
 /// A tensor's values as a flat vector of `T`.
-fn flat<T: WithDType>(t: &Tensor) -> Result<Vec<T>> {
+pub(crate) fn flat<T: WithDType>(t: &Tensor) -> Result<Vec<T>> {
     t.to_dtype(T::DTYPE)?.flatten_all()?.to_vec1()
 }
 

@@ -2,6 +2,9 @@
 //!
 //! - [`init`]: seeded initialisation (candle's CPU generator cannot be
 //!   seeded, so every random value comes from our ChaCha8 stream);
+//! - [`attention`]: REDA's [`attention::KeyValueMemory`] and
+//!   [`attention::WeightAttention`];
+//! - [`interaction`]: REDA's pair-wise interaction layer as one fused op;
 //! - [`layers`]: [`layers::Linear`], [`layers::Mlp`], masked
 //!   [`layers::co_attention`] and the translation score;
 //! - [`loss`]: hinge, BPR, sigmoid cross-entropy with logits, L2;
@@ -24,10 +27,12 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
+pub mod attention;
 pub mod checkpoint;
 pub mod copool;
 pub mod gradcheck;
 pub mod init;
+pub mod interaction;
 pub mod layers;
 pub mod loss;
 pub mod optim;

@@ -1,0 +1,674 @@
+//! The REDA network: decomposed item embeddings, the pair-wise interaction
+//! layer, dual attentions, relational user embeddings and scores.
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Tensor, Var};
+use hinrec_data::{EvalNegatives, Interactions};
+use hinrec_eval::PrecomputedScores;
+use hinrec_nn::attention::{KeyValueMemory, WeightAttention};
+use hinrec_nn::init::Rng;
+use hinrec_nn::interaction::pair_products;
+use hinrec_nn::optim::EmbeddingTable;
+use rand::seq::IndexedRandom;
+use rand::{Rng as _, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Errors of REDA.
+#[derive(Debug, thiserror::Error)]
+pub enum RedaError {
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    /// A configuration value is unusable.
+    #[error("invalid REDA configuration: {0}")]
+    Config(String),
+}
+
+pub(crate) type Result<T> = std::result::Result<T, RedaError>;
+
+/// The model and its ablations (reda.txt Figure 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Variant {
+    /// k embeddings per item, memory attention and weight attention.
+    Full,
+    /// No pair-wise interaction layer: one embedding per item (k = 1), so
+    /// one interacted vector per pair.
+    Npil,
+    /// No memory attention: each interacted vector is its own relation.
+    Nmal,
+}
+
+impl Variant {
+    /// Table name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Full => "reda",
+            Variant::Npil => "reda-npil",
+            Variant::Nmal => "reda-nmal",
+        }
+    }
+}
+
+/// Hyper-parameters (defaults from reda.txt's experimental settings).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedaConfig {
+    /// Embedding size d.
+    pub dim: usize,
+    /// Embeddings per item, k (forced to 1 by [`Variant::Npil`]).
+    pub aspects: usize,
+    /// Memory slots, m.
+    pub memory_slots: usize,
+    /// Hidden size of the weight attention, s.
+    pub hidden: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Relation triples (positive, context, negative) per batch.
+    pub batch: usize,
+    /// Maximum epochs.
+    pub epochs: usize,
+    /// Epochs without validation improvement before stopping.
+    pub patience: usize,
+    /// Full model or ablation.
+    pub variant: Variant,
+    /// Item pairs summed into a user's embedding z_u (eq. 9): all pairs of
+    /// the user's training items when there are at most this many, else
+    /// this many sampled without replacement (seeded).
+    pub user_pairs: usize,
+    /// Training items j a score averages over (eq. 11): all when 0, else at
+    /// most this many, sampled once per user (seeded).
+    pub score_items: usize,
+    /// Standard deviation of the initial item embeddings.
+    pub init_std: f64,
+    /// L2 weight on the embedding rows a batch uses (per triple).
+    pub l2: f64,
+    /// Validation metric (sampled protocol).
+    pub metric: String,
+    /// Item pairs whose relations one candle call computes when scoring.
+    pub eval_pairs: usize,
+}
+
+impl Default for RedaConfig {
+    fn default() -> Self {
+        RedaConfig {
+            dim: 128,
+            aspects: 3,
+            memory_slots: 20,
+            hidden: 10,
+            lr: 0.001,
+            batch: 2000,
+            epochs: 50,
+            patience: 3,
+            variant: Variant::Full,
+            user_pairs: 500,
+            score_items: 0,
+            init_std: 0.1,
+            l2: 0.0,
+            metric: "NDCG@10".into(),
+            eval_pairs: 8192,
+        }
+    }
+}
+
+impl RedaConfig {
+    /// Embeddings per item after the variant's rule.
+    pub fn effective_aspects(&self) -> usize {
+        if self.variant == Variant::Npil {
+            1
+        } else {
+            self.aspects
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.dim == 0 || self.aspects == 0 || self.memory_slots == 0 || self.hidden == 0 {
+            return Err(RedaError::Config(
+                "dim, aspects, memory_slots and hidden must be positive".into(),
+            ));
+        }
+        if self.batch == 0 || self.eval_pairs == 0 || self.user_pairs == 0 {
+            return Err(RedaError::Config(
+                "batch, eval_pairs and user_pairs must be positive".into(),
+            ));
+        }
+        if !(self.lr > 0.0 && self.init_std > 0.0 && self.l2 >= 0.0) {
+            return Err(RedaError::Config(
+                "lr and init_std must be positive and l2 non-negative".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `softmax(a) . v`, computed stably.
+fn softmax_dot(a: &[f32], v: &[f32]) -> f32 {
+    let mx = a.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let (mut num, mut den) = (0f32, 0f32);
+    for (&x, &y) in a.iter().zip(v) {
+        let e = (x - mx).exp();
+        num += e * y;
+        den += e;
+    }
+    num / den
+}
+
+/// A trained (or training) REDA.
+pub struct Reda {
+    pub(crate) cfg: RedaConfig,
+    k: usize,
+    pub(crate) dev: Device,
+    /// Row `i` holds item i's k embeddings, `k * d` wide.
+    pub(crate) items: EmbeddingTable,
+    pub(crate) memory: KeyValueMemory,
+    pub(crate) weight: WeightAttention,
+    /// Each user's training items.
+    history: Vec<Vec<u32>>,
+    /// Seeds the pairs of z_u and the items a score averages over.
+    scoring_seed: u64,
+}
+
+impl Reda {
+    /// A seeded, untrained model whose users' histories are `train`.
+    pub fn init(train: &Interactions, cfg: &RedaConfig, seed: u64) -> Result<Self> {
+        cfg.check()?;
+        let dev = Device::Cpu;
+        let k = cfg.effective_aspects();
+        let (n, d) = (train.n_items(), cfg.dim);
+        let mut rng = Rng::new(seed);
+        let values: Vec<f32> = rng
+            .normal(n * k * d, cfg.init_std)
+            .into_iter()
+            .map(|x| x as f32)
+            .collect();
+        Ok(Reda {
+            items: EmbeddingTable::new(n, k * d, values),
+            memory: KeyValueMemory::new(&mut rng, cfg.memory_slots, d, DType::F32, &dev)?,
+            weight: WeightAttention::new(&mut rng, d, cfg.hidden, DType::F32, &dev)?,
+            history: (0..train.n_users() as u32)
+                .map(|u| train.user_items(u).to_vec())
+                .collect(),
+            scoring_seed: seed ^ 0x5eda,
+            k,
+            cfg: cfg.clone(),
+            dev,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RedaConfig {
+        &self.cfg
+    }
+
+    /// The variables the dense optimizer updates (the embedding table is
+    /// updated row-wise).
+    pub(crate) fn dense_vars(&self) -> Vec<Var> {
+        let mut v = Vec::new();
+        if self.cfg.variant != Variant::Nmal {
+            v.extend(self.memory.vars());
+        }
+        if self.k > 1 {
+            v.extend(self.weight.vars());
+        }
+        v
+    }
+
+    /// Relation embeddings `r_ij` (`(p, d)`) of the pairs
+    /// `(left[x], right[x])`, whose k embeddings are rows of `table`
+    /// (`(rows, k * d)`, indexed by `left` and `right`).
+    pub(crate) fn relations(&self, table: &Tensor, left: &[u32], right: &[u32]) -> Result<Tensor> {
+        let (p, k, d) = (left.len(), self.k, self.cfg.dim);
+        let rows = |ids: &[u32]| -> Result<Tensor> {
+            let ids = Tensor::from_vec(ids.to_vec(), ids.len(), &self.dev)?;
+            Ok(table.index_select(&ids, 0)?)
+        };
+        // Eq. 2: the k^2 element-wise products p_i^n * p_j^l.
+        let v = pair_products(&rows(left)?, &rows(right)?, k)?;
+        // Eq. 3-5: each interacted vector queries the memory.
+        let r = match self.cfg.variant {
+            Variant::Nmal => v.clone(),
+            _ => self.memory.forward(&v)?,
+        };
+        if k == 1 {
+            return Ok(r);
+        }
+        // Eq. 6-8: weights from the interacted vectors pool the k^2 relations.
+        let kk = k * k;
+        Ok(self
+            .weight
+            .pool(&v.reshape((p, kk, d))?, &r.reshape((p, kk, d))?)?)
+    }
+
+    /// Runs `relations` over the whole table in chunks of `eval_pairs`,
+    /// handing each chunk's `(pairs, d)` result to `sink` with the chunk's
+    /// offset.
+    fn relations_in_chunks(
+        &self,
+        table: &Tensor,
+        pairs: &[(u32, u32)],
+        mut sink: impl FnMut(usize, Tensor) -> Result<()>,
+    ) -> Result<()> {
+        for (c, chunk) in pairs.chunks(self.cfg.eval_pairs).enumerate() {
+            let left: Vec<u32> = chunk.iter().map(|p| p.0).collect();
+            let right: Vec<u32> = chunk.iter().map(|p| p.1).collect();
+            sink(
+                c * self.cfg.eval_pairs,
+                self.relations(table, &left, &right)?,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The pairs of `u`'s training items that z_u sums (eq. 9): all
+    /// unordered pairs (r_ij = r_ji), or `user_pairs` of them sampled.
+    fn user_pairs(&self, u: u32) -> Vec<(u32, u32)> {
+        let h = &self.history[u as usize];
+        let n = h.len();
+        let total = n * n.saturating_sub(1) / 2;
+        if total <= self.cfg.user_pairs {
+            let mut out = Vec::with_capacity(total);
+            for a in 0..n {
+                for b in a + 1..n {
+                    out.push((h[a], h[b]));
+                }
+            }
+            return out;
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(self.scoring_seed);
+        rng.set_stream(u as u64);
+        let mut seen = std::collections::HashSet::with_capacity(self.cfg.user_pairs);
+        while seen.len() < self.cfg.user_pairs {
+            let a = rng.random_range(0..n);
+            let b = rng.random_range(0..n);
+            if a != b {
+                seen.insert((a.min(b), a.max(b)));
+            }
+        }
+        let mut idx: Vec<(usize, usize)> = seen.into_iter().collect();
+        idx.sort_unstable();
+        idx.into_iter().map(|(a, b)| (h[a], h[b])).collect()
+    }
+
+    /// The training items a score of `u` averages over (eq. 11).
+    fn score_items(&self, u: u32) -> Vec<u32> {
+        let h = &self.history[u as usize];
+        let m = self.cfg.score_items;
+        if m == 0 || h.len() <= m {
+            return h.clone();
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(self.scoring_seed ^ 0x17e5);
+        rng.set_stream(u as u64);
+        let mut s: Vec<u32> = h.choose_multiple(&mut rng, m).copied().collect();
+        s.sort_unstable();
+        s
+    }
+
+    /// Relational user embeddings z_u (eq. 9) of `users`, `(users, d)`;
+    /// zero for a user with fewer than two training items.
+    pub fn user_embeddings(&self, users: &[u32]) -> Result<Tensor> {
+        let table = self.items.tensor(DType::F32, &self.dev)?;
+        self.user_embeddings_with(&table, users)
+    }
+
+    fn user_embeddings_with(&self, table: &Tensor, users: &[u32]) -> Result<Tensor> {
+        let d = self.cfg.dim;
+        let mut owner = Vec::new();
+        let mut pairs = Vec::new();
+        for (k, &u) in users.iter().enumerate() {
+            let p = self.user_pairs(u);
+            owner.extend(std::iter::repeat_n(k as u32, p.len()));
+            pairs.extend(p);
+        }
+        let mut z = vec![0f32; users.len() * d];
+        self.relations_in_chunks(table, &pairs, |offset, r| {
+            let r: Vec<f32> = r.flatten_all()?.to_vec1()?;
+            for (x, row) in r.chunks(d).enumerate() {
+                let o = owner[offset + x] as usize * d;
+                for (acc, v) in z[o..o + d].iter_mut().zip(row) {
+                    *acc += v;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(Tensor::from_vec(z, (users.len(), d), &self.dev)?)
+    }
+
+    /// Scores `y_ui = 1/|R_u| sum_j z_u . r_ij` (eq. 11; higher is better)
+    /// of `pairs`, with j over the user's training items other than i.
+    pub fn score_pairs(&self, pairs: &[(u32, u32)]) -> Result<Vec<f32>> {
+        let table = self.items.tensor(DType::F32, &self.dev)?;
+        let mut by_user: HashMap<u32, Vec<usize>> = HashMap::new();
+        for (x, &(u, _)) in pairs.iter().enumerate() {
+            by_user.entry(u).or_default().push(x);
+        }
+        let mut users: Vec<u32> = by_user.keys().copied().collect();
+        users.sort_unstable();
+        let z = self.user_embeddings_with(&table, &users)?;
+        let z: Vec<f32> = z.flatten_all()?.to_vec1()?;
+        let d = self.cfg.dim;
+        let mut out = vec![0f32; pairs.len()];
+        for (k, &u) in users.iter().enumerate() {
+            let idx = &by_user[&u];
+            let cands: Vec<u32> = idx.iter().map(|&x| pairs[x].1).collect();
+            let hist = self.score_items(u);
+            for (chunk_idx, chunk) in idx
+                .chunks(self.cfg.eval_pairs)
+                .zip(cands.chunks(self.cfg.eval_pairs))
+            {
+                let s = self.score_user(&table, &z[k * d..(k + 1) * d], &hist, chunk)?;
+                for (&x, v) in chunk_idx.iter().zip(s) {
+                    out[x] = v;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Eq. 11 for one user's candidates without forming any relation:
+    /// with `mu = M z_u`, `z_u . r_cj = sum_nl w_nl softmax(a_nl) . mu`,
+    /// and the memory logits `a_nl,t = p_c^n . (p_j^l * k_t)` and the weight
+    /// attention's hidden layer `(p_c^n * p_j^l) W = p_c^n (diag(p_j^l) W)`
+    /// are two GEMMs of the candidates' embeddings against per-history
+    /// tables. Without memory, `z_u . v_nl = p_c^n . (p_j^l * z_u)`.
+    fn score_user(
+        &self,
+        table: &Tensor,
+        z: &[f32],
+        hist: &[u32],
+        cands: &[u32],
+    ) -> Result<Vec<f32>> {
+        let (k, d) = (self.k, self.cfg.dim);
+        let (nc, nh) = (cands.len(), hist.len());
+        if nh == 0 || nc == 0 {
+            return Ok(vec![0.0; nc]);
+        }
+        let rows = |ids: &[u32]| -> Result<Tensor> {
+            let t = Tensor::from_vec(ids.to_vec(), ids.len(), &self.dev)?;
+            Ok(table.index_select(&t, 0)?.reshape((ids.len() * k, d))?)
+        };
+        let (pc, ph) = (rows(cands)?, rows(hist)?);
+        let zt = Tensor::from_vec(z.to_vec(), (1, d), &self.dev)?;
+        let memory = self.cfg.variant != Variant::Nmal;
+        // (nc k, nh k m) memory logits, or (nc k, nh k) values z . v.
+        let (g1, mu, m) = if memory {
+            let keys = self.memory.keys.as_tensor();
+            let m = keys.dims2()?.0;
+            let q = ph
+                .unsqueeze(1)?
+                .broadcast_mul(&keys.unsqueeze(0)?)?
+                .reshape((nh * k * m, d))?;
+            let mu: Vec<f32> = self
+                .memory
+                .values
+                .as_tensor()
+                .matmul(&zt.t()?)?
+                .flatten_all()?
+                .to_vec1()?;
+            (pc.matmul(&q.t()?)?, mu, m)
+        } else {
+            (pc.matmul(&ph.broadcast_mul(&zt)?.t()?)?, Vec::new(), 1)
+        };
+        let g1: Vec<f32> = g1.flatten_all()?.to_vec1()?;
+        // (nc k, nh k s) pre-activations of the weight attention.
+        let (g2, b, h, s) = if k > 1 {
+            let w = self.weight.hidden.weight.as_tensor();
+            let s = w.dims2()?.1;
+            let q = ph
+                .unsqueeze(2)?
+                .broadcast_mul(&w.unsqueeze(0)?)?
+                .transpose(1, 2)?
+                .contiguous()?
+                .reshape((nh * k * s, d))?;
+            let g2: Vec<f32> = pc.matmul(&q.t()?)?.flatten_all()?.to_vec1()?;
+            let b: Vec<f32> = self
+                .weight
+                .hidden
+                .bias
+                .as_tensor()
+                .flatten_all()?
+                .to_vec1()?;
+            let h: Vec<f32> = self.weight.h.as_tensor().flatten_all()?.to_vec1()?;
+            (g2, b, h, s)
+        } else {
+            (Vec::new(), Vec::new(), Vec::new(), 0)
+        };
+        let kk = k * k;
+        let scores = (0..nc)
+            .into_par_iter()
+            .map(|c| {
+                let mut total = 0f32;
+                let mut count = 0usize;
+                let mut rel = vec![0f32; kk];
+                let mut logit = vec![0f32; kk];
+                for (j, &item) in hist.iter().enumerate() {
+                    if item == cands[c] {
+                        continue;
+                    }
+                    for n in 0..k {
+                        let row = (c * k + n) * nh * k;
+                        for l in 0..k {
+                            let col = j * k + l;
+                            let x = n * k + l;
+                            rel[x] = if memory {
+                                let a = &g1[(row + col) * m..(row + col + 1) * m];
+                                softmax_dot(a, &mu)
+                            } else {
+                                g1[row + col]
+                            };
+                            if s > 0 {
+                                let pre = &g2[(row + col) * s..(row + col + 1) * s];
+                                logit[x] = pre
+                                    .iter()
+                                    .zip(&b)
+                                    .zip(&h)
+                                    .map(|((&p, &b), &h)| h * (p + b).max(0.0))
+                                    .sum();
+                            }
+                        }
+                    }
+                    total += if s > 0 {
+                        softmax_dot(&logit, &rel)
+                    } else {
+                        rel[0]
+                    };
+                    count += 1;
+                }
+                total / count.max(1) as f32
+            })
+            .collect();
+        Ok(scores)
+    }
+
+    /// Scores every pair a sampled evaluation needs, as a scorer.
+    pub fn scorer_for(&self, negatives: &EvalNegatives) -> Result<PrecomputedScores> {
+        let pairs: Vec<(u32, u32)> = negatives
+            .pairs
+            .iter()
+            .zip(&negatives.negatives)
+            .flat_map(|(&(u, i), n)| std::iter::once((u, i)).chain(n.iter().map(move |&j| (u, j))))
+            .collect();
+        self.precomputed(&pairs)
+    }
+
+    /// Scores of every item for every user with items in `target`, for full
+    /// ranking (users x items x training items relations: slow).
+    pub fn scorer_for_users(&self, target: &Interactions) -> Result<PrecomputedScores> {
+        let n = self.items.rows() as u32;
+        let pairs: Vec<(u32, u32)> = (0..target.n_users() as u32)
+            .filter(|&u| target.user_degree(u) > 0)
+            .flat_map(|u| (0..n).map(move |i| (u, i)))
+            .collect();
+        self.precomputed(&pairs)
+    }
+
+    fn precomputed(&self, pairs: &[(u32, u32)]) -> Result<PrecomputedScores> {
+        let scores = self.score_pairs(pairs)?;
+        Ok(PrecomputedScores::new(
+            self.history.len(),
+            self.items.rows(),
+            pairs,
+            &scores,
+        ))
+    }
+
+    fn all_vars(&self) -> Vec<Var> {
+        let mut v = self.memory.vars();
+        v.extend(self.weight.vars());
+        v
+    }
+
+    /// Every weight (and the embedding table's Adam moments) as named
+    /// tensors, for a safetensors checkpoint.
+    pub fn state(&self) -> Result<HashMap<String, Tensor>> {
+        let mut out = self.items.state("items")?;
+        for (k, v) in self.all_vars().iter().enumerate() {
+            out.insert(format!("dense.{k}"), v.as_tensor().copy()?);
+        }
+        Ok(out)
+    }
+
+    /// Restores what [`Reda::state`] saved.
+    pub fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        let items = EmbeddingTable::from_state("items", state)?;
+        if (items.rows(), items.dim()) != (self.items.rows(), self.items.dim()) {
+            return Err(RedaError::Config(format!(
+                "the checkpoint's item table is {} x {}, this model's {} x {}",
+                items.rows(),
+                items.dim(),
+                self.items.rows(),
+                self.items.dim()
+            )));
+        }
+        self.items = items;
+        for (k, v) in self.all_vars().iter().enumerate() {
+            let t = state
+                .get(&format!("dense.{k}"))
+                .ok_or_else(|| RedaError::Config(format!("the checkpoint lacks dense.{k}")))?;
+            v.set(&t.to_dtype(v.dtype())?)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn train() -> Interactions {
+        let pairs: Vec<(u32, u32)> = (0..5u32)
+            .flat_map(|u| (0..4 + u).map(move |i| (u, (3 * u + i) % 12)))
+            .collect();
+        Interactions::from_pairs(5, 12, &pairs)
+    }
+
+    /// The GEMM scoring path equals eq. 11 computed from relation
+    /// embeddings, for every variant.
+    #[test]
+    fn fast_scores_equal_relation_sums() {
+        let train = train();
+        for variant in [Variant::Full, Variant::Npil, Variant::Nmal] {
+            let cfg = RedaConfig {
+                dim: 6,
+                aspects: 3,
+                memory_slots: 4,
+                hidden: 5,
+                user_pairs: 4,
+                init_std: 0.8,
+                variant,
+                ..RedaConfig::default()
+            };
+            let model = Reda::init(&train, &cfg, 3).unwrap();
+            // Non-zero biases, so the ReLU's offset is exercised.
+            let b = Tensor::new(&[[0.3f32, -0.2, 0.1, 0.0, 0.5]], &Device::Cpu).unwrap();
+            model.weight.hidden.bias.set(&b).unwrap();
+            let table = model.items.tensor(DType::F32, &Device::Cpu).unwrap();
+            let pairs = [(0u32, 5u32), (0, 0), (2, 1), (4, 11), (4, 3)];
+            let fast = model.score_pairs(&pairs).unwrap();
+            for (&(u, i), got) in pairs.iter().zip(fast) {
+                let z: Vec<f32> = model
+                    .user_embeddings(&[u])
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                let js: Vec<u32> = train
+                    .user_items(u)
+                    .iter()
+                    .copied()
+                    .filter(|&j| j != i)
+                    .collect();
+                let r = model.relations(&table, &vec![i; js.len()], &js).unwrap();
+                let r: Vec<f32> = r.flatten_all().unwrap().to_vec1().unwrap();
+                let want: f32 = r
+                    .chunks(cfg.dim)
+                    .map(|row| row.iter().zip(&z).map(|(a, b)| a * b).sum::<f32>())
+                    .sum::<f32>()
+                    / js.len() as f32;
+                assert!(
+                    (got - want).abs() < 1e-4 * want.abs().max(1.0),
+                    "{variant:?} ({u}, {i}): {got} vs {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn user_pairs_are_bounded_seeded_and_distinct() {
+        let train = train();
+        let cfg = RedaConfig {
+            dim: 4,
+            user_pairs: 5,
+            ..RedaConfig::default()
+        };
+        let model = Reda::init(&train, &cfg, 1).unwrap();
+        // User 0 has 4 items: all 6 pairs are more than 5, so 5 sampled.
+        let p = model.user_pairs(0);
+        assert_eq!(p.len(), 5);
+        let mut keys: Vec<_> = p.iter().map(|&(a, b)| (a.min(b), a.max(b))).collect();
+        keys.dedup();
+        assert_eq!(keys.len(), 5);
+        assert!(p
+            .iter()
+            .all(|&(a, b)| a != b && train.contains(0, a) && train.contains(0, b)));
+        assert_eq!(Reda::init(&train, &cfg, 1).unwrap().user_pairs(0), p);
+        let all = Reda::init(
+            &train,
+            &RedaConfig {
+                user_pairs: 6,
+                ..cfg
+            },
+            1,
+        )
+        .unwrap();
+        assert_eq!(all.user_pairs(0).len(), 6, "every pair when they fit");
+    }
+
+    #[test]
+    fn bad_configurations_are_errors() {
+        let train = train();
+        for cfg in [
+            RedaConfig {
+                aspects: 0,
+                ..RedaConfig::default()
+            },
+            RedaConfig {
+                memory_slots: 0,
+                ..RedaConfig::default()
+            },
+            RedaConfig {
+                lr: 0.0,
+                ..RedaConfig::default()
+            },
+            RedaConfig {
+                batch: 0,
+                ..RedaConfig::default()
+            },
+        ] {
+            assert!(Reda::init(&train, &cfg, 1).is_err(), "{cfg:?}");
+        }
+    }
+}
