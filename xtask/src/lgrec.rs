@@ -83,11 +83,7 @@ impl Args {
         seeds: Vec<u64>,
         out: PathBuf,
     ) -> Self {
-        let mut args = <Self as clap::FromArgMatches>::from_arg_matches(
-            &<Self as clap::Args>::augment_args(clap::Command::new("lgrec"))
-                .get_matches_from(["lgrec"]),
-        )
-        .expect("the defaults parse");
+        let mut args: Self = crate::default_args("lgrec");
         args.data_root = data_root;
         args.datasets = datasets;
         args.variants = variants;

@@ -83,6 +83,12 @@ fn main() -> Result<()> {
     }
 }
 
+/// A task's arguments with every option at its default.
+pub(crate) fn default_args<A: clap::Args + clap::FromArgMatches>(name: &'static str) -> A {
+    A::from_arg_matches(&A::augment_args(clap::Command::new(name)).get_matches_from([name]))
+        .expect("the defaults parse")
+}
+
 fn cargo(args: &[&str]) -> Result<()> {
     println!("$ cargo {}", args.join(" "));
     let status = Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))

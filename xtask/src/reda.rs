@@ -90,11 +90,7 @@ impl Args {
         seeds: Vec<u64>,
         out: PathBuf,
     ) -> Self {
-        let mut args = <Self as clap::FromArgMatches>::from_arg_matches(
-            &<Self as clap::Args>::augment_args(clap::Command::new("reda"))
-                .get_matches_from(["reda"]),
-        )
-        .expect("the defaults parse");
+        let mut args: Self = crate::default_args("reda");
         args.data_root = data_root;
         args.variants = variants;
         args.seeds = seeds;
