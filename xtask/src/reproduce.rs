@@ -235,7 +235,7 @@ fn run_model(
         let t = Instant::now();
         let fitted = fit(kind, prepared, &cfg, seed, &mut |_| {})?;
         let sampled = prepared
-            .evaluate_sampled(fitted.scorer(), kind.name(), seed, &[10])
+            .evaluate_sampled(fitted.scorer(), kind.name(), seed, &[5, 10, 15])
             .metrics;
         let full = prepared
             .evaluate_full(fitted.scorer(), kind.name(), seed, &[10])
