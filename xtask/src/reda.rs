@@ -48,11 +48,14 @@ pub struct Args {
     #[arg(long, default_value_t = 8)]
     grid_epochs: usize,
     /// Maximum epochs.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 30)]
     epochs: usize,
     /// Epochs without validation improvement before stopping.
     #[arg(long, default_value_t = 3)]
     patience: usize,
+    /// Triples per training interaction in one epoch.
+    #[arg(long, default_value_t = 4)]
+    triples_per_interaction: usize,
     /// Adam learning rate.
     #[arg(long, default_value_t = 0.001)]
     lr: f64,
@@ -137,6 +140,7 @@ pub fn run(args: &Args) -> Result<()> {
                 aspects: args.aspects[0],
                 epochs: args.epochs,
                 patience: args.patience,
+                triples_per_interaction: args.triples_per_interaction,
                 lr: args.lr,
                 user_pairs: args.user_pairs,
                 init_std: args.init_std,
@@ -234,7 +238,7 @@ pub fn run(args: &Args) -> Result<()> {
                 trials,
                 runs,
                 command: format!(
-                    "cargo xtask reda --datasets {name} --variants {v} --seeds {} --dim {} --memory {} --aspects {} --grid-epochs {} --epochs {} --patience {} --lr {} --init-std {} --user-pairs {} --score-items {}{}",
+                    "cargo xtask reda --datasets {name} --variants {v} --seeds {} --dim {} --memory {} --aspects {} --grid-epochs {} --epochs {} --patience {} --triples-per-interaction {} --lr {} --init-std {} --user-pairs {} --score-items {}{}",
                     join(&args.seeds),
                     args.dim,
                     join(&args.memory),
@@ -242,6 +246,7 @@ pub fn run(args: &Args) -> Result<()> {
                     args.grid_epochs,
                     args.epochs,
                     args.patience,
+                    args.triples_per_interaction,
                     args.lr,
                     args.init_std,
                     args.user_pairs,

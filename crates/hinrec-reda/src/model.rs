@@ -69,6 +69,9 @@ pub struct RedaConfig {
     pub lr: f64,
     /// Relation triples (positive, context, negative) per batch.
     pub batch: usize,
+    /// Triples drawn per training interaction in one epoch (an epoch is
+    /// then this many passes; validation runs once per epoch).
+    pub triples_per_interaction: usize,
     /// Maximum epochs.
     pub epochs: usize,
     /// Epochs without validation improvement before stopping.
@@ -101,7 +104,8 @@ impl Default for RedaConfig {
             hidden: 10,
             lr: 0.001,
             batch: 2000,
-            epochs: 50,
+            triples_per_interaction: 4,
+            epochs: 30,
             patience: 3,
             variant: Variant::Full,
             user_pairs: 500,
@@ -130,9 +134,13 @@ impl RedaConfig {
                 "dim, aspects, memory_slots and hidden must be positive".into(),
             ));
         }
-        if self.batch == 0 || self.eval_pairs == 0 || self.user_pairs == 0 {
+        if self.batch == 0
+            || self.eval_pairs == 0
+            || self.user_pairs == 0
+            || self.triples_per_interaction == 0
+        {
             return Err(RedaError::Config(
-                "batch, eval_pairs and user_pairs must be positive".into(),
+                "batch, triples_per_interaction, eval_pairs and user_pairs must be positive".into(),
             ));
         }
         if !(self.lr > 0.0 && self.init_std > 0.0 && self.l2 >= 0.0) {

@@ -31,12 +31,18 @@ pub struct RelationTriple {
     pub negative: (u32, u32),
 }
 
-/// One epoch's triples: one per training interaction (u, i) of a user with
-/// at least two training items, in shuffled order, all drawn from `rng`.
-pub fn sample_triples(train: &Interactions, rng: &mut ChaCha8Rng) -> Vec<RelationTriple> {
+/// One epoch's triples: `per_interaction` for each training interaction
+/// (u, i) of a user with at least two training items, in shuffled order,
+/// all drawn from `rng`.
+pub fn sample_triples(
+    train: &Interactions,
+    per_interaction: usize,
+    rng: &mut ChaCha8Rng,
+) -> Vec<RelationTriple> {
     let mut order: Vec<(u32, u32)> = train
         .pairs()
         .filter(|&(u, _)| train.user_degree(u) >= 2)
+        .flat_map(|p| std::iter::repeat_n(p, per_interaction))
         .collect();
     order.shuffle(rng);
     let n_items = train.n_items() as u32;
@@ -176,7 +182,8 @@ impl Reda {
         let samples = train
             .pairs()
             .filter(|&(u, _)| train.user_degree(u) >= 2)
-            .count();
+            .count()
+            * cfg.triples_per_interaction;
         let mut run = Training {
             model,
             adam,
@@ -227,7 +234,7 @@ impl EpochModel for Training<'_> {
         // One stream per epoch, so a resumed run draws the same triples.
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x7e1a);
         rng.set_stream(epoch as u64);
-        let triples = sample_triples(self.train, &mut rng);
+        let triples = sample_triples(self.train, self.model.cfg.triples_per_interaction, &mut rng);
         let batch = self.model.cfg.batch;
         let total = triples.len().div_ceil(batch);
         let mut loss_sum = 0.0;
@@ -275,9 +282,9 @@ mod tests {
             &[(0, 0), (0, 1), (0, 2), (0, 3), (1, 4), (1, 5), (2, 6)],
         );
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let t = sample_triples(&train, &mut rng);
+        let t = sample_triples(&train, 2, &mut rng);
         // User 2 has one item: no relation of its own.
-        assert_eq!(t.len(), 6);
+        assert_eq!(t.len(), 12);
         for x in &t {
             let u = if train.contains(0, x.positive.0) {
                 0
@@ -295,6 +302,6 @@ mod tests {
             }
         }
         let mut again = ChaCha8Rng::seed_from_u64(1);
-        assert_eq!(sample_triples(&train, &mut again), t, "seeded");
+        assert_eq!(sample_triples(&train, 2, &mut again), t, "seeded");
     }
 }
