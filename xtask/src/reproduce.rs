@@ -144,8 +144,12 @@ pub fn render_file(out: &std::path::Path) -> Result<()> {
 }
 
 fn write_markdown(out: &std::path::Path, store: &Store) -> Result<()> {
-    let papers: PaperFile =
-        toml::from_str(&std::fs::read_to_string(out.join("paper-numbers.toml"))?)?;
+    // An output folder other than docs/ may lack the papers' numbers.
+    let path = out.join("paper-numbers.toml");
+    let papers: PaperFile = match std::fs::read_to_string(&path) {
+        Ok(text) => toml::from_str(&text).with_context(|| format!("{}", path.display()))?,
+        Err(_) => PaperFile { entry: Vec::new() },
+    };
     std::fs::write(out.join("results.md"), render(store, &papers))?;
     Ok(())
 }
