@@ -44,6 +44,18 @@ fn bench(c: &mut Criterion) {
             v.sum_all().expect("sum").backward().expect("grads")
         })
     });
+    // The same products through candle's broadcasting, for comparison.
+    g.bench_function("broadcast_mul_fwd_bwd", |bch| {
+        bch.iter(|| {
+            let v = a
+                .as_tensor()
+                .reshape((PAIRS, K, 1, D))
+                .expect("a")
+                .broadcast_mul(&b.as_tensor().reshape((PAIRS, 1, K, D)).expect("b"))
+                .expect("v");
+            v.sum_all().expect("sum").backward().expect("grads")
+        })
+    });
     g.bench_function("memory_read_fwd_bwd", |bch| {
         let v = Var::from_tensor(&v).expect("var");
         bch.iter(|| {

@@ -3,7 +3,8 @@
 //!
 //! Autograd through `broadcast_mul` of `(p, k, 1, d)` by `(p, 1, k, d)`
 //! reduces over broadcast axes in its backward, which candle does with a
-//! slow strided reduction (about 10x the forward on a REDA batch); here
+//! slow strided reduction (0.3 s against a few ms forward on a REDA batch
+//! of 6,000 pairs); here
 //! each row's gradient is a direct sum over its k products.
 
 use std::ops::AddAssign;
