@@ -91,7 +91,8 @@ pub struct RedaConfig {
     pub l2: f64,
     /// Validation metric (sampled protocol).
     pub metric: String,
-    /// Item pairs whose relations one candle call computes when scoring.
+    /// Item pairs per candle call when summing z_u, and candidates per
+    /// call when scoring (memory grows with it times the history length).
     pub eval_pairs: usize,
 }
 
