@@ -12,6 +12,7 @@ use hinrec::graph::Hin;
 use hinrec_lgrec::{FitOptions, Lgrec, LgrecConfig, Variant};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use hinrec::baselines::training::FitSummary;
 use hinrec::tune::Trial;
 
 use crate::reproduce::{git_commit, load_store, save_record, Record, SeedRun};
@@ -293,8 +294,7 @@ fn choose_on_validation(
         return Ok((base.clone(), Vec::new()));
     }
     let seed = *args.seeds.first().unwrap_or(&1);
-    let mut trials = Vec::new();
-    let mut best: Option<(f64, LgrecConfig)> = None;
+    let mut points = Vec::new();
     for &lr in &args.lr {
         for &margin in &args.margin {
             let cfg = LgrecConfig {
@@ -303,33 +303,13 @@ fn choose_on_validation(
                 epochs: args.grid_epochs.min(base.epochs),
                 ..base.clone()
             };
-            let t = Instant::now();
-            let (_, summary) = Lgrec::fit(
-                hin,
-                &prepared.split,
-                &prepared.valid_negatives,
-                &cfg,
-                seed,
-                |_| {},
-            )?;
-            let valid = summary.best_valid.unwrap_or(f64::NAN);
-            println!(
-                "   grid {} lr={lr} margin={margin}: valid {} {valid:.4} at epoch {} ({:.0}s)",
-                base.variant.name(),
-                base.metric,
-                summary.best_epoch,
-                t.elapsed().as_secs_f64()
-            );
-            trials.push(Trial {
-                label: format!("lr={lr} margin={margin}"),
-                valid,
-            });
-            if best.as_ref().is_none_or(|(v, _)| valid > *v) {
-                best = Some((valid, cfg));
-            }
+            points.push((format!("lr={lr} margin={margin}"), cfg));
         }
     }
-    let (_, chosen) = best.expect("the grid is not empty");
+    let (chosen, trials) = best_on_validation(points, base.variant.name(), &base.metric, |cfg| {
+        let split = &prepared.split;
+        Ok(Lgrec::fit(hin, split, &prepared.valid_negatives, cfg, seed, |_| {})?.1)
+    })?;
     Ok((
         LgrecConfig {
             epochs: base.epochs,
@@ -337,6 +317,34 @@ fn choose_on_validation(
         },
         trials,
     ))
+}
+
+/// Trains each labelled configuration once (`fit`) and returns the one with
+/// the best validation metric, with every trial; prints one line a trial.
+pub(crate) fn best_on_validation<C>(
+    points: Vec<(String, C)>,
+    model: &str,
+    metric: &str,
+    fit: impl Fn(&C) -> Result<FitSummary>,
+) -> Result<(C, Vec<Trial>)> {
+    let mut trials = Vec::new();
+    let mut best: Option<(f64, C)> = None;
+    for (label, cfg) in points {
+        let t = Instant::now();
+        let summary = fit(&cfg)?;
+        let valid = summary.best_valid.unwrap_or(f64::NAN);
+        println!(
+            "   grid {model} {label}: valid {metric} {valid:.4} at epoch {} ({:.0}s)",
+            summary.best_epoch,
+            t.elapsed().as_secs_f64()
+        );
+        trials.push(Trial { label, valid });
+        if best.as_ref().is_none_or(|(v, _)| valid > *v) {
+            best = Some((valid, cfg));
+        }
+    }
+    let (_, chosen) = best.ok_or_else(|| anyhow::anyhow!("the grid is empty"))?;
+    Ok((chosen, trials))
 }
 
 /// A bar over one epoch's batches (drawn only on a terminal).

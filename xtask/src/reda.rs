@@ -12,7 +12,7 @@ use hinrec::experiment::{ExperimentConfig, Prepared};
 use hinrec::tune::Trial;
 use hinrec_reda::{FitOptions, Reda, RedaConfig, Variant};
 
-use crate::lgrec::{batch_bar, join};
+use crate::lgrec::{batch_bar, best_on_validation, join};
 use crate::reproduce::{git_commit, load_store, save_record, Record, SeedRun};
 
 /// Arguments of `cargo xtask reda`.
@@ -290,8 +290,7 @@ fn choose_on_validation(
         return Ok((base.clone(), Vec::new()));
     }
     let seed = *args.seeds.first().unwrap_or(&1);
-    let mut trials = Vec::new();
-    let mut best: Option<(f64, RedaConfig)> = None;
+    let mut points = Vec::new();
     for &m in memory {
         for &k in aspects {
             let cfg = RedaConfig {
@@ -300,32 +299,19 @@ fn choose_on_validation(
                 epochs: args.grid_epochs.min(base.epochs),
                 ..base.clone()
             };
-            let t = Instant::now();
-            let (_, summary) = Reda::fit(
-                &prepared.split,
-                &prepared.valid_negatives,
-                &cfg,
-                seed,
-                |_| {},
-            )?;
-            let valid = summary.best_valid.unwrap_or(f64::NAN);
-            println!(
-                "   grid {} m={m} k={k}: valid {} {valid:.4} at epoch {} ({:.0}s)",
-                base.variant.name(),
-                base.metric,
-                summary.best_epoch,
-                t.elapsed().as_secs_f64()
-            );
-            trials.push(Trial {
-                label: format!("m={m} k={k}"),
-                valid,
-            });
-            if best.as_ref().is_none_or(|(v, _)| valid > *v) {
-                best = Some((valid, cfg));
-            }
+            points.push((format!("m={m} k={k}"), cfg));
         }
     }
-    let (_, chosen) = best.expect("the grid is not empty");
+    let (chosen, trials) = best_on_validation(points, base.variant.name(), &base.metric, |cfg| {
+        Ok(Reda::fit(
+            &prepared.split,
+            &prepared.valid_negatives,
+            cfg,
+            seed,
+            |_| {},
+        )?
+        .1)
+    })?;
     Ok((
         RedaConfig {
             epochs: base.epochs,

@@ -59,6 +59,16 @@ impl EvalNegatives {
         Ok(out)
     }
 
+    /// Every (user, item) pair a sampled evaluation scores: each held-out
+    /// pair followed by its user's negatives.
+    pub fn candidate_pairs(&self) -> Vec<(u32, u32)> {
+        self.pairs
+            .iter()
+            .zip(&self.negatives)
+            .flat_map(|(&(u, i), n)| std::iter::once((u, i)).chain(n.iter().map(move |&j| (u, j))))
+            .collect()
+    }
+
     /// Number of test pairs.
     pub fn len(&self) -> usize {
         self.pairs.len()

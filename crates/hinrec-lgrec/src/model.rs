@@ -9,6 +9,7 @@ use hinrec_baselines::{BprConfig, BprMf};
 use hinrec_data::{EvalNegatives, Interactions, Split};
 use hinrec_eval::{sampled, PrecomputedScores, Scorer};
 use hinrec_graph::{Hin, PairLabeler, RowRule};
+use hinrec_nn::checkpoint;
 use hinrec_nn::copool::Slots;
 use hinrec_nn::init::Rng;
 use hinrec_nn::layers::{
@@ -16,6 +17,7 @@ use hinrec_nn::layers::{
 };
 use hinrec_nn::loss::{bce_with_logits, hinge, l2};
 use hinrec_nn::optim::{Adam, AdamConfig, EmbeddingTable};
+pub use hinrec_nn::trainer::FitOptions;
 use hinrec_nn::trainer::{train as train_epochs, EpochModel, TrainerConfig};
 use hinrec_sample::NeighborLists;
 use rand::seq::SliceRandom;
@@ -390,13 +392,7 @@ impl Lgrec {
 
     /// Scores every pair a sampled evaluation needs, as a [`Scorer`].
     pub fn scorer_for(&self, negatives: &EvalNegatives) -> Result<PrecomputedScores> {
-        let pairs: Vec<(u32, u32)> = negatives
-            .pairs
-            .iter()
-            .zip(&negatives.negatives)
-            .flat_map(|(&(u, i), n)| std::iter::once((u, i)).chain(n.iter().map(move |&j| (u, j))))
-            .collect();
-        self.precomputed(&pairs)
+        self.precomputed(&negatives.candidate_pairs())
     }
 
     /// Scores of every item for every user with items in `target`, for full
@@ -491,12 +487,7 @@ impl Lgrec {
     pub fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
         self.users = EmbeddingTable::from_state("users", state)?;
         self.items = EmbeddingTable::from_state("items", state)?;
-        for (k, v) in self.all_vars().iter().enumerate() {
-            let t = state
-                .get(&format!("dense.{k}"))
-                .ok_or_else(|| LgrecError::Config(format!("the checkpoint lacks dense.{k}")))?;
-            v.set(&t.to_dtype(v.dtype())?)?;
-        }
+        checkpoint::load_vars("dense", &self.all_vars(), state)?;
         Ok(())
     }
 
@@ -514,9 +505,7 @@ impl Lgrec {
     pub fn state(&self) -> Result<HashMap<String, Tensor>> {
         let mut out = self.users.state("users")?;
         out.extend(self.items.state("items")?);
-        for (k, v) in self.all_vars().iter().enumerate() {
-            out.insert(format!("dense.{k}"), v.as_tensor().copy()?);
-        }
+        out.extend(checkpoint::vars_state("dense", &self.all_vars())?);
         Ok(out)
     }
 }
@@ -562,15 +551,6 @@ fn sample_negative(train: &Interactions, u: u32, rng: &mut ChaCha8Rng) -> u32 {
             return j;
         }
     }
-}
-
-/// Where [`Lgrec::fit_with`] keeps checkpoints.
-#[derive(Debug, Clone, Default)]
-pub struct FitOptions {
-    /// Folder for `last.safetensors` and `best.safetensors`.
-    pub checkpoint_dir: Option<std::path::PathBuf>,
-    /// Continue from `last.safetensors` there when it exists.
-    pub resume: bool,
 }
 
 /// LGRec with its optimizer and data, as the trainer drives it.

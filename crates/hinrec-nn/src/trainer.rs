@@ -63,6 +63,16 @@ pub struct TrainerConfig {
     pub resume: bool,
 }
 
+/// Where a model's `fit_with` keeps checkpoints (the part of
+/// [`TrainerConfig`] a user chooses beside the model's own configuration).
+#[derive(Debug, Clone, Default)]
+pub struct FitOptions {
+    /// Folder for `last.safetensors` and `best.safetensors`.
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Continue from `last.safetensors` there when it exists.
+    pub resume: bool,
+}
+
 /// Key of the loop's bookkeeping inside a checkpoint.
 const TRACKER_KEY: &str = "trainer.tracker";
 

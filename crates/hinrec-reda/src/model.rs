@@ -7,6 +7,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use hinrec_data::{EvalNegatives, Interactions};
 use hinrec_eval::PrecomputedScores;
 use hinrec_nn::attention::{KeyValueMemory, WeightAttention};
+use hinrec_nn::checkpoint;
 use hinrec_nn::init::Rng;
 use hinrec_nn::interaction::pair_products;
 use hinrec_nn::optim::EmbeddingTable;
@@ -493,13 +494,7 @@ impl Reda {
 
     /// Scores every pair a sampled evaluation needs, as a scorer.
     pub fn scorer_for(&self, negatives: &EvalNegatives) -> Result<PrecomputedScores> {
-        let pairs: Vec<(u32, u32)> = negatives
-            .pairs
-            .iter()
-            .zip(&negatives.negatives)
-            .flat_map(|(&(u, i), n)| std::iter::once((u, i)).chain(n.iter().map(move |&j| (u, j))))
-            .collect();
-        self.precomputed(&pairs)
+        self.precomputed(&negatives.candidate_pairs())
     }
 
     /// Scores of every item for every user with items in `target`, for full
@@ -533,9 +528,7 @@ impl Reda {
     /// tensors, for a safetensors checkpoint.
     pub fn state(&self) -> Result<HashMap<String, Tensor>> {
         let mut out = self.items.state("items")?;
-        for (k, v) in self.all_vars().iter().enumerate() {
-            out.insert(format!("dense.{k}"), v.as_tensor().copy()?);
-        }
+        out.extend(checkpoint::vars_state("dense", &self.all_vars())?);
         Ok(out)
     }
 
@@ -552,12 +545,7 @@ impl Reda {
             )));
         }
         self.items = items;
-        for (k, v) in self.all_vars().iter().enumerate() {
-            let t = state
-                .get(&format!("dense.{k}"))
-                .ok_or_else(|| RedaError::Config(format!("the checkpoint lacks dense.{k}")))?;
-            v.set(&t.to_dtype(v.dtype())?)?;
-        }
+        checkpoint::load_vars("dense", &self.all_vars(), state)?;
         Ok(())
     }
 }

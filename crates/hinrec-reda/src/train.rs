@@ -2,7 +2,6 @@
 //! trainer.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::{DType, Tensor, D};
@@ -11,6 +10,7 @@ use hinrec_eval::sampled;
 use hinrec_eval::training::{EpochReport, FitSummary};
 use hinrec_nn::loss::{bpr, l2};
 use hinrec_nn::optim::{Adam, AdamConfig};
+pub use hinrec_nn::trainer::FitOptions;
 use hinrec_nn::trainer::{train as train_epochs, EpochModel, TrainerConfig};
 use rand::seq::SliceRandom;
 use rand::{Rng as _, SeedableRng};
@@ -204,15 +204,6 @@ impl Reda {
         summary.total_s = started.elapsed().as_secs_f64();
         Ok((run.model, summary))
     }
-}
-
-/// Where [`Reda::fit_with`] keeps checkpoints.
-#[derive(Debug, Clone, Default)]
-pub struct FitOptions {
-    /// Folder for `last.safetensors` and `best.safetensors`.
-    pub checkpoint_dir: Option<PathBuf>,
-    /// Continue from `last.safetensors` there when it exists.
-    pub resume: bool,
 }
 
 /// REDA with its optimizer and data, as the trainer drives it.
