@@ -306,10 +306,17 @@ fn choose_on_validation(
             points.push((format!("lr={lr} margin={margin}"), cfg));
         }
     }
-    let (chosen, trials) = best_on_validation(points, base.variant.name(), &base.metric, |cfg| {
-        let split = &prepared.split;
-        Ok(Lgrec::fit(hin, split, &prepared.valid_negatives, cfg, seed, |_| {})?.1)
-    })?;
+    let mut trials = Vec::new();
+    let chosen = best_on_validation(
+        points,
+        base.variant.name(),
+        &base.metric,
+        &mut trials,
+        |cfg| {
+            let split = &prepared.split;
+            Ok(Lgrec::fit(hin, split, &prepared.valid_negatives, cfg, seed, |_| {})?.1)
+        },
+    )?;
     Ok((
         LgrecConfig {
             epochs: base.epochs,
@@ -320,31 +327,39 @@ fn choose_on_validation(
 }
 
 /// Trains each labelled configuration once (`fit`) and returns the one with
-/// the best validation metric, with every trial; prints one line a trial.
+/// the best validation metric; a label already in `trials` is not trained
+/// again (a coordinate search revisits its current point). Appends one
+/// trial and prints one line per configuration trained.
 pub(crate) fn best_on_validation<C>(
     points: Vec<(String, C)>,
     model: &str,
     metric: &str,
+    trials: &mut Vec<Trial>,
     fit: impl Fn(&C) -> Result<FitSummary>,
-) -> Result<(C, Vec<Trial>)> {
-    let mut trials = Vec::new();
+) -> Result<C> {
     let mut best: Option<(f64, C)> = None;
     for (label, cfg) in points {
-        let t = Instant::now();
-        let summary = fit(&cfg)?;
-        let valid = summary.best_valid.unwrap_or(f64::NAN);
-        println!(
-            "   grid {model} {label}: valid {metric} {valid:.4} at epoch {} ({:.0}s)",
-            summary.best_epoch,
-            t.elapsed().as_secs_f64()
-        );
-        trials.push(Trial { label, valid });
+        let valid = match trials.iter().find(|t| t.label == label) {
+            Some(t) => t.valid,
+            None => {
+                let t = Instant::now();
+                let summary = fit(&cfg)?;
+                let valid = summary.best_valid.unwrap_or(f64::NAN);
+                println!(
+                    "   grid {model} {label}: valid {metric} {valid:.4} at epoch {} ({:.0}s)",
+                    summary.best_epoch,
+                    t.elapsed().as_secs_f64()
+                );
+                trials.push(Trial { label, valid });
+                valid
+            }
+        };
         if best.as_ref().is_none_or(|(v, _)| valid > *v) {
             best = Some((valid, cfg));
         }
     }
     let (_, chosen) = best.ok_or_else(|| anyhow::anyhow!("the grid is empty"))?;
-    Ok((chosen, trials))
+    Ok(chosen)
 }
 
 /// A bar over one epoch's batches (drawn only on a terminal).
@@ -359,4 +374,41 @@ pub(crate) fn batch_bar(prefix: &str) -> ProgressBar {
     );
     bar.set_prefix(prefix.to_string());
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    fn summary(valid: f64) -> FitSummary {
+        FitSummary {
+            epochs: 1,
+            best_epoch: 1,
+            best_valid: Some(valid),
+            train_s: 0.0,
+            time_to_best_s: 0.0,
+            total_s: 0.0,
+            samples_per_s: 0.0,
+        }
+    }
+
+    #[test]
+    fn best_on_validation_keeps_the_best_and_reuses_known_labels() {
+        let calls = Cell::new(0);
+        let fit = |x: &f64| {
+            calls.set(calls.get() + 1);
+            Ok(summary(-(x - 2.0).abs()))
+        };
+        let mut trials = Vec::new();
+        let points = |xs: &[f64]| xs.iter().map(|&x| (format!("x={x}"), x)).collect();
+        let best =
+            best_on_validation(points(&[0.0, 2.0, 3.0]), "m", "v", &mut trials, fit).unwrap();
+        assert_eq!((best, calls.get(), trials.len()), (2.0, 3, 3));
+        // A second axis through the current point trains only the new one.
+        let best = best_on_validation(points(&[2.0, 1.5]), "m", "v", &mut trials, fit).unwrap();
+        assert_eq!((best, calls.get(), trials.len()), (2.0, 4, 4));
+        assert_eq!(trials[3].label, "x=1.5");
+    }
 }

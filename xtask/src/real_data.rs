@@ -165,16 +165,18 @@ pub fn run(root: &Path) -> Result<()> {
     check_reda_trains(root)
 }
 
-/// A short REDA run on reda-lastfm (defaults, 3 epochs of 4 triples per
-/// training interaction, one seed) must beat MostPop's NDCG@10 on the same
-/// candidates by 0.03. With one triple per interaction, validation NDCG@10
-/// passed 0.54 after 12 passes (docs/reda.md); MostPop scores about 0.46.
+/// A short REDA run on reda-lastfm (the learning rate chosen on validation,
+/// 0.01, and 2 epochs of 4 triples per training interaction, one seed) must
+/// beat MostPop's NDCG@10 on the same candidates by 0.08. Validation
+/// NDCG@10 is 0.586 after two such epochs (docs/reda.md); MostPop scores
+/// 0.467 on the test candidates.
 fn check_reda_trains(root: &Path) -> Result<()> {
     let t = Instant::now();
     let ds = registry::load("reda-lastfm", Some(root))?;
     let prepared = Prepared::new(&ds, &ExperimentConfig::default())?;
     let cfg = hinrec_reda::RedaConfig {
-        epochs: 3,
+        epochs: 2,
+        lr: 0.01,
         ..hinrec_reda::RedaConfig::default()
     };
     let (model, _) =
@@ -188,12 +190,12 @@ fn check_reda_trains(root: &Path) -> Result<()> {
         &[10],
     ));
     println!(
-        "reda-lastfm REDA 3 epochs, seed 1: NDCG@10 {reda:.4} vs MostPop {pop:.4} ({:.0}s)",
+        "reda-lastfm REDA 2 epochs at lr 0.01, seed 1: NDCG@10 {reda:.4} vs MostPop {pop:.4} ({:.0}s)",
         t.elapsed().as_secs_f64()
     );
     ensure!(
-        reda >= pop + 0.03,
-        "REDA NDCG@10 {reda:.4} is not 0.03 above MostPop's {pop:.4}"
+        reda >= pop + 0.08,
+        "REDA NDCG@10 {reda:.4} is not 0.08 above MostPop's {pop:.4}"
     );
     Ok(())
 }

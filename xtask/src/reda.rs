@@ -3,14 +3,19 @@
 //! 10 and 15), memory slots and aspects chosen on validation, 3 seeds;
 //! merged into docs/results.json / results.md.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
 use hinrec::data::registry;
+use hinrec::data::Interactions;
 use hinrec::experiment::{ExperimentConfig, Prepared};
 use hinrec::tune::Trial;
 use hinrec_reda::{FitOptions, Reda, RedaConfig, Variant};
+use rand::seq::IndexedRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
 use crate::lgrec::{batch_bar, best_on_validation, join};
 use crate::reproduce::{git_commit, load_store, save_record, Record, SeedRun};
@@ -34,14 +39,16 @@ pub struct Args {
     /// Embedding size.
     #[arg(long, default_value_t = 128)]
     dim: usize,
-    /// Memory slots m; with several values (or aspects) each combination
-    /// is trained once with the first seed for at most `--grid-epochs`
-    /// epochs and the best on validation is used for all seeds (the
-    /// paper's grid is 5,10,20,30,40,50).
+    /// Memory slots m (the paper's grid is 5,10,20,30,40,50). Where
+    /// `--lr`, `--memory` or `--aspects` list several values, they are
+    /// searched one axis at a time (learning rate, then m, then k), from
+    /// the first value of each, keeping the best on validation; each
+    /// trial is trained once with the first seed for at most
+    /// `--grid-epochs` epochs, and the result is used for all seeds.
     #[arg(long, value_delimiter = ',', default_value = "20")]
     memory: Vec<usize>,
-    /// Embeddings per item k (a grid with `--memory`; the paper's is
-    /// 2,3,4,5,10). The NPIL ablation always uses 1.
+    /// Embeddings per item k (the paper's grid is 2,3,4,5,10). The NPIL
+    /// ablation always uses 1.
     #[arg(long, value_delimiter = ',', default_value = "3")]
     aspects: Vec<usize>,
     /// Maximum epochs of each grid trial.
@@ -56,9 +63,10 @@ pub struct Args {
     /// Triples per training interaction in one epoch.
     #[arg(long, default_value_t = 4)]
     triples_per_interaction: usize,
-    /// Adam learning rate.
-    #[arg(long, default_value_t = 0.001)]
-    lr: f64,
+    /// Adam learning rates (reda.txt uses 0.001; a list is searched on
+    /// validation).
+    #[arg(long, value_delimiter = ',', default_value = "0.001")]
+    lr: Vec<f64>,
     /// Standard deviation of the initial item embeddings.
     #[arg(long, default_value_t = 0.1)]
     init_std: f64,
@@ -74,11 +82,12 @@ pub struct Args {
     /// Continue from the checkpoints in `--checkpoints` where they exist.
     #[arg(long, requires = "checkpoints")]
     resume: bool,
-    /// Also rank all items, on datasets with at most this many user-item
-    /// pairs (each costs one relation per training item of the user); 0
-    /// never.
+    /// Also rank all items for this many test users, sampled with the
+    /// data seed (all of them when there are fewer); 0: no full ranking.
+    /// Each user costs one relation per (item, training item), so the
+    /// users are sampled; MostPop is ranked on the same users beside it.
     #[arg(long, default_value_t = 0)]
-    full_max_pairs: usize,
+    full_users: usize,
     /// Where the results go.
     #[arg(long, default_value = "docs")]
     out: PathBuf,
@@ -119,7 +128,8 @@ pub fn run(args: &Args) -> Result<()> {
     let commit = git_commit();
     for name in &args.datasets {
         let ds = registry::load(name, Some(&args.data_root))?;
-        let prepared = Prepared::new(&ds, &ExperimentConfig::default())?;
+        let data_cfg = ExperimentConfig::default();
+        let prepared = Prepared::new(&ds, &data_cfg)?;
         let s = &prepared.split;
         println!(
             "== {name}: split {}, {} users, {} items with training data, train {}, valid {}, test {}",
@@ -130,8 +140,18 @@ pub fn run(args: &Args) -> Result<()> {
             s.valid.nnz(),
             s.test.nnz()
         );
-        let n_pairs = s.test.active_users() * s.train.n_items();
-        let full_ranking = n_pairs <= args.full_max_pairs;
+        let full_users = (args.full_users > 0).then(|| {
+            let sub = sample_test_users(&s.test, args.full_users, data_cfg.data_seed);
+            let pop = hinrec::baselines::MostPop::fit(&s.train);
+            let m = hinrec::eval::full_ranking(&pop, &sub, &[&s.train, &s.valid], &[10]);
+            println!(
+                "   full ranking on {} sampled test users; MostPop there: HR@10 {:.4} NDCG@10 {:.4}",
+                sub.active_users(),
+                m.get("HR@10").unwrap_or(f64::NAN),
+                m.get("NDCG@10").unwrap_or(f64::NAN)
+            );
+            sub
+        });
         for v in &args.variants {
             let variant = variant(v)?;
             let base = RedaConfig {
@@ -141,7 +161,7 @@ pub fn run(args: &Args) -> Result<()> {
                 epochs: args.epochs,
                 patience: args.patience,
                 triples_per_interaction: args.triples_per_interaction,
-                lr: args.lr,
+                lr: args.lr[0],
                 user_pairs: args.user_pairs,
                 init_std: args.init_std,
                 score_items: args.score_items,
@@ -191,15 +211,16 @@ pub fn run(args: &Args) -> Result<()> {
                 let scorer = model.scorer_for(&prepared.test_negatives)?;
                 let sampled = hinrec::eval::sampled(&scorer, &prepared.test_negatives, &CUTOFFS);
                 let test_s = te.elapsed().as_secs_f64();
-                let full = if full_ranking {
-                    let all = model.scorer_for_users(&s.test)?;
-                    hinrec::eval::full_ranking(&all, &s.test, &[&s.train, &s.valid], &[10])
-                } else {
-                    Default::default()
+                let full = match &full_users {
+                    Some(sub) => {
+                        let all = model.scorer_for_users(sub)?;
+                        hinrec::eval::full_ranking(&all, sub, &[&s.train, &s.valid], &[10])
+                    }
+                    None => Default::default(),
                 };
                 let m = |k: &str| sampled.get(k).unwrap_or(f64::NAN);
                 println!(
-                    "   {} seed {seed}: test HR@5/10/15 {:.4} {:.4} {:.4} NDCG@5/10/15 {:.4} {:.4} {:.4} | full HR@10 {} | best epoch {} | test scoring {test_s:.1}s | {:.0}s",
+                    "   {} seed {seed}: test HR@5/10/15 {:.4} {:.4} {:.4} NDCG@5/10/15 {:.4} {:.4} {:.4} | full HR@10 {} NDCG@10 {} | best epoch {} | test scoring {test_s:.1}s | {:.0}s",
                     variant.name(),
                     m("HR@5"),
                     m("HR@10"),
@@ -208,6 +229,7 @@ pub fn run(args: &Args) -> Result<()> {
                     m("NDCG@10"),
                     m("NDCG@15"),
                     full.get("HR@10").map_or("-".into(), |v| format!("{v:.4}")),
+                    full.get("NDCG@10").map_or("-".into(), |v| format!("{v:.4}")),
                     summary.best_epoch,
                     t.elapsed().as_secs_f64()
                 );
@@ -225,15 +247,19 @@ pub fn run(args: &Args) -> Result<()> {
                 split: prepared.split_label.clone(),
                 test_pairs: prepared.test_negatives.len(),
                 chosen: format!(
-                    "d={} k={} m={} s={} lr={} z pairs {} score items {}{} (epoch on validation)",
+                    "d={} k={} {} s={} lr={} z pairs {} score items {}{}{} (epoch on validation)",
                     cfg.dim,
                     cfg.effective_aspects(),
-                    cfg.memory_slots,
+                    if variant == Variant::Nmal { "no memory".into() } else { format!("m={}", cfg.memory_slots) },
                     cfg.hidden,
                     cfg.lr,
                     cfg.user_pairs,
                     if cfg.score_items == 0 { "all".into() } else { cfg.score_items.to_string() },
-                    if trials.is_empty() { " given" } else { " chosen on validation" }
+                    if trials.is_empty() { " given" } else { " chosen on validation" },
+                    match &full_users {
+                        Some(sub) => format!("; full ranking on {} sampled test users", sub.active_users()),
+                        None => String::new(),
+                    }
                 ),
                 trials,
                 runs,
@@ -247,12 +273,12 @@ pub fn run(args: &Args) -> Result<()> {
                     args.epochs,
                     args.patience,
                     args.triples_per_interaction,
-                    args.lr,
+                    join(&args.lr),
                     args.init_std,
                     args.user_pairs,
                     args.score_items,
-                    if args.full_max_pairs > 0 {
-                        format!(" --full-max-pairs {}", args.full_max_pairs)
+                    if args.full_users > 0 {
+                        format!(" --full-users {}", args.full_users)
                     } else {
                         String::new()
                     }
@@ -266,11 +292,23 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// The memory size and aspect count with the best validation metric, each
-/// combination trained once with the first seed for at most
-/// `--grid-epochs` epochs; no trials when the grid has one point. NPIL
-/// has k = 1 whatever `--aspects` says, and NMAL no memory: their grids
-/// collapse accordingly.
+/// `n` of `test`'s users with items, sampled with `seed`, and their test
+/// items (all users when fewer).
+fn sample_test_users(test: &Interactions, n: usize, seed: u64) -> Interactions {
+    let users: Vec<u32> = (0..test.n_users() as u32)
+        .filter(|&u| test.user_degree(u) > 0)
+        .collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xf011);
+    let keep: HashSet<u32> = users.choose_multiple(&mut rng, n).copied().collect();
+    let pairs: Vec<(u32, u32)> = test.pairs().filter(|(u, _)| keep.contains(u)).collect();
+    Interactions::from_pairs(test.n_users(), test.n_items(), &pairs)
+}
+
+/// The learning rate, memory size and aspect count with the best
+/// validation metric, searched one axis at a time in that order from the
+/// first value of each list; no trials when every list has one value.
+/// NPIL has k = 1 whatever `--aspects` says, and NMAL no memory: their
+/// grids collapse accordingly.
 fn choose_on_validation(
     prepared: &Prepared,
     base: &RedaConfig,
@@ -286,23 +324,17 @@ fn choose_on_validation(
     } else {
         &args.aspects
     };
-    if memory.len() * aspects.len() == 1 {
-        return Ok((base.clone(), Vec::new()));
+    let mut trials = Vec::new();
+    if args.lr.len() * memory.len() * aspects.len() == 1 {
+        return Ok((base.clone(), trials));
     }
     let seed = *args.seeds.first().unwrap_or(&1);
-    let mut points = Vec::new();
-    for &m in memory {
-        for &k in aspects {
-            let cfg = RedaConfig {
-                memory_slots: m,
-                aspects: k,
-                epochs: args.grid_epochs.min(base.epochs),
-                ..base.clone()
-            };
-            points.push((format!("m={m} k={k}"), cfg));
-        }
-    }
-    let (chosen, trials) = best_on_validation(points, base.variant.name(), &base.metric, |cfg| {
+    let label = |c: &RedaConfig| format!("lr={} m={} k={}", c.lr, c.memory_slots, c.aspects);
+    let mut best = RedaConfig {
+        epochs: args.grid_epochs.min(base.epochs),
+        ..base.clone()
+    };
+    let fit = |cfg: &RedaConfig| {
         Ok(Reda::fit(
             &prepared.split,
             &prepared.valid_negatives,
@@ -311,12 +343,65 @@ fn choose_on_validation(
             |_| {},
         )?
         .1)
-    })?;
+    };
+    for axis in 0..3 {
+        let points: Vec<RedaConfig> = match axis {
+            0 => args
+                .lr
+                .iter()
+                .map(|&lr| RedaConfig { lr, ..best.clone() })
+                .collect(),
+            1 => memory
+                .iter()
+                .map(|&memory_slots| RedaConfig {
+                    memory_slots,
+                    ..best.clone()
+                })
+                .collect(),
+            _ => aspects
+                .iter()
+                .map(|&aspects| RedaConfig {
+                    aspects,
+                    ..best.clone()
+                })
+                .collect(),
+        };
+        if points.len() > 1 {
+            let points = points.into_iter().map(|c| (label(&c), c)).collect();
+            best = best_on_validation(points, base.variant.name(), &base.metric, &mut trials, fit)?;
+        }
+    }
     Ok((
         RedaConfig {
             epochs: base.epochs,
-            ..chosen
+            ..best
         },
         trials,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampled_test_users_keep_all_their_items_and_are_seeded() {
+        let pairs: Vec<(u32, u32)> = (0..10u32)
+            .filter(|u| u % 3 != 0)
+            .flat_map(|u| [(u, u), (u, u + 1)])
+            .collect();
+        let test = Interactions::from_pairs(10, 12, &pairs);
+        let sub = sample_test_users(&test, 4, 7);
+        assert_eq!((sub.active_users(), sub.nnz()), (4, 8));
+        assert!(sub.pairs().all(|(u, i)| test.contains(u, i)));
+        assert_eq!(
+            sample_test_users(&test, 4, 7).pairs().collect::<Vec<_>>(),
+            sub.pairs().collect::<Vec<_>>()
+        );
+        assert_eq!(
+            sample_test_users(&test, 100, 7).nnz(),
+            test.nnz(),
+            "all when fewer"
+        );
+    }
 }
