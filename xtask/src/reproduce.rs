@@ -125,8 +125,10 @@ pub fn load_store(out: &std::path::Path) -> Result<Store> {
 }
 
 /// Replaces the record of the same dataset and model, writes results.json
-/// and re-renders results.md.
+/// and re-renders results.md. The file is read again first, so records
+/// another command saved meanwhile are kept.
 pub fn save_record(out: &std::path::Path, store: &mut Store, rec: Record) -> Result<()> {
+    *store = load_store(out)?;
     store
         .records
         .retain(|r| !(r.dataset == rec.dataset && r.model == rec.model));
@@ -220,6 +222,14 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// The label of the trial with the best validation metric ("-" if none).
+pub(crate) fn chosen_label(trials: &[Trial]) -> String {
+    trials
+        .iter()
+        .max_by(|a, b| a.valid.total_cmp(&b.valid))
+        .map_or("-".into(), |t| t.label.clone())
+}
+
 fn run_model(
     kind: ModelKind,
     prepared: &Prepared,
@@ -230,10 +240,7 @@ fn run_model(
 ) -> Result<Record> {
     let start = Instant::now();
     let (cfg, _, trials) = tune(kind, prepared, base, seeds[0])?;
-    let chosen = trials
-        .iter()
-        .max_by(|a, b| a.valid.total_cmp(&b.valid))
-        .map_or("-".into(), |t| t.label.clone());
+    let chosen = chosen_label(&trials);
     let mut runs = Vec::new();
     for &seed in seeds {
         let t = Instant::now();
@@ -275,13 +282,25 @@ fn run_model(
     })
 }
 
+/// The short commit of HEAD, with `+dirty` when tracked files have
+/// uncommitted changes.
 pub fn git_commit() -> String {
-    std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map_or("unknown".into(), |s| s.trim().to_string())
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+    };
+    let Some(head) = git(&["rev-parse", "--short", "HEAD"]) else {
+        return "unknown".into();
+    };
+    // Uncommitted changes to tracked files make the commit alone a poor
+    // record of the code that ran.
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+        .is_some_and(|s| !s.trim().is_empty());
+    format!("{}{}", head.trim(), if dirty { "+dirty" } else { "" })
 }
 
 fn cell(runs: &[&Metrics], metric: &str) -> String {
