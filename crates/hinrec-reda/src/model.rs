@@ -66,7 +66,8 @@ pub struct RedaConfig {
     pub memory_slots: usize,
     /// Hidden size of the weight attention, s.
     pub hidden: usize,
-    /// Adam learning rate.
+    /// Adam learning rate (reda.txt's 0.001; on reda-lastfm 0.01 was
+    /// chosen on validation, see docs/reda.md).
     pub lr: f64,
     /// Relation triples (positive, context, negative) per batch.
     pub batch: usize,
