@@ -129,7 +129,8 @@ fn variant(name: &str) -> Result<Variant> {
 const CUTOFFS: [usize; 3] = [5, 10, 15];
 
 pub fn run(args: &Args) -> Result<()> {
-    let mut store = load_store(&args.out)?;
+    // Fail before any training when results.json is unreadable.
+    load_store(&args.out)?;
     let commit = git_commit();
     for name in &args.datasets {
         let ds = registry::load(name, Some(&args.data_root))?;
@@ -301,7 +302,7 @@ pub fn run(args: &Args) -> Result<()> {
                 commit: commit.clone(),
                 wall_s: start.elapsed().as_secs_f64(),
             };
-            save_record(&args.out, &mut store, rec)?;
+            save_record(&args.out, rec)?;
         }
     }
     Ok(())

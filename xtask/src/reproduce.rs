@@ -124,11 +124,11 @@ pub fn load_store(out: &std::path::Path) -> Result<Store> {
     })
 }
 
-/// Replaces the record of the same dataset and model, writes results.json
-/// and re-renders results.md. The file is read again first, so records
+/// Replaces the record of the same dataset and model in results.json and
+/// re-renders results.md. The file is read at each save, so records
 /// another command saved meanwhile are kept.
-pub fn save_record(out: &std::path::Path, store: &mut Store, rec: Record) -> Result<()> {
-    *store = load_store(out)?;
+pub fn save_record(out: &std::path::Path, rec: Record) -> Result<()> {
+    let mut store = load_store(out)?;
     store
         .records
         .retain(|r| !(r.dataset == rec.dataset && r.model == rec.model));
@@ -137,7 +137,7 @@ pub fn save_record(out: &std::path::Path, store: &mut Store, rec: Record) -> Res
         out.join("results.json"),
         serde_json::to_string_pretty(&store)?,
     )?;
-    write_markdown(out, store)
+    write_markdown(out, &store)
 }
 
 /// Re-renders results.md from results.json.
@@ -157,7 +157,8 @@ fn write_markdown(out: &std::path::Path, store: &Store) -> Result<()> {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let mut store = load_store(&args.out)?;
+    // Fail before any training when results.json is unreadable.
+    load_store(&args.out)?;
     let command = format!(
         "cargo xtask reproduce --datasets {} --models {} --seeds {}",
         args.datasets.join(","),
@@ -186,7 +187,7 @@ pub fn run(args: &Args) -> Result<()> {
         );
         for &kind in &args.models {
             let rec = run_model(kind, &prepared, &base, &args.seeds, &command, &commit)?;
-            save_record(&args.out, &mut store, rec)?;
+            save_record(&args.out, rec)?;
         }
     }
     let lgrec_datasets: Vec<String> = args
