@@ -1,7 +1,8 @@
 //! REDA's hot paths at reda-lastfm's shape (d = 128, k = 3, m = 20, s = 10):
 //! the relations of one training batch (2,000 triples = 6,000 item pairs)
 //! forward and backward, split into the pair-wise interaction op, the
-//! memory read and the weight-attention pooling; and eq. 11 scoring of
+//! memory read and the weight-attention pooling, and whole with the
+//! memory's slot weights pooled before the values; and eq. 11 scoring of
 //! 20 users x 101 candidates against 47 training items each.
 #![allow(missing_docs)] // criterion_group! generates an undocumented function.
 
@@ -81,6 +82,20 @@ fn bench(c: &mut Criterion) {
                     &r.reshape((PAIRS, kk, D)).expect("3d"),
                 )
                 .expect("pool");
+            p.sum_all().expect("sum").backward().expect("grads")
+        })
+    });
+    // The same relations with the memory's slot weights pooled before the
+    // product with the values, as the model computes them.
+    g.bench_function("relations_pooled_read_fwd_bwd", |bch| {
+        bch.iter(|| {
+            let v = pair_products(a.as_tensor(), b.as_tensor(), K).expect("v");
+            let s = weight
+                .scores(&v)
+                .expect("scores")
+                .reshape((PAIRS, K * K))
+                .expect("2d");
+            let p = memory.pooled_read(&v, &s).expect("read");
             p.sum_all().expect("sum").backward().expect("grads")
         })
     });

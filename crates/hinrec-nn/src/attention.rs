@@ -22,6 +22,20 @@ pub fn memory_weights(v: &Tensor, keys: &Tensor) -> Result<Tensor> {
     candle_nn::ops::softmax(&v.matmul(&keys.t()?)?, D::Minus1)
 }
 
+/// [`KeyValueMemory::pooled_read`] as a free function: `v` is `(g c, d)`,
+/// `scores` `(g, c)`, `keys` and `values` `(m, d)`; returns `(g, d)`.
+pub fn pooled_memory_read(
+    v: &Tensor,
+    scores: &Tensor,
+    keys: &Tensor,
+    values: &Tensor,
+) -> Result<Tensor> {
+    let (g, c) = scores.dims2()?;
+    let m = keys.dims2()?.0;
+    let slots = memory_weights(v, keys)?.reshape((g, c, m))?;
+    softmax_pool(scores, &slots)?.matmul(values)
+}
+
 /// A key-value memory of `m` slots: keys `K` and values `M`, both `(m, d)`.
 #[derive(Debug, Clone)]
 pub struct KeyValueMemory {
@@ -54,6 +68,15 @@ impl KeyValueMemory {
     /// The attention weights over the slots, `(n, m)`.
     pub fn weights(&self, v: &Tensor) -> Result<Tensor> {
         memory_weights(v, self.keys.as_tensor())
+    }
+
+    /// Reads the memory for each row of `v` (`(g c, d)`) and pools each
+    /// group of `c` reads by the softmax of `scores` (`(g, c)`); returns
+    /// `(g, d)`. Equal to [`softmax_pool`] of [`KeyValueMemory::forward`],
+    /// but pools the `m`-wide slot weights before the one product with the
+    /// values: `sum_c w_c (a_c M) = (sum_c w_c a_c) M`.
+    pub fn pooled_read(&self, v: &Tensor, scores: &Tensor) -> Result<Tensor> {
+        pooled_memory_read(v, scores, self.keys.as_tensor(), self.values.as_tensor())
     }
 
     /// Its variables.
@@ -160,6 +183,51 @@ mod tests {
             (r[0] - 2.0).abs() < 1e-12 && (r[1] - 6.0).abs() < 1e-12,
             "{r:?}"
         );
+    }
+
+    #[test]
+    fn pooled_read_equals_pooling_the_reads() {
+        let mut rng = Rng::new(4);
+        let (g, c, m, d) = (3, 4, 5, 6);
+        let memory = KeyValueMemory::new(&mut rng, m, d, DType::F64, &Device::Cpu).unwrap();
+        let v = t(&rng.normal(g * c * d, 1.0), &[g * c, d]);
+        let s = t(&rng.normal(g * c, 1.0), &[g, c]);
+        let want = softmax_pool(&s, &memory.forward(&v).unwrap().reshape((g, c, d)).unwrap());
+        let got = flat(&memory.pooled_read(&v, &s).unwrap());
+        for (a, b) in got.iter().zip(flat(&want.unwrap())) {
+            assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn pooled_read_gradients_match_finite_differences() {
+        let mut rng = Rng::new(8);
+        let (g, c, m, d) = (2, 3, 4, 5);
+        let keys = t(&rng.normal(m * d, 1.0), &[m, d]);
+        let values = t(&rng.normal(m * d, 1.0), &[m, d]);
+        let v = t(&rng.normal(g * c * d, 1.0), &[g * c, d]);
+        let s = t(&rng.normal(g * c, 1.0), &[g, c]);
+        let target = t(&rng.normal(g * d, 1.0), &[g, d]);
+        let loss = |r: Tensor| (r * &target)?.sum_all()?.sqr();
+        let checks: [(&str, Vec<usize>); 4] = [
+            ("v", vec![g * c, d]),
+            ("scores", vec![g, c]),
+            ("keys", vec![m, d]),
+            ("values", vec![m, d]),
+        ];
+        for (name, shape) in checks {
+            let n: usize = shape.iter().product();
+            let err = max_gradient_error(&rng.normal(n, 1.0), &shape, |p| {
+                loss(match name {
+                    "v" => pooled_memory_read(p, &s, &keys, &values)?,
+                    "scores" => pooled_memory_read(&v, p, &keys, &values)?,
+                    "keys" => pooled_memory_read(&v, &s, p, &values)?,
+                    _ => pooled_memory_read(&v, &s, &keys, p)?,
+                })
+            })
+            .unwrap();
+            assert!(err < 1e-5, "w.r.t. {name}: {err}");
+        }
     }
 
     #[test]

@@ -36,6 +36,7 @@
 //! ```
 
 pub mod model;
+mod softmax;
 pub mod train;
 
 pub use model::{Reda, RedaConfig, RedaError, Variant};

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor, Var};
 use hinrec_data::{EvalNegatives, Interactions};
 use hinrec_eval::PrecomputedScores;
-use hinrec_nn::attention::{KeyValueMemory, WeightAttention};
+use hinrec_nn::attention::{softmax_pool, KeyValueMemory, WeightAttention};
 use hinrec_nn::checkpoint;
 use hinrec_nn::init::Rng;
 use hinrec_nn::interaction::pair_products;
@@ -16,6 +16,8 @@ use rand::{Rng as _, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+
+use crate::softmax::{softmax_dot, softmax_dots};
 
 /// Errors of REDA.
 #[derive(Debug, thiserror::Error)]
@@ -155,18 +157,6 @@ impl RedaConfig {
     }
 }
 
-/// `softmax(a) . v`, computed stably.
-fn softmax_dot(a: &[f32], v: &[f32]) -> f32 {
-    let mx = a.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let (mut num, mut den) = (0f32, 0f32);
-    for (&x, &y) in a.iter().zip(v) {
-        let e = (x - mx).exp();
-        num += e * y;
-        den += e;
-    }
-    num / den
-}
-
 /// A trained (or training) REDA.
 pub struct Reda {
     pub(crate) cfg: RedaConfig,
@@ -238,19 +228,21 @@ impl Reda {
         };
         // Eq. 2: the k^2 element-wise products p_i^n * p_j^l.
         let v = pair_products(&rows(left)?, &rows(right)?, k)?;
-        // Eq. 3-5: each interacted vector queries the memory.
-        let r = match self.cfg.variant {
-            Variant::Nmal => v.clone(),
-            _ => self.memory.forward(&v)?,
-        };
+        let memory = self.cfg.variant != Variant::Nmal;
         if k == 1 {
-            return Ok(r);
+            // Eq. 3-5 alone: the one interacted vector queries the memory.
+            return Ok(if memory { self.memory.forward(&v)? } else { v });
         }
-        // Eq. 6-8: weights from the interacted vectors pool the k^2 relations.
+        // Eq. 6-8: weights from the interacted vectors pool the k^2
+        // relations; with the memory, pooled as slot weights before the
+        // one product with the values (the same sum, a ninth of the work).
         let kk = k * k;
-        Ok(self
-            .weight
-            .pool(&v.reshape((p, kk, d))?, &r.reshape((p, kk, d))?)?)
+        let scores = self.weight.scores(&v)?.reshape((p, kk))?;
+        Ok(if memory {
+            self.memory.pooled_read(&v, &scores)?
+        } else {
+            softmax_pool(&scores, &v.reshape((p, kk, d))?)?
+        })
     }
 
     /// Runs `relations` over the whole table in chunks of `eval_pairs`,
@@ -449,29 +441,36 @@ impl Reda {
         let kk = k * k;
         let scores = (0..nc)
             .into_par_iter()
-            .map(|c| {
+            .map_init(Vec::new, |buf, c| {
+                // rel[j k² + n k + l] = z . r over the pair's aspects (n, l).
+                let mut rel = vec![0f32; nh * kk];
+                let mut row_rel = vec![0f32; nh * k];
+                for n in 0..k {
+                    let row = (c * k + n) * nh * k;
+                    if memory {
+                        softmax_dots(&g1[row * m..(row + nh * k) * m], &mu, buf, &mut row_rel);
+                    } else {
+                        row_rel.copy_from_slice(&g1[row..row + nh * k]);
+                    }
+                    for (col, &r) in row_rel.iter().enumerate() {
+                        rel[(col / k) * kk + n * k + col % k] = r;
+                    }
+                }
                 let mut total = 0f32;
                 let mut count = 0usize;
-                let mut rel = vec![0f32; kk];
                 let mut logit = vec![0f32; kk];
                 for (j, &item) in hist.iter().enumerate() {
                     if item == cands[c] {
                         continue;
                     }
-                    for n in 0..k {
-                        let row = (c * k + n) * nh * k;
-                        for l in 0..k {
-                            let col = j * k + l;
-                            let x = n * k + l;
-                            rel[x] = if memory {
-                                let a = &g1[(row + col) * m..(row + col + 1) * m];
-                                softmax_dot(a, &mu)
-                            } else {
-                                g1[row + col]
-                            };
-                            if s > 0 {
-                                let pre = &g2[(row + col) * s..(row + col + 1) * s];
-                                logit[x] = pre
+                    let rel = &rel[j * kk..(j + 1) * kk];
+                    total += if s > 0 {
+                        for n in 0..k {
+                            let row = (c * k + n) * nh * k;
+                            for l in 0..k {
+                                let at = row + j * k + l;
+                                let pre = &g2[at * s..(at + 1) * s];
+                                logit[n * k + l] = pre
                                     .iter()
                                     .zip(&b)
                                     .zip(&h)
@@ -479,9 +478,7 @@ impl Reda {
                                     .sum();
                             }
                         }
-                    }
-                    total += if s > 0 {
-                        softmax_dot(&logit, &rel)
+                        softmax_dot(&logit, rel)
                     } else {
                         rel[0]
                     };
