@@ -95,8 +95,7 @@ pub struct RedaConfig {
     pub l2: f64,
     /// Validation metric (sampled protocol).
     pub metric: String,
-    /// Item pairs per candle call when summing z_u, and candidates per
-    /// call when scoring (memory grows with it times the history length).
+    /// Item pairs per candle call when summing z_u.
     pub eval_pairs: usize,
 }
 
@@ -155,6 +154,28 @@ impl RedaConfig {
         }
         Ok(())
     }
+}
+
+/// Candidates per GEMM in eq. 11: their logits (`256 k x nh k m` floats,
+/// 8.7 MB at k = 3, m = 20 and 47 history items) stay in the cache until the
+/// softmaxes read them, which whole full-ranking chunks of 8,192 did not.
+const SCORE_CANDIDATES: usize = 256;
+
+/// What eq. 11 needs of one user's scored history items (see
+/// [`Reda::history_tables`]).
+struct HistoryTables {
+    hist: Vec<u32>,
+    /// `(d, nh k m)`: the columns `p_j^l * k_t`, or `(d, nh k)`: `p_j^l * z_u`
+    /// without memory.
+    logits: Tensor,
+    /// `M z_u` (empty without memory), and the memory's size m (1 without).
+    mu: Vec<f32>,
+    m: usize,
+    /// `(d, nh k s)`: the columns of `diag(p_j^l) W`, for k > 1.
+    hidden: Option<Tensor>,
+    /// The weight attention's `b` and `h`.
+    b: Vec<f32>,
+    h: Vec<f32>,
 }
 
 /// A trained (or training) REDA.
@@ -356,12 +377,16 @@ impl Reda {
         for (k, &u) in users.iter().enumerate() {
             let idx = &by_user[&u];
             let cands: Vec<u32> = idx.iter().map(|&x| pairs[x].1).collect();
-            let hist = self.score_items(u);
+            let Some(tables) =
+                self.history_tables(&table, &z[k * d..(k + 1) * d], self.score_items(u))?
+            else {
+                continue;
+            };
             for (chunk_idx, chunk) in idx
-                .chunks(self.cfg.eval_pairs)
-                .zip(cands.chunks(self.cfg.eval_pairs))
+                .chunks(SCORE_CANDIDATES)
+                .zip(cands.chunks(SCORE_CANDIDATES))
             {
-                let s = self.score_user(&table, &z[k * d..(k + 1) * d], &hist, chunk)?;
+                let s = self.score_candidates(&table, &tables, chunk)?;
                 for (&x, v) in chunk_idx.iter().zip(s) {
                     out[x] = v;
                 }
@@ -370,33 +395,27 @@ impl Reda {
         Ok(out)
     }
 
-    /// Eq. 11 for one user's candidates without forming any relation:
+    /// The per-history tables of eq. 11 for one user, built once per user:
     /// with `mu = M z_u`, `z_u . r_cj = sum_nl w_nl softmax(a_nl) . mu`,
     /// and the memory logits `a_nl,t = p_c^n . (p_j^l * k_t)` and the weight
     /// attention's hidden layer `(p_c^n * p_j^l) W = p_c^n (diag(p_j^l) W)`
-    /// are two GEMMs of the candidates' embeddings against per-history
-    /// tables. Without memory, `z_u . v_nl = p_c^n . (p_j^l * z_u)`.
-    fn score_user(
+    /// are two GEMMs of the candidates' embeddings against these tables.
+    /// Without memory, `z_u . v_nl = p_c^n . (p_j^l * z_u)`. `None` for an
+    /// empty history.
+    fn history_tables(
         &self,
         table: &Tensor,
         z: &[f32],
-        hist: &[u32],
-        cands: &[u32],
-    ) -> Result<Vec<f32>> {
-        let (k, d) = (self.k, self.cfg.dim);
-        let (nc, nh) = (cands.len(), hist.len());
-        if nh == 0 || nc == 0 {
-            return Ok(vec![0.0; nc]);
+        hist: Vec<u32>,
+    ) -> Result<Option<HistoryTables>> {
+        let (k, d, nh) = (self.k, self.cfg.dim, hist.len());
+        if nh == 0 {
+            return Ok(None);
         }
-        let rows = |ids: &[u32]| -> Result<Tensor> {
-            let t = Tensor::from_vec(ids.to_vec(), ids.len(), &self.dev)?;
-            Ok(table.index_select(&t, 0)?.reshape((ids.len() * k, d))?)
-        };
-        let (pc, ph) = (rows(cands)?, rows(hist)?);
+        let ids = Tensor::from_vec(hist.clone(), nh, &self.dev)?;
+        let ph = table.index_select(&ids, 0)?.reshape((nh * k, d))?;
         let zt = Tensor::from_vec(z.to_vec(), (1, d), &self.dev)?;
-        let memory = self.cfg.variant != Variant::Nmal;
-        // (nc k, nh k m) memory logits, or (nc k, nh k) values z . v.
-        let (g1, mu, m) = if memory {
+        let (logits, mu, m) = if self.cfg.variant != Variant::Nmal {
             let keys = self.memory.keys.as_tensor();
             let m = keys.dims2()?.0;
             let q = ph
@@ -410,13 +429,11 @@ impl Reda {
                 .matmul(&zt.t()?)?
                 .flatten_all()?
                 .to_vec1()?;
-            (pc.matmul(&q.t()?)?, mu, m)
+            (q, mu, m)
         } else {
-            (pc.matmul(&ph.broadcast_mul(&zt)?.t()?)?, Vec::new(), 1)
+            (ph.broadcast_mul(&zt)?, Vec::new(), 1)
         };
-        let g1: Vec<f32> = g1.flatten_all()?.to_vec1()?;
-        // (nc k, nh k s) pre-activations of the weight attention.
-        let (g2, b, h, s) = if k > 1 {
+        let (hidden, b, h) = if k > 1 {
             let w = self.weight.hidden.weight.as_tensor();
             let s = w.dims2()?.1;
             let q = ph
@@ -425,7 +442,6 @@ impl Reda {
                 .transpose(1, 2)?
                 .contiguous()?
                 .reshape((nh * k * s, d))?;
-            let g2: Vec<f32> = pc.matmul(&q.t()?)?.flatten_all()?.to_vec1()?;
             let b: Vec<f32> = self
                 .weight
                 .hidden
@@ -434,10 +450,42 @@ impl Reda {
                 .flatten_all()?
                 .to_vec1()?;
             let h: Vec<f32> = self.weight.h.as_tensor().flatten_all()?.to_vec1()?;
-            (g2, b, h, s)
+            (Some(q.t()?.contiguous()?), b, h)
         } else {
-            (Vec::new(), Vec::new(), Vec::new(), 0)
+            (None, Vec::new(), Vec::new())
         };
+        Ok(Some(HistoryTables {
+            hist,
+            logits: logits.t()?.contiguous()?,
+            mu,
+            m,
+            hidden,
+            b,
+            h,
+        }))
+    }
+
+    /// Eq. 11 for candidates `cands` of the user whose tables are `t`.
+    fn score_candidates(
+        &self,
+        table: &Tensor,
+        t: &HistoryTables,
+        cands: &[u32],
+    ) -> Result<Vec<f32>> {
+        let (k, d) = (self.k, self.cfg.dim);
+        let (nc, nh, hist, m) = (cands.len(), t.hist.len(), &t.hist, t.m);
+        let ids = Tensor::from_vec(cands.to_vec(), nc, &self.dev)?;
+        let pc = table.index_select(&ids, 0)?.reshape((nc * k, d))?;
+        let memory = !t.mu.is_empty();
+        let mu = &t.mu;
+        // (nc k, nh k m) memory logits, or (nc k, nh k) values z . v.
+        let g1: Vec<f32> = pc.matmul(&t.logits)?.flatten_all()?.to_vec1()?;
+        // (nc k, nh k s) pre-activations of the weight attention.
+        let (g2, s) = match &t.hidden {
+            Some(q) => (pc.matmul(q)?.flatten_all()?.to_vec1::<f32>()?, t.b.len()),
+            None => (Vec::new(), 0),
+        };
+        let (b, h) = (t.b.as_slice(), t.h.as_slice());
         let kk = k * k;
         let scores = (0..nc)
             .into_par_iter()
@@ -448,7 +496,7 @@ impl Reda {
                 for n in 0..k {
                     let row = (c * k + n) * nh * k;
                     if memory {
-                        softmax_dots(&g1[row * m..(row + nh * k) * m], &mu, buf, &mut row_rel);
+                        softmax_dots(&g1[row * m..(row + nh * k) * m], mu, buf, &mut row_rel);
                     } else {
                         row_rel.copy_from_slice(&g1[row..row + nh * k]);
                     }
@@ -472,8 +520,8 @@ impl Reda {
                                 let pre = &g2[at * s..(at + 1) * s];
                                 logit[n * k + l] = pre
                                     .iter()
-                                    .zip(&b)
-                                    .zip(&h)
+                                    .zip(b)
+                                    .zip(h)
                                     .map(|((&p, &b), &h)| h * (p + b).max(0.0))
                                     .sum();
                             }
@@ -608,6 +656,34 @@ mod tests {
                     "{variant:?} ({u}, {i}): {got} vs {want}"
                 );
             }
+        }
+    }
+
+    /// Scores do not depend on how candidates are chunked.
+    #[test]
+    fn chunked_scores_equal_single_scores() {
+        let n = SCORE_CANDIDATES as u32 + 45;
+        let pairs: Vec<(u32, u32)> = (0..6).map(|i| (0, i * 7)).collect();
+        let train = Interactions::from_pairs(1, n as usize, &pairs);
+        let cfg = RedaConfig {
+            dim: 4,
+            memory_slots: 3,
+            hidden: 2,
+            init_std: 0.8,
+            ..RedaConfig::default()
+        };
+        let model = Reda::init(&train, &cfg, 2).unwrap();
+        let all: Vec<(u32, u32)> = (0..n).map(|i| (0, i)).collect();
+        let together = model.score_pairs(&all).unwrap();
+        for i in [
+            0,
+            1,
+            SCORE_CANDIDATES as u32 - 1,
+            SCORE_CANDIDATES as u32,
+            n - 1,
+        ] {
+            let alone = model.score_pairs(&[(0, i)]).unwrap()[0];
+            assert!((together[i as usize] - alone).abs() < 1e-5, "item {i}");
         }
     }
 
