@@ -156,9 +156,9 @@ impl RedaConfig {
     }
 }
 
-/// Candidates per GEMM in eq. 11: their logits (`256 k x nh k m` floats,
-/// 8.7 MB at k = 3, m = 20 and 47 history items) stay in the cache until the
-/// softmaxes read them, which whole full-ranking chunks of 8,192 did not.
+/// Candidates per GEMM in eq. 11: bounds the logits buffer (`256 k x nh k m`
+/// floats, 8.7 MB at k = 3, m = 20 and 47 history items; chunks of 8,192
+/// candidates in full ranking took 277 MB, in the same time).
 const SCORE_CANDIDATES: usize = 256;
 
 /// What eq. 11 needs of one user's scored history items (see
@@ -168,9 +168,8 @@ struct HistoryTables {
     /// `(d, nh k m)`: the columns `p_j^l * k_t`, or `(d, nh k)`: `p_j^l * z_u`
     /// without memory.
     logits: Tensor,
-    /// `M z_u` (empty without memory), and the memory's size m (1 without).
+    /// `M z_u` (empty without memory).
     mu: Vec<f32>,
-    m: usize,
     /// `(d, nh k s)`: the columns of `diag(p_j^l) W`, for k > 1.
     hidden: Option<Tensor>,
     /// The weight attention's `b` and `h`.
@@ -415,7 +414,7 @@ impl Reda {
         let ids = Tensor::from_vec(hist.clone(), nh, &self.dev)?;
         let ph = table.index_select(&ids, 0)?.reshape((nh * k, d))?;
         let zt = Tensor::from_vec(z.to_vec(), (1, d), &self.dev)?;
-        let (logits, mu, m) = if self.cfg.variant != Variant::Nmal {
+        let (logits, mu) = if self.cfg.variant != Variant::Nmal {
             let keys = self.memory.keys.as_tensor();
             let m = keys.dims2()?.0;
             let q = ph
@@ -429,9 +428,9 @@ impl Reda {
                 .matmul(&zt.t()?)?
                 .flatten_all()?
                 .to_vec1()?;
-            (q, mu, m)
+            (q, mu)
         } else {
-            (ph.broadcast_mul(&zt)?, Vec::new(), 1)
+            (ph.broadcast_mul(&zt)?, Vec::new())
         };
         let (hidden, b, h) = if k > 1 {
             let w = self.weight.hidden.weight.as_tensor();
@@ -458,7 +457,6 @@ impl Reda {
             hist,
             logits: logits.t()?.contiguous()?,
             mu,
-            m,
             hidden,
             b,
             h,
@@ -473,11 +471,12 @@ impl Reda {
         cands: &[u32],
     ) -> Result<Vec<f32>> {
         let (k, d) = (self.k, self.cfg.dim);
-        let (nc, nh, hist, m) = (cands.len(), t.hist.len(), &t.hist, t.m);
+        let (nc, nh, hist, mu) = (cands.len(), t.hist.len(), &t.hist, &t.mu);
         let ids = Tensor::from_vec(cands.to_vec(), nc, &self.dev)?;
         let pc = table.index_select(&ids, 0)?.reshape((nc * k, d))?;
-        let memory = !t.mu.is_empty();
-        let mu = &t.mu;
+        let memory = !mu.is_empty();
+        // Logits per (candidate aspect, history aspect): m, or one value.
+        let m = mu.len().max(1);
         // (nc k, nh k m) memory logits, or (nc k, nh k) values z . v.
         let g1: Vec<f32> = pc.matmul(&t.logits)?.flatten_all()?.to_vec1()?;
         // (nc k, nh k s) pre-activations of the weight attention.
@@ -489,51 +488,60 @@ impl Reda {
         let kk = k * k;
         let scores = (0..nc)
             .into_par_iter()
-            .map_init(Vec::new, |buf, c| {
-                // rel[j k² + n k + l] = z . r over the pair's aspects (n, l).
-                let mut rel = vec![0f32; nh * kk];
-                let mut row_rel = vec![0f32; nh * k];
-                for n in 0..k {
-                    let row = (c * k + n) * nh * k;
-                    if memory {
-                        softmax_dots(&g1[row * m..(row + nh * k) * m], mu, buf, &mut row_rel);
-                    } else {
-                        row_rel.copy_from_slice(&g1[row..row + nh * k]);
-                    }
-                    for (col, &r) in row_rel.iter().enumerate() {
-                        rel[(col / k) * kk + n * k + col % k] = r;
-                    }
-                }
-                let mut total = 0f32;
-                let mut count = 0usize;
-                let mut logit = vec![0f32; kk];
-                for (j, &item) in hist.iter().enumerate() {
-                    if item == cands[c] {
-                        continue;
-                    }
-                    let rel = &rel[j * kk..(j + 1) * kk];
-                    total += if s > 0 {
-                        for n in 0..k {
-                            let row = (c * k + n) * nh * k;
-                            for l in 0..k {
-                                let at = row + j * k + l;
-                                let pre = &g2[at * s..(at + 1) * s];
-                                logit[n * k + l] = pre
-                                    .iter()
-                                    .zip(b)
-                                    .zip(h)
-                                    .map(|((&p, &b), &h)| h * (p + b).max(0.0))
-                                    .sum();
-                            }
+            .map_init(
+                // Scratch per thread: exponentials, relations, one row's
+                // relations, weight-attention logits.
+                || {
+                    (
+                        Vec::new(),
+                        vec![0f32; nh * kk],
+                        vec![0f32; nh * k],
+                        vec![0f32; kk],
+                    )
+                },
+                |(buf, rel, row_rel, logit), c| {
+                    // rel[j k² + n k + l] = z . r over the pair's aspects (n, l).
+                    for n in 0..k {
+                        let row = (c * k + n) * nh * k;
+                        if memory {
+                            softmax_dots(&g1[row * m..(row + nh * k) * m], mu, buf, row_rel);
+                        } else {
+                            row_rel.copy_from_slice(&g1[row..row + nh * k]);
                         }
-                        softmax_dot(&logit, rel)
-                    } else {
-                        rel[0]
-                    };
-                    count += 1;
-                }
-                total / count.max(1) as f32
-            })
+                        for (col, &r) in row_rel.iter().enumerate() {
+                            rel[(col / k) * kk + n * k + col % k] = r;
+                        }
+                    }
+                    let mut total = 0f32;
+                    let mut count = 0usize;
+                    for (j, &item) in hist.iter().enumerate() {
+                        if item == cands[c] {
+                            continue;
+                        }
+                        let rel = &rel[j * kk..(j + 1) * kk];
+                        total += if s > 0 {
+                            for n in 0..k {
+                                let row = (c * k + n) * nh * k;
+                                for l in 0..k {
+                                    let at = row + j * k + l;
+                                    let pre = &g2[at * s..(at + 1) * s];
+                                    logit[n * k + l] = pre
+                                        .iter()
+                                        .zip(b)
+                                        .zip(h)
+                                        .map(|((&p, &b), &h)| h * (p + b).max(0.0))
+                                        .sum();
+                                }
+                            }
+                            softmax_dot(logit, rel)
+                        } else {
+                            rel[0]
+                        };
+                        count += 1;
+                    }
+                    total / count.max(1) as f32
+                },
+            )
             .collect();
         Ok(scores)
     }
