@@ -224,8 +224,8 @@ impl Lgrec {
         s: &Sides,
         users: &[u32],
         items: &[u32],
-        item_local: &dyn Fn(u32) -> u32,
-        user_local: &dyn Fn(u32) -> u32,
+        item_local: Option<&[u32]>,
+        user_local: Option<&[u32]>,
     ) -> Result<(Tensor, Option<Tensor>)> {
         let (p, k1, k2) = (users.len(), self.cfg.k_user, self.cfg.k_item);
         let mut slots = Slots {
@@ -241,12 +241,15 @@ impl Lgrec {
         let fill = |lists: &NeighborLists,
                     nodes: &[u32],
                     others: &[u32],
-                    local: &dyn Fn(u32) -> u32,
+                    local: Option<&[u32]>,
                     idx: &mut Vec<u32>,
                     mask: &mut Vec<bool>| {
             for (&n, &o) in nodes.iter().zip(others) {
                 let nb = lists.neighbors(n);
-                idx.extend(nb.iter().map(|&m| local(m)));
+                match local {
+                    Some(l) => idx.extend(nb.iter().map(|&m| l[m as usize])),
+                    None => idx.extend_from_slice(nb),
+                }
                 mask.extend(
                     nb.iter()
                         .zip(lists.mask(n))
@@ -331,9 +334,7 @@ impl Lgrec {
         let eu = self.users.gather(&uniq_u, DType::F32, &self.dev)?;
         let sides = self.sides(ei.as_tensor().clone(), eu.as_tensor().clone())?;
         let pair_users: Vec<u32> = users.iter().chain(users).copied().collect();
-        let (dist, z) = self.forward(&sides, &pair_users, &both, &|i| loc_i[i as usize], &|u| {
-            loc_u[u as usize]
-        })?;
+        let (dist, z) = self.forward(&sides, &pair_users, &both, Some(&loc_i), Some(&loc_u))?;
         let mut loss = hinge(
             &dist.narrow(0, 0, b)?,
             &dist.narrow(0, b, b)?,
@@ -373,7 +374,7 @@ impl Lgrec {
         for chunk in pairs.chunks(self.cfg.eval_batch.max(1)) {
             let users: Vec<u32> = chunk.iter().map(|p| p.0).collect();
             let items: Vec<u32> = chunk.iter().map(|p| p.1).collect();
-            let (dist, _) = self.forward(&sides, &users, &items, &|i| i, &|u| u)?;
+            let (dist, _) = self.forward(&sides, &users, &items, None, None)?;
             out.extend(dist.to_vec1::<f32>()?.into_iter().map(|d| -d));
         }
         Ok(out)

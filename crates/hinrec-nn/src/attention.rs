@@ -7,6 +7,7 @@
 
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 
+use crate::bias::{bias_act, Activation};
 use crate::copool::SoftmaxWeightedRows;
 use crate::init::Rng;
 use crate::layers::Linear;
@@ -88,7 +89,9 @@ impl KeyValueMemory {
 /// Scores `h^T ReLU(x W + b)` of the rows of `x` (`(n, d)` in, `(n,)` out;
 /// `w` is `(d, s)`, `b` is `(1, s)`, `h` is `(s, 1)`): reda.txt eq. 6.
 pub fn attention_scores(x: &Tensor, w: &Tensor, b: &Tensor, h: &Tensor) -> Result<Tensor> {
-    x.matmul(w)?.broadcast_add(b)?.relu()?.matmul(h)?.squeeze(1)
+    bias_act(&x.matmul(w)?, b, Activation::Relu)?
+        .matmul(h)?
+        .squeeze(1)
 }
 
 /// Pools each group of vectors by softmax-normalised scores: `scores` is

@@ -2,6 +2,7 @@
 
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 
+use crate::bias::{bias_act, Activation};
 use crate::copool::{CoAttentionPool, Slots, SoftmaxWeightedRows, WeightedRows, MAX_PRODUCT};
 use crate::init::Rng;
 
@@ -31,8 +32,16 @@ impl Linear {
 
     /// Applies the layer to `(n, in)` rows.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.matmul(self.weight.as_tensor())?
-            .broadcast_add(self.bias.as_tensor())
+        self.forward_act(x, Activation::Identity)
+    }
+
+    /// `act(x W + b)`, the bias and activation fused ([`bias_act`]).
+    pub fn forward_act(&self, x: &Tensor, act: Activation) -> Result<Tensor> {
+        bias_act(
+            &x.matmul(self.weight.as_tensor())?,
+            self.bias.as_tensor(),
+            act,
+        )
     }
 
     /// Its variables.
@@ -62,10 +71,12 @@ impl Mlp {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = x.clone();
         for (k, l) in self.layers.iter().enumerate() {
-            h = l.forward(&h)?;
-            if k + 1 < self.layers.len() {
-                h = h.relu()?;
-            }
+            let act = if k + 1 < self.layers.len() {
+                Activation::Relu
+            } else {
+                Activation::Identity
+            };
+            h = l.forward_act(&h, act)?;
         }
         Ok(h)
     }

@@ -5,6 +5,7 @@
 //! - [`attention`]: REDA's [`attention::KeyValueMemory`] and
 //!   [`attention::WeightAttention`];
 //! - [`interaction`]: REDA's pair-wise interaction layer as one fused op;
+//! - [`bias`]: a row-broadcast bias and activation as one op;
 //! - [`layers`]: [`layers::Linear`], [`layers::Mlp`], masked
 //!   [`layers::co_attention`] and the translation score;
 //! - [`loss`]: hinge, BPR, sigmoid cross-entropy with logits, L2;
@@ -28,6 +29,7 @@
 //! ```
 
 pub mod attention;
+pub mod bias;
 pub mod checkpoint;
 pub mod copool;
 pub mod gradcheck;

@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Device, Result, Tensor, Var};
+use candle_core::{DType, Device, Result, Tensor, Var, WithDType};
+use num_traits::Float;
 
 /// Adam hyper-parameters (no weight decay: L2 goes into the loss).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -65,20 +66,20 @@ impl Adam {
     }
 
     /// One update from `grads` (variables without a gradient keep theirs).
+    ///
+    /// Each variable is updated by one loop over its values rather than a
+    /// dozen candle ops (their fixed cost dominated small layers' steps).
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
         self.step += 1;
-        let c = self.cfg;
-        let (bc1, bc2) = bias_corrections(&c, self.step);
+        let k = AdamStep::new(&self.cfg, self.step);
         for ((var, m), v) in self.vars.iter().zip(&mut self.m).zip(&mut self.v) {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
             };
-            // Detached: the moments must not keep this step's graph alive.
-            let g = g.detach();
-            *m = ((&*m * c.beta1)? + (&g * (1.0 - c.beta1))?)?.detach();
-            *v = ((&*v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?.detach();
-            let update = ((&*m / bc1)? / ((&*v / bc2)?.sqrt()? + c.eps)?)?;
-            var.set(&(var.as_tensor() - (update * c.lr)?)?)?;
+            match var.dtype() {
+                DType::F64 => update_var::<f64>(var, m, v, g, &k)?,
+                _ => update_var::<f32>(var, m, v, g, &k)?,
+            }
         }
         Ok(())
     }
@@ -118,6 +119,58 @@ fn bias_corrections(c: &AdamConfig, step: u64) -> (f64, f64) {
         1.0 - c.beta1.powi(step as i32),
         1.0 - c.beta2.powi(step as i32),
     )
+}
+
+/// The constants of one Adam step.
+struct AdamStep {
+    cfg: AdamConfig,
+    bc1: f64,
+    bc2: f64,
+}
+
+impl AdamStep {
+    fn new(cfg: &AdamConfig, step: u64) -> Self {
+        let (bc1, bc2) = bias_corrections(cfg, step);
+        AdamStep {
+            cfg: *cfg,
+            bc1,
+            bc2,
+        }
+    }
+
+    /// Adam on values `w` with moments `m`, `v` and gradient `g`.
+    fn apply<T: Float>(&self, w: &mut [T], m: &mut [T], v: &mut [T], g: &[T]) {
+        let c = |x: f64| T::from(x).unwrap_or_else(T::zero);
+        let (b1, b2, lr, eps) = (
+            c(self.cfg.beta1),
+            c(self.cfg.beta2),
+            c(self.cfg.lr),
+            c(self.cfg.eps),
+        );
+        let (bc1, bc2, one) = (c(self.bc1), c(self.bc2), T::one());
+        for (((w, m), v), &g) in w.iter_mut().zip(m).zip(v).zip(g) {
+            *m = b1 * *m + (one - b1) * g;
+            *v = b2 * *v + (one - b2) * g * g;
+            *w = *w - lr * (*m / bc1) / ((*v / bc2).sqrt() + eps);
+        }
+    }
+}
+
+/// One Adam step on a dense variable and its moment tensors.
+fn update_var<T: Float + WithDType>(
+    var: &Var,
+    m: &mut Tensor,
+    v: &mut Tensor,
+    g: &Tensor,
+    k: &AdamStep,
+) -> Result<()> {
+    let values = |t: &Tensor| -> Result<Vec<T>> { t.to_dtype(T::DTYPE)?.flatten_all()?.to_vec1() };
+    let (mut wv, mut mv, mut vv) = (values(var.as_tensor())?, values(m)?, values(v)?);
+    k.apply(&mut wv, &mut mv, &mut vv, &values(g)?);
+    let shape = var.shape();
+    *m = Tensor::from_vec(mv, shape, m.device())?.to_dtype(m.dtype())?;
+    *v = Tensor::from_vec(vv, shape, v.device())?.to_dtype(v.dtype())?;
+    var.set(&Tensor::from_vec(wv, shape, var.device())?.to_dtype(var.dtype())?)
 }
 
 /// An embedding table kept outside candle and updated row-wise.
@@ -186,26 +239,16 @@ impl EmbeddingTable {
     pub fn apply(&mut self, ids: &[u32], grad: &Tensor, cfg: &AdamConfig) -> Result<()> {
         self.step += 1;
         let g: Vec<f32> = grad.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        let (bc1, bc2) = bias_corrections(cfg, self.step);
-        let (b1, b2, lr, eps) = (
-            cfg.beta1 as f32,
-            cfg.beta2 as f32,
-            cfg.lr as f32,
-            cfg.eps as f32,
-        );
-        let (bc1, bc2) = (bc1 as f32, bc2 as f32);
+        let k = AdamStep::new(cfg, self.step);
         let d = self.dim;
-        for (k, &r) in ids.iter().enumerate() {
-            let (lo, gr) = (r as usize * d, &g[k * d..(k + 1) * d]);
-            let rows = self.data[lo..lo + d]
-                .iter_mut()
-                .zip(&mut self.m[lo..lo + d])
-                .zip(&mut self.v[lo..lo + d]);
-            for (((w, m), v), &g) in rows.zip(gr) {
-                *m = b1 * *m + (1.0 - b1) * g;
-                *v = b2 * *v + (1.0 - b2) * g * g;
-                *w -= lr * (*m / bc1) / ((*v / bc2).sqrt() + eps);
-            }
+        for (n, &r) in ids.iter().enumerate() {
+            let rows = r as usize * d..(r as usize + 1) * d;
+            k.apply(
+                &mut self.data[rows.clone()],
+                &mut self.m[rows.clone()],
+                &mut self.v[rows],
+                &g[n * d..(n + 1) * d],
+            );
         }
         Ok(())
     }
