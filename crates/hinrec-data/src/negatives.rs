@@ -69,6 +69,23 @@ impl EvalNegatives {
             .collect()
     }
 
+    /// At most `n` of the pairs with their negatives, drawn without
+    /// replacement for a seed and kept in their original order (all of them
+    /// when `n` is at least [`EvalNegatives::len`]). For a cheaper
+    /// validation metric on large datasets.
+    pub fn subsample(&self, n: usize, seed: u64) -> Self {
+        if n >= self.len() {
+            return self.clone();
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut keep = rand::seq::index::sample(&mut rng, self.len(), n).into_vec();
+        keep.sort_unstable();
+        EvalNegatives {
+            pairs: keep.iter().map(|&k| self.pairs[k]).collect(),
+            negatives: keep.iter().map(|&k| self.negatives[k].clone()).collect(),
+        }
+    }
+
     /// Number of test pairs.
     pub fn len(&self) -> usize {
         self.pairs.len()
@@ -186,6 +203,23 @@ impl EvalNegatives {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subsample_keeps_distinct_pairs_in_order_with_their_negatives() {
+        let all = EvalNegatives {
+            pairs: (0..10).map(|u| (u, u + 100)).collect(),
+            negatives: (0..10).map(|u| vec![u + 200, u + 300]).collect(),
+        };
+        let sub = all.subsample(4, 9);
+        assert_eq!(sub, all.subsample(4, 9));
+        assert_eq!(sub.len(), 4);
+        assert!(sub.pairs.windows(2).all(|w| w[0].0 < w[1].0));
+        for (p, n) in sub.pairs.iter().zip(&sub.negatives) {
+            assert_eq!(n, &vec![p.0 + 200, p.0 + 300]);
+        }
+        assert_eq!(all.subsample(10, 9), all);
+        assert_eq!(all.subsample(0, 9).len(), 0);
+    }
 
     #[test]
     fn sample_avoids_known_items_and_round_trips_through_the_file() {
