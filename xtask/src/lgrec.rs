@@ -62,6 +62,10 @@ pub struct Args {
     /// Continue from the checkpoints in `--checkpoints` where they exist.
     #[arg(long, requires = "checkpoints")]
     resume: bool,
+    /// A ReLU after the relation MLP's output, as the authors' released
+    /// code has (not in the paper's text).
+    #[arg(long)]
+    relation_relu: bool,
     /// Validation users whose metric picks the epoch (a sample drawn with
     /// data seed 0; 0 = all). Scoring every validation user's 101
     /// candidates through co-attention is most of a Yelp epoch.
@@ -186,6 +190,7 @@ pub fn run(args: &Args) -> Result<()> {
                 meta_paths: meta_paths(name),
                 variant,
                 hide_own_edge: !args.keep_own_edge,
+                relation_relu: args.relation_relu,
                 ..LgrecConfig::default()
             };
             let start = Instant::now();
@@ -268,7 +273,7 @@ pub fn run(args: &Args) -> Result<()> {
                 trials,
                 runs,
                 command: format!(
-                    "cargo xtask lgrec --datasets {name} --variants {v} --seeds {} --dim {} --k {} --epochs {} --lr {} --margin {}{}{}{}{}",
+                    "cargo xtask lgrec --datasets {name} --variants {v} --seeds {} --dim {} --k {} --epochs {} --lr {} --margin {}{}{}{}{}{}",
                     join(&args.seeds),
                     args.dim,
                     args.k,
@@ -281,6 +286,7 @@ pub fn run(args: &Args) -> Result<()> {
                         String::new()
                     },
                     if args.keep_own_edge { " --keep-own-edge" } else { "" },
+                    if args.relation_relu { " --relation-relu" } else { "" },
                     if args.valid_users > 0 {
                         format!(" --valid-users {}", args.valid_users)
                     } else {

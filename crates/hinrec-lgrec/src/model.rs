@@ -104,6 +104,9 @@ pub struct LgrecConfig {
     /// Mask a pair's own edge out of its neighbour lists (see
     /// docs/lgrec.md; only training positives have one).
     pub hide_own_edge: bool,
+    /// A ReLU after the relation MLP's output layer, as in the authors'
+    /// released code (the paper's eq. 6 leaves the output linear).
+    pub relation_relu: bool,
 }
 
 impl Default for LgrecConfig {
@@ -125,6 +128,7 @@ impl Default for LgrecConfig {
             eval_batch: 1024,
             bpr_epochs: 60,
             hide_own_edge: true,
+            relation_relu: false,
         }
     }
 }
@@ -295,7 +299,10 @@ impl Lgrec {
         if self.cfg.variant == Variant::NoGlo {
             return Ok(((xu - yv)?.sqr()?.sum(D::Minus1)?, None));
         }
-        let z = self.rel.forward(&Tensor::cat(&[&xu, &yv], 1)?)?;
+        let mut z = self.rel.forward(&Tensor::cat(&[&xu, &yv], 1)?)?;
+        if self.cfg.relation_relu {
+            z = z.relu()?;
+        }
         Ok((translation_distance(&xu, &z, &yv)?, Some(z)))
     }
 

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# LGRec training speed: hinrec vs a straightforward PyTorch CPU LGRec
+# (scripts/lgrec_torch_reference.py) on lgrec-ml100k, one after the other in
+# one run, so the ratio does not depend on how fast the machine is today.
+# Not part of CI: it installs torch with pip into target/torch-venv.
+#   bash scripts/compare_torch.sh [DATA_ROOT] [TORCH_BATCHES]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=${1:-../shared/datasets}
+batches=${2:-60}
+venv=target/torch-venv
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -c 'import torch' 2>/dev/null || "$venv/bin/pip" install -q torch numpy
+cargo build --release -q -p xtask
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+for cfg in "64 50" "128 100"; do
+  set -- $cfg
+  for t in 2 1; do
+    line=$(OMP_NUM_THREADS=$t "$venv/bin/python" scripts/lgrec_torch_reference.py "$root" \
+      --dim "$1" --k "$2" --threads "$t" --batches "$batches")
+    echo "$line"
+    torch_tps=$(echo "$line" | sed -E 's/.* ([0-9]+) triples\/s.*/\1/')
+    ours=$(RAYON_NUM_THREADS=$t ./target/release/xtask lgrec --data-root "$root" --datasets movielens \
+      --variants full --seeds 1 --epochs 1 --dim "$1" --k "$2" --out "$out" | grep "epoch  1")
+    ours_tps=$(echo "$ours" | sed -E 's/.*\(([0-9]+) triples\/s.*/\1/')
+    echo "hinrec threads $t d $1 K $2: $ours_tps triples/s"
+    awk -v a="$ours_tps" -v b="$torch_tps" -v t="$t" -v d="$1" -v k="$2" \
+      'BEGIN { printf "== threads %s d %s K %s: hinrec / torch = %.1fx per epoch\n", t, d, k, a / b }'
+  done
+done
