@@ -8,10 +8,10 @@
 //! Here the forward is one pass and the backward one pass that also sums
 //! the columns.
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use num_traits::Float;
 
-use crate::copool::{contiguous, flat};
+use crate::copool::{contiguous, flat, float_grads};
 
 /// The activation applied after the bias.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,20 +110,11 @@ impl CustomOp2 for BiasAct {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let d = b.elem_count();
-        let (dx, db) = if x.dtype() == DType::F64 {
-            let (a, c) = self.backward::<f64>(&flat(res)?, &flat(grad)?, d);
-            (
-                Tensor::from_vec(a, x.shape(), x.device())?,
-                Tensor::from_vec(c, b.shape(), b.device())?,
-            )
-        } else {
-            let (a, c) = self.backward::<f32>(&flat(res)?, &flat(grad)?, d);
-            (
-                Tensor::from_vec(a, x.shape(), x.device())?,
-                Tensor::from_vec(c, b.shape(), b.device())?,
-            )
-        };
-        Ok((Some(dx.to_dtype(x.dtype())?), Some(db.to_dtype(b.dtype())?)))
+        float_grads!(x, x, b, |T| self.backward::<T>(
+            &flat(res)?,
+            &flat(grad)?,
+            d
+        ))
     }
 }
 

@@ -15,9 +15,7 @@
 use std::ops::AddAssign;
 use std::sync::Mutex;
 
-use candle_core::{
-    CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType,
-};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
 use num_traits::Float;
 use rayon::prelude::*;
 
@@ -342,26 +340,43 @@ impl CustomOp3 for CoAttentionPool {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let arg = self.argmax.lock().map_err(poisoned)?;
-        let (dfa, dg) = if fa.dtype() == DType::F64 {
-            let (a, b) = self.backward::<f64>(&flat(fa)?, &flat(g)?, &flat(grad)?, &arg);
-            (
-                Tensor::from_vec(a, fa.shape(), fa.device())?,
-                Tensor::from_vec(b, g.shape(), g.device())?,
-            )
-        } else {
-            let (a, b) = self.backward::<f32>(&flat(fa)?, &flat(g)?, &flat(grad)?, &arg);
-            (
-                Tensor::from_vec(a, fa.shape(), fa.device())?,
-                Tensor::from_vec(b, g.shape(), g.device())?,
-            )
-        };
-        Ok((
-            Some(dfa.to_dtype(fa.dtype())?),
-            Some(dg.to_dtype(g.dtype())?),
-            None,
-        ))
+        let (dfa, dg) = float_grads!(fa, fa, g, |T| self.backward::<T>(
+            &flat(fa)?,
+            &flat(g)?,
+            &flat(grad)?,
+            &arg
+        ))?;
+        Ok((dfa, dg, None))
     }
 }
+
+/// Two gradient vectors as tensors shaped and typed like `x` and `y`.
+pub(crate) fn grad_pair<T: WithDType>(
+    (a, b): (Vec<T>, Vec<T>),
+    x: &Tensor,
+    y: &Tensor,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    Ok((
+        Some(Tensor::from_vec(a, x.shape(), x.device())?.to_dtype(x.dtype())?),
+        Some(Tensor::from_vec(b, y.shape(), y.device())?.to_dtype(y.dtype())?),
+    ))
+}
+
+/// Runs a backward written once over a float type `$t`, as f64 when
+/// `$like` is f64 and as f32 otherwise, and returns [`grad_pair`] of its
+/// two vectors shaped like `$x` and `$y`.
+macro_rules! float_grads {
+    ($like:expr, $x:expr, $y:expr, |$t:ident| $body:expr) => {
+        if $like.dtype() == candle_core::DType::F64 {
+            type $t = f64;
+            $crate::copool::grad_pair::<f64>($body, $x, $y)
+        } else {
+            type $t = f32;
+            $crate::copool::grad_pair::<f32>($body, $x, $y)
+        }
+    };
+}
+pub(crate) use float_grads;
 
 /// A tensor's values as a flat vector of `T`.
 pub(crate) fn flat<T: WithDType>(t: &Tensor) -> Result<Vec<T>> {
@@ -484,22 +499,12 @@ impl CustomOp2 for WeightedRows {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (_, k) = w.dims2()?;
         let (_, d) = table.dims2()?;
-        let (dw, dt) = if w.dtype() == DType::F64 {
-            let (a, b) = self.backward::<f64>(&flat(w)?, &flat(table)?, &flat(grad)?, k, d);
-            (
-                Tensor::from_vec(a, w.shape(), w.device())?,
-                Tensor::from_vec(b, table.shape(), table.device())?,
-            )
-        } else {
-            let (a, b) = self.backward::<f32>(&flat(w)?, &flat(table)?, &flat(grad)?, k, d);
-            (
-                Tensor::from_vec(a, w.shape(), w.device())?,
-                Tensor::from_vec(b, table.shape(), table.device())?,
-            )
-        };
-        Ok((
-            Some(dw.to_dtype(w.dtype())?),
-            Some(dt.to_dtype(table.dtype())?),
+        float_grads!(w, w, table, |T| self.backward::<T>(
+            &flat(w)?,
+            &flat(table)?,
+            &flat(grad)?,
+            k,
+            d
         ))
     }
 }
@@ -648,22 +653,12 @@ impl CustomOp2 for SoftmaxWeightedRows {
         let (_, k) = s.dims2()?;
         let (_, d) = table.dims2()?;
         let w = self.weights.lock().map_err(poisoned)?;
-        let (ds, dt) = if s.dtype() == DType::F64 {
-            let (a, b) = self.backward::<f64>(&w, &flat(table)?, &flat(grad)?, k, d);
-            (
-                Tensor::from_vec(a, s.shape(), s.device())?,
-                Tensor::from_vec(b, table.shape(), table.device())?,
-            )
-        } else {
-            let (a, b) = self.backward::<f32>(&w, &flat(table)?, &flat(grad)?, k, d);
-            (
-                Tensor::from_vec(a, s.shape(), s.device())?,
-                Tensor::from_vec(b, table.shape(), table.device())?,
-            )
-        };
-        Ok((
-            Some(ds.to_dtype(s.dtype())?),
-            Some(dt.to_dtype(table.dtype())?),
+        float_grads!(s, s, table, |T| self.backward::<T>(
+            &w,
+            &flat(table)?,
+            &flat(grad)?,
+            k,
+            d
         ))
     }
 }
@@ -791,7 +786,7 @@ mod tests {
             let product = if stored {
                 fa.as_tensor().detach().matmul(&g.t().unwrap()).unwrap()
             } else {
-                Tensor::zeros(0, DType::F64, &Device::Cpu).unwrap()
+                Tensor::zeros(0, candle_core::DType::F64, &Device::Cpu).unwrap()
             };
             let out = fa
                 .as_tensor()

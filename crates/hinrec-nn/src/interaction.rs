@@ -9,11 +9,11 @@
 
 use std::ops::AddAssign;
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 use num_traits::Float;
 use rayon::prelude::*;
 
-use crate::copool::{contiguous, flat};
+use crate::copool::{contiguous, flat, float_grads};
 
 /// `out[(x k + n) k + l] = a[x, n] * b[x, l]` for rows `a[x]`, `b[x]` of
 /// `k` sub-vectors of width `d`: `a`, `b` are `(p, k d)` and the result
@@ -130,20 +130,12 @@ impl CustomOp2 for PairProducts {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let d = a.dims2()?.1 / self.k;
-        let (da, db) = if a.dtype() == DType::F64 {
-            let (x, y) = self.backward::<f64>(&flat(a)?, &flat(b)?, &flat(grad)?, d);
-            (
-                Tensor::from_vec(x, a.shape(), a.device())?,
-                Tensor::from_vec(y, b.shape(), b.device())?,
-            )
-        } else {
-            let (x, y) = self.backward::<f32>(&flat(a)?, &flat(b)?, &flat(grad)?, d);
-            (
-                Tensor::from_vec(x, a.shape(), a.device())?,
-                Tensor::from_vec(y, b.shape(), b.device())?,
-            )
-        };
-        Ok((Some(da.to_dtype(a.dtype())?), Some(db.to_dtype(b.dtype())?)))
+        float_grads!(a, a, b, |T| self.backward::<T>(
+            &flat(a)?,
+            &flat(b)?,
+            &flat(grad)?,
+            d
+        ))
     }
 }
 
