@@ -49,6 +49,13 @@ pub struct Args {
     /// Hinge margins (a grid with `--lr`; the paper's is 0.1,0.5,1,2).
     #[arg(long, value_delimiter = ',', default_value = "1")]
     margin: Vec<f64>,
+    /// Weight α of the multi-label loss (eq. 11; the paper's 0.1).
+    #[arg(long, default_value_t = 0.1)]
+    alpha: f64,
+    /// Weight β of the L2 on the embedding rows a batch uses (eq. 11; the
+    /// paper's 0.001).
+    #[arg(long, default_value_t = 0.001)]
+    beta: f64,
     /// Maximum epochs of each grid trial.
     #[arg(long, default_value_t = 10)]
     grid_epochs: usize,
@@ -191,6 +198,8 @@ pub fn run(args: &Args) -> Result<()> {
                 variant,
                 hide_own_edge: !args.keep_own_edge,
                 relation_relu: args.relation_relu,
+                alpha: args.alpha,
+                beta: args.beta,
                 ..LgrecConfig::default()
             };
             let start = Instant::now();
@@ -273,7 +282,7 @@ pub fn run(args: &Args) -> Result<()> {
                 trials,
                 runs,
                 command: format!(
-                    "cargo xtask lgrec --datasets {name} --variants {v} --seeds {} --dim {} --k {} --epochs {} --lr {} --margin {}{}{}{}{}{}",
+                    "cargo xtask lgrec --datasets {name} --variants {v} --seeds {} --dim {} --k {} --epochs {} --lr {} --margin {}{}{}{}{}{}{}",
                     join(&args.seeds),
                     args.dim,
                     args.k,
@@ -285,6 +294,7 @@ pub fn run(args: &Args) -> Result<()> {
                     } else {
                         String::new()
                     },
+                    loss_weights(args),
                     if args.keep_own_edge { " --keep-own-edge" } else { "" },
                     if args.relation_relu { " --relation-relu" } else { "" },
                     if args.valid_users > 0 {
@@ -301,6 +311,20 @@ pub fn run(args: &Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--alpha` and `--beta` for a record's command, where they are not the
+/// paper's.
+fn loss_weights(args: &Args) -> String {
+    let paper = LgrecConfig::default();
+    let mut s = String::new();
+    if args.alpha != paper.alpha {
+        s += &format!(" --alpha {}", args.alpha);
+    }
+    if args.beta != paper.beta {
+        s += &format!(" --beta {}", args.beta);
+    }
+    s
 }
 
 pub(crate) fn join<T: ToString>(v: &[T]) -> String {
@@ -436,5 +460,17 @@ mod tests {
         let best = best_on_validation(points(&[2.0, 1.5]), "m", "v", &mut trials, fit).unwrap();
         assert_eq!((best, calls.get(), trials.len()), (2.0, 4, 4));
         assert_eq!(trials[3].label, "x=1.5");
+    }
+
+    #[test]
+    fn loss_weights_default_to_the_paper_and_are_recorded_when_changed() {
+        let mut args: Args = crate::default_args("lgrec");
+        let paper = LgrecConfig::default();
+        assert_eq!((args.alpha, args.beta), (paper.alpha, paper.beta));
+        assert_eq!(loss_weights(&args), "");
+        args.beta = 0.0;
+        assert_eq!(loss_weights(&args), " --beta 0");
+        args.alpha = 1.0;
+        assert_eq!(loss_weights(&args), " --alpha 1 --beta 0");
     }
 }
