@@ -268,7 +268,7 @@ pub fn run(args: &Args) -> Result<()> {
             }
             let rec = Record {
                 dataset: prepared.dataset.clone(),
-                model: variant.name().into(),
+                model: record_model(variant.name(), args),
                 split: prepared.split_label.clone(),
                 test_pairs: prepared.test_negatives.len(),
                 chosen: format!(
@@ -325,6 +325,27 @@ fn loss_weights(args: &Args) -> String {
         s += &format!(" --beta {}", args.beta);
     }
     s
+}
+
+/// A record's model name: the variant's, with a suffix for each setting
+/// that is not the default (`lgrec-beta0`), so a trial never replaces the
+/// default setting's row in results.json.
+fn record_model(variant: &str, args: &Args) -> String {
+    let paper = LgrecConfig::default();
+    let mut name = variant.to_string();
+    if args.alpha != paper.alpha {
+        name += &format!("-alpha{}", args.alpha);
+    }
+    if args.beta != paper.beta {
+        name += &format!("-beta{}", args.beta);
+    }
+    if args.relation_relu {
+        name += "-relu";
+    }
+    if args.keep_own_edge {
+        name += "-own-edge";
+    }
+    name
 }
 
 pub(crate) fn join<T: ToString>(v: &[T]) -> String {
@@ -472,5 +493,14 @@ mod tests {
         assert_eq!(loss_weights(&args), " --beta 0");
         args.alpha = 1.0;
         assert_eq!(loss_weights(&args), " --alpha 1 --beta 0");
+    }
+
+    #[test]
+    fn non_default_settings_get_their_own_record_name() {
+        let mut args: Args = crate::default_args("lgrec");
+        assert_eq!(record_model("lgrec-noglo", &args), "lgrec-noglo");
+        args.beta = 0.0;
+        args.relation_relu = true;
+        assert_eq!(record_model("lgrec", &args), "lgrec-beta0-relu");
     }
 }
