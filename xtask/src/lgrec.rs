@@ -313,31 +313,36 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// The loss weights (`alpha`, `beta`) that are not the paper's, as
+/// (name, value): a record's command and model name both come from it.
+fn changed_loss_weights(args: &Args) -> Vec<(&'static str, f64)> {
+    let paper = LgrecConfig::default();
+    [
+        ("alpha", args.alpha, paper.alpha),
+        ("beta", args.beta, paper.beta),
+    ]
+    .into_iter()
+    .filter(|&(_, v, p)| v != p)
+    .map(|(n, v, _)| (n, v))
+    .collect()
+}
+
 /// `--alpha` and `--beta` for a record's command, where they are not the
 /// paper's.
 fn loss_weights(args: &Args) -> String {
-    let paper = LgrecConfig::default();
-    let mut s = String::new();
-    if args.alpha != paper.alpha {
-        s += &format!(" --alpha {}", args.alpha);
-    }
-    if args.beta != paper.beta {
-        s += &format!(" --beta {}", args.beta);
-    }
-    s
+    changed_loss_weights(args)
+        .iter()
+        .map(|(n, v)| format!(" --{n} {v}"))
+        .collect()
 }
 
 /// A record's model name: the variant's, with a suffix for each setting
 /// that is not the default (`lgrec-beta0`), so a trial never replaces the
 /// default setting's row in results.json.
 fn record_model(variant: &str, args: &Args) -> String {
-    let paper = LgrecConfig::default();
     let mut name = variant.to_string();
-    if args.alpha != paper.alpha {
-        name += &format!("-alpha{}", args.alpha);
-    }
-    if args.beta != paper.beta {
-        name += &format!("-beta{}", args.beta);
+    for (n, v) in changed_loss_weights(args) {
+        name += &format!("-{n}{v}");
     }
     if args.relation_relu {
         name += "-relu";
