@@ -7,7 +7,7 @@ use candle_core::{DType, Device, Tensor, Var, D};
 use hinrec_baselines::training::{EpochReport, FitSummary, Validation};
 use hinrec_baselines::{BprConfig, BprMf};
 use hinrec_data::{EvalNegatives, Interactions, Split};
-use hinrec_eval::{sampled, PrecomputedScores, Scorer};
+use hinrec_eval::{sampled, Metrics, PrecomputedScores, Scorer};
 use hinrec_graph::{Hin, PairLabeler, RowRule};
 use hinrec_nn::checkpoint;
 use hinrec_nn::copool::Slots;
@@ -449,6 +449,63 @@ impl Lgrec {
         on_batch: &mut dyn FnMut(usize, usize),
         on_epoch: &mut dyn FnMut(&EpochReport),
     ) -> Result<(Self, FitSummary)> {
+        let (model, summary, _) = Self::fit_inner(
+            hin,
+            split,
+            valid_negatives,
+            None,
+            cfg,
+            seed,
+            opts,
+            on_batch,
+            on_epoch,
+        )?;
+        Ok((model, summary))
+    }
+
+    /// [`Lgrec::fit_with`] that also evaluates `audit` (sampled, at the
+    /// validation metric's cut-off) after every epoch and returns those
+    /// metrics, one entry per epoch trained in this call. They are only
+    /// reported: the epoch is still chosen on validation and the training
+    /// path is the same. It measures how optimistic choosing the epoch on
+    /// the test set (as the authors' released code does) would be.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fit_audited(
+        hin: &Hin,
+        split: &Split,
+        valid_negatives: &EvalNegatives,
+        audit: &EvalNegatives,
+        cfg: &LgrecConfig,
+        seed: u64,
+        opts: &FitOptions,
+        on_batch: &mut dyn FnMut(usize, usize),
+        on_epoch: &mut dyn FnMut(&EpochReport),
+    ) -> Result<(Self, FitSummary, Vec<Metrics>)> {
+        Self::fit_inner(
+            hin,
+            split,
+            valid_negatives,
+            Some(audit),
+            cfg,
+            seed,
+            opts,
+            on_batch,
+            on_epoch,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn fit_inner(
+        hin: &Hin,
+        split: &Split,
+        valid_negatives: &EvalNegatives,
+        audit: Option<&EvalNegatives>,
+        cfg: &LgrecConfig,
+        seed: u64,
+        opts: &FitOptions,
+        on_batch: &mut dyn FnMut(usize, usize),
+        on_epoch: &mut dyn FnMut(&EpochReport),
+    ) -> Result<(Self, FitSummary, Vec<Metrics>)> {
         let train = &split.train;
         let paths: Vec<&str> = cfg.meta_paths.iter().map(String::as_str).collect();
         let labeler = if cfg.variant == Variant::NoGlo {
@@ -476,6 +533,8 @@ impl Lgrec {
             labeler,
             n_paths: paths.len().max(1),
             valid: valid_negatives,
+            audit,
+            audited: Vec::new(),
             k,
             seed,
         };
@@ -488,7 +547,7 @@ impl Lgrec {
         let mut summary = train_epochs(&mut run, &trainer, on_batch, on_epoch)?;
         // The neighbour-ranking BPR-MF and the labeler count too.
         summary.total_s = started.elapsed().as_secs_f64();
-        Ok((run.model, summary))
+        Ok((run.model, summary, run.audited))
     }
 
     /// Restores what [`Lgrec::state`] saved.
@@ -570,6 +629,9 @@ struct Training<'a> {
     labeler: Option<PairLabeler<'a>>,
     n_paths: usize,
     valid: &'a EvalNegatives,
+    /// Scored after every epoch and only reported ([`Lgrec::fit_audited`]).
+    audit: Option<&'a EvalNegatives>,
+    audited: Vec<Metrics>,
     k: usize,
     seed: u64,
 }
@@ -637,6 +699,11 @@ impl EpochModel for Training<'_> {
     }
 
     fn validate(&mut self) -> Result<Option<f64>> {
+        // The trainer validates once after each epoch: the audit's place.
+        if let Some(audit) = self.audit {
+            let scorer = self.model.scorer_for(audit)?;
+            self.audited.push(sampled(&scorer, audit, &[self.k]));
+        }
         if self.valid.is_empty() {
             return Ok(None);
         }

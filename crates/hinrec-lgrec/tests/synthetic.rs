@@ -129,3 +129,47 @@ fn resuming_from_a_checkpoint_reaches_the_same_model() {
         resumed.score_pairs(&pairs).unwrap()
     );
 }
+
+#[test]
+fn an_audit_is_reported_per_epoch_and_leaves_training_alone() {
+    let (split, hin) = split_and_hin();
+    let all = [&split.train, &split.valid, &split.test];
+    let test = EvalNegatives::sample(&split.test, &all, 20, 2).unwrap();
+    let valid = EvalNegatives::sample(&split.valid, &all[..2], 20, 3).unwrap();
+    let cfg = LgrecConfig {
+        dim: 8,
+        k_user: 10,
+        k_item: 10,
+        epochs: 4,
+        patience: 10,
+        lr: 0.01,
+        meta_paths: vec!["UIUI".into()],
+        bpr_epochs: 5,
+        ..LgrecConfig::default()
+    };
+    let (plain, s_plain) = Lgrec::fit(&hin, &split, &valid, &cfg, 5, |_| {}).unwrap();
+    let (audited, s_audited, per_epoch) = Lgrec::fit_audited(
+        &hin,
+        &split,
+        &valid,
+        &test,
+        &cfg,
+        5,
+        &hinrec_lgrec::FitOptions::default(),
+        &mut |_, _| {},
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(per_epoch.len(), s_audited.epochs);
+    assert_eq!(s_plain.best_epoch, s_audited.best_epoch);
+    let pairs: Vec<(u32, u32)> = (0..20).map(|u| (u, (u * 7) % 30)).collect();
+    assert_eq!(
+        plain.score_pairs(&pairs).unwrap(),
+        audited.score_pairs(&pairs).unwrap()
+    );
+    // The kept model is the best epoch's, so its test figure is that
+    // epoch's audit entry.
+    let at_best = &per_epoch[s_audited.best_epoch - 1];
+    let kept = sampled(&audited.scorer_for(&test).unwrap(), &test, &[10]);
+    assert_eq!(kept.get("NDCG@10"), at_best.get("NDCG@10"));
+}
