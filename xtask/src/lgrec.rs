@@ -13,11 +13,10 @@ use hinrec_lgrec::{FitOptions, Lgrec, LgrecConfig, Variant};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use hinrec::baselines::training::{EpochReport, FitSummary};
-use hinrec::eval::report::mean_std;
 use hinrec::eval::Metrics;
 use hinrec::tune::Trial;
 
-use crate::reproduce::{git_commit, load_store, save_record, Record, SeedRun};
+use crate::reproduce::{cell, git_commit, load_store, save_record, Record, SeedRun};
 
 /// Arguments of `cargo xtask lgrec`.
 #[derive(clap::Args)]
@@ -240,19 +239,18 @@ pub fn run(args: &Args) -> Result<()> {
                         r.elapsed_s
                     ));
                 };
-                let (s, v) = (&prepared.split, &prepared.valid_negatives);
-                let (model, summary) = if args.audit_test {
-                    let (model, summary, per_epoch) = Lgrec::fit_audited(
-                        &hin,
-                        s,
-                        v,
-                        &prepared.test_negatives,
-                        &cfg,
-                        seed,
-                        &opts,
-                        &mut on_batch,
-                        &mut on_epoch,
-                    )?;
+                let (model, summary, per_epoch) = Lgrec::fit_audited(
+                    &hin,
+                    &prepared.split,
+                    &prepared.valid_negatives,
+                    args.audit_test.then_some(&prepared.test_negatives),
+                    &cfg,
+                    seed,
+                    &opts,
+                    &mut on_batch,
+                    &mut on_epoch,
+                )?;
+                if args.audit_test {
                     let max = max_over_epochs(&per_epoch);
                     bar.suspend(|| {
                         println!("   {} seed {seed} audit, test per epoch:", variant.name());
@@ -262,10 +260,7 @@ pub fn run(args: &Args) -> Result<()> {
                         println!("      max over epochs (authors' rule): {}", hr_ndcg(&max));
                     });
                     audit_maxima.push(max);
-                    (model, summary)
-                } else {
-                    Lgrec::fit_with(&hin, s, v, &cfg, seed, &opts, &mut on_batch, &mut on_epoch)?
-                };
+                }
                 bar.finish_and_clear();
                 let scorer = model.scorer_for(&prepared.test_negatives)?;
                 let sampled = hinrec::eval::sampled(&scorer, &prepared.test_negatives, &[10]);
@@ -417,15 +412,11 @@ fn hr_ndcg(m: &Metrics) -> String {
 }
 
 fn mean_std_line(runs: &[&Metrics]) -> String {
-    let ms = mean_std(runs);
-    ["HR@10", "NDCG@10"]
-        .iter()
-        .map(|n| {
-            let (m, s) = ms.get(*n).copied().unwrap_or((f64::NAN, f64::NAN));
-            format!("{n} {m:.4} ± {s:.4}")
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    format!(
+        "HR@10 {} NDCG@10 {}",
+        cell(runs, "HR@10"),
+        cell(runs, "NDCG@10")
+    )
 }
 
 pub(crate) fn join<T: ToString>(v: &[T]) -> String {

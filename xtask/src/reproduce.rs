@@ -304,7 +304,8 @@ pub fn git_commit() -> String {
     format!("{}{}", head.trim(), if dirty { "+dirty" } else { "" })
 }
 
-fn cell(runs: &[&Metrics], metric: &str) -> String {
+/// A table cell: the mean ± sample std of `metric` over `runs`.
+pub(crate) fn cell(runs: &[&Metrics], metric: &str) -> String {
     match mean_std(runs).get(metric) {
         Some((m, _)) if runs.len() == 1 => format!("{m:.4} (1 seed)"),
         Some((m, s)) => format!("{m:.4} ± {s:.4}"),

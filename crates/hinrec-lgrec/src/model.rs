@@ -449,7 +449,7 @@ impl Lgrec {
         on_batch: &mut dyn FnMut(usize, usize),
         on_epoch: &mut dyn FnMut(&EpochReport),
     ) -> Result<(Self, FitSummary)> {
-        let (model, summary, _) = Self::fit_inner(
+        let (model, summary, _) = Self::fit_audited(
             hin,
             split,
             valid_negatives,
@@ -463,39 +463,15 @@ impl Lgrec {
         Ok((model, summary))
     }
 
-    /// [`Lgrec::fit_with`] that also evaluates `audit` (sampled, at the
-    /// validation metric's cut-off) after every epoch and returns those
-    /// metrics, one entry per epoch trained in this call. They are only
-    /// reported: the epoch is still chosen on validation and the training
-    /// path is the same. It measures how optimistic choosing the epoch on
-    /// the test set (as the authors' released code does) would be.
+    /// [`Lgrec::fit_with`] that, given `audit`, also evaluates it (sampled,
+    /// at the validation metric's cut-off) after every epoch and returns
+    /// those metrics, one entry per epoch trained in this call (none
+    /// without `audit`). They are only reported: the epoch is still chosen
+    /// on validation and the training path is the same. It measures how
+    /// optimistic choosing the epoch on the test set (as the authors'
+    /// released code does) would be.
     #[allow(clippy::too_many_arguments)]
     pub fn fit_audited(
-        hin: &Hin,
-        split: &Split,
-        valid_negatives: &EvalNegatives,
-        audit: &EvalNegatives,
-        cfg: &LgrecConfig,
-        seed: u64,
-        opts: &FitOptions,
-        on_batch: &mut dyn FnMut(usize, usize),
-        on_epoch: &mut dyn FnMut(&EpochReport),
-    ) -> Result<(Self, FitSummary, Vec<Metrics>)> {
-        Self::fit_inner(
-            hin,
-            split,
-            valid_negatives,
-            Some(audit),
-            cfg,
-            seed,
-            opts,
-            on_batch,
-            on_epoch,
-        )
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn fit_inner(
         hin: &Hin,
         split: &Split,
         valid_negatives: &EvalNegatives,

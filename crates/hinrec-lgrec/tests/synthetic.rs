@@ -27,6 +27,21 @@ fn split_and_hin() -> (Split, Hin) {
     (split, hin)
 }
 
+/// A small LGRec that trains in well under a second, without early stop.
+fn tiny_config(epochs: usize) -> LgrecConfig {
+    LgrecConfig {
+        dim: 8,
+        k_user: 10,
+        k_item: 10,
+        epochs,
+        patience: 10,
+        lr: 0.01,
+        meta_paths: vec!["UIUI".into()],
+        bpr_epochs: 5,
+        ..LgrecConfig::default()
+    }
+}
+
 #[test]
 fn lgrec_beats_popularity_on_the_fixture() {
     let (split, hin) = split_and_hin();
@@ -87,17 +102,7 @@ fn resuming_from_a_checkpoint_reaches_the_same_model() {
     let (split, hin) = split_and_hin();
     let all = [&split.train, &split.valid];
     let valid = EvalNegatives::sample(&split.valid, &all, 20, 3).unwrap();
-    let cfg = |epochs| LgrecConfig {
-        dim: 8,
-        k_user: 10,
-        k_item: 10,
-        epochs,
-        patience: 10,
-        lr: 0.01,
-        meta_paths: vec!["UIUI".into()],
-        bpr_epochs: 5,
-        ..LgrecConfig::default()
-    };
+    let cfg = tiny_config;
     let dir = tempfile::tempdir().unwrap();
     let opts = hinrec_lgrec::FitOptions {
         checkpoint_dir: Some(dir.path().to_path_buf()),
@@ -136,23 +141,13 @@ fn an_audit_is_reported_per_epoch_and_leaves_training_alone() {
     let all = [&split.train, &split.valid, &split.test];
     let test = EvalNegatives::sample(&split.test, &all, 20, 2).unwrap();
     let valid = EvalNegatives::sample(&split.valid, &all[..2], 20, 3).unwrap();
-    let cfg = LgrecConfig {
-        dim: 8,
-        k_user: 10,
-        k_item: 10,
-        epochs: 4,
-        patience: 10,
-        lr: 0.01,
-        meta_paths: vec!["UIUI".into()],
-        bpr_epochs: 5,
-        ..LgrecConfig::default()
-    };
+    let cfg = tiny_config(4);
     let (plain, s_plain) = Lgrec::fit(&hin, &split, &valid, &cfg, 5, |_| {}).unwrap();
     let (audited, s_audited, per_epoch) = Lgrec::fit_audited(
         &hin,
         &split,
         &valid,
-        &test,
+        Some(&test),
         &cfg,
         5,
         &hinrec_lgrec::FitOptions::default(),
