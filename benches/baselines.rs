@@ -2,8 +2,8 @@
 #![allow(missing_docs)] // criterion_group! generates an undocumented function.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use hinrec::baselines::training::Validation;
 use hinrec::baselines::{BprConfig, BprMf, ItemKnn, ItemKnnConfig};
+use hinrec::train::Validation;
 use hinrec_benches::ml100k_sized;
 
 fn bench(c: &mut Criterion) {

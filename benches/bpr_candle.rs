@@ -7,8 +7,8 @@
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{Optimizer, SGD};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use hinrec::baselines::training::Validation;
 use hinrec::baselines::{BprConfig, BprMf};
+use hinrec::train::Validation;
 use hinrec_benches::ml100k_sized;
 
 /// One epoch of candle BPR over `triples` in batches; returns the last loss.

@@ -2,9 +2,9 @@
 #![allow(missing_docs)] // criterion_group! generates an undocumented function.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use hinrec::baselines::training::Validation;
 use hinrec::baselines::{BprConfig, BprMf};
 use hinrec::eval::{full_ranking, sampled};
+use hinrec::train::Validation;
 use hinrec_benches::ml100k_sized;
 
 fn bench(c: &mut Criterion) {
@@ -19,10 +19,10 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("evaluation");
     g.sample_size(20);
     g.bench_function("full_ranking_943_users", |b| {
-        b.iter(|| full_ranking(&model, &s.test, &[&s.train, &s.valid], &[10, 20]))
+        b.iter(|| full_ranking(&model, &s.test, &[&s.train, &s.valid], &[10, 20]).expect("scores"))
     });
     g.bench_function("sampled_943_pairs_x_100", |b| {
-        b.iter(|| sampled(&model, &p.test_negatives, &[10]))
+        b.iter(|| sampled(&model, &p.test_negatives, &[10]).expect("scores"))
     });
     g.finish();
 }

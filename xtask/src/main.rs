@@ -1,15 +1,14 @@
 //! hinrec's task runner (run as `cargo xtask <task>`).
 //!
-//! - `reproduce`: train and evaluate models on the paper datasets with
-//!   their protocols and write docs/results.md (ours beside the papers').
-//! - `lgrec`, `reda`: one paper's model and ablations on its datasets.
+//! - `reproduce`: every registered model on its registry entry's
+//!   experiments, and docs/results.md (ours beside the papers').
+//! - `render`: docs/results.md again from docs/results.json.
 //! - `real-data`: the checks CI runs where ../shared/datasets exists.
 //! - `ci`: everything .ci/run runs.
 
-mod lgrec;
 mod real_data;
-mod reda;
 mod reproduce;
+mod results;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -26,19 +25,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Train and evaluate each model on each dataset; update docs/results.md.
+    /// Train and evaluate the registry's models on their papers'
+    /// experiments; update docs/results.md.
     Reproduce(reproduce::Args),
-    /// LGRec and its ablations on the paper datasets; updates docs/results.md.
-    Lgrec(lgrec::Args),
-    /// REDA and its ablations (reda.txt's protocol); updates docs/results.md.
-    Reda(reda::Args),
     /// Re-render docs/results.md from docs/results.json.
     Render {
         /// Folder of results.json and paper-numbers.toml.
         #[arg(long, default_value = "docs")]
         out: PathBuf,
     },
-    /// Real-data acceptance checks (dataset counts, BPR-MF on lgrec-ml100k).
+    /// Real-data acceptance checks (dataset counts, short training runs).
     RealData {
         /// Folder of the shared datasets.
         #[arg(long, default_value = "../shared/datasets")]
@@ -57,9 +53,7 @@ fn main() -> Result<()> {
     hinrec::configure_threads();
     match Cli::parse().task {
         Task::Reproduce(args) => reproduce::run(&args),
-        Task::Lgrec(args) => lgrec::run(&args),
-        Task::Reda(args) => reda::run(&args),
-        Task::Render { out } => reproduce::render_file(&out),
+        Task::Render { out } => results::render_file(&out),
         Task::RealData { data_root } => real_data::run(&data_root),
         Task::Ci => {
             cargo(&["fmt", "--all", "--", "--check"])?;
@@ -81,12 +75,6 @@ fn main() -> Result<()> {
             Ok(())
         }
     }
-}
-
-/// A task's arguments with every option at its default.
-pub(crate) fn default_args<A: clap::Args + clap::FromArgMatches>(name: &'static str) -> A {
-    A::from_arg_matches(&A::augment_args(clap::Command::new(name)).get_matches_from([name]))
-        .expect("the defaults parse")
 }
 
 fn cargo(args: &[&str]) -> Result<()> {

@@ -1,22 +1,28 @@
-//! `cargo xtask reproduce`: each model on each dataset with its paper's
-//! protocol, 3 seeds, hyper-parameters chosen on validation; results merged
-//! into docs/results.json and rendered to docs/results.md beside the papers'
-//! numbers (docs/paper-numbers.toml).
+//! `cargo xtask reproduce`: every registered model (or the ones named) on
+//! each experiment of its registry entry, 3 seeds, the epoch and the
+//! entry's grid chosen on validation; merged into docs/results.json and
+//! rendered to docs/results.md. No model is named here: the registry says
+//! what to run.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use hinrec::baselines::training::FitSummary;
-use hinrec::data::registry;
-use hinrec::eval::report::mean_std;
-use hinrec::eval::Metrics;
+use hinrec::data::{registry as datasets, Dataset, Interactions};
+use hinrec::eval::{full_ranking, sampled, Metrics};
 use hinrec::experiment::{ExperimentConfig, Prepared};
-use hinrec::models::{fit, ModelKind};
-use hinrec::tune::{tune, Trial};
-use serde::{Deserialize, Serialize};
+use hinrec::graph::Hin;
+use hinrec::models::{fit, FitRun};
+use hinrec::registry::{parse_toml, Experiment, FullRanking, ModelEntry, MODELS};
+use hinrec::train::{AnyParams, CheckpointPolicy, EpochReport, Progress};
+use hinrec::tune::tune;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::seq::IndexedRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::results::{cell, cpu, git_commit, load_store, save_record, Record, SeedRun};
 
 /// Arguments of `cargo xtask reproduce`.
 #[derive(clap::Args)]
@@ -24,243 +30,211 @@ pub struct Args {
     /// Folder of the shared datasets.
     #[arg(long, default_value = "../shared/datasets")]
     data_root: PathBuf,
-    /// Models to run.
-    #[arg(long, value_delimiter = ',', default_value = "mostpop,itemknn,bpr")]
-    models: Vec<ModelKind>,
-    /// Datasets to run.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "lgrec-ml100k,lastfm,yelp,reda-lastfm"
-    )]
+    /// Registered models to run (default: all, in registry order).
+    #[arg(long, value_delimiter = ',')]
+    models: Vec<String>,
+    /// Only these datasets of the models' experiments (default: all).
+    #[arg(long, value_delimiter = ',')]
     datasets: Vec<String>,
     /// Model seeds.
     #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
     seeds: Vec<u64>,
+    /// Overrides a model parameter in every run, `KEY=VALUE` in TOML; the
+    /// record's model name then carries it (`lgrec-beta0`), so a trial
+    /// never replaces the default setting's row.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Skip the grid search and use the entry's settings as they are.
+    #[arg(long)]
+    no_grid: bool,
+    /// Write checkpoints under DIR/<dataset>/<model>/seed-<n>.
+    #[arg(long, value_name = "DIR")]
+    checkpoints: Option<PathBuf>,
+    /// Continue from the checkpoints in `--checkpoints` where they exist.
+    #[arg(long, requires = "checkpoints")]
+    resume: bool,
+    /// Also score the test candidates after every epoch and print the
+    /// maximum over epochs of each test metric beside the result (the
+    /// LGRec authors' released code's rule). Printed only, never recorded
+    /// or used to choose anything.
+    #[arg(long, conflicts_with = "resume")]
+    audit_test: bool,
     /// Where the results go.
     #[arg(long, default_value = "docs")]
     out: PathBuf,
-    /// LGRec variants run after the baselines (`cargo xtask lgrec` with its
-    /// defaults) on the datasets above; `none` skips LGRec.
-    #[arg(long, value_delimiter = ',', default_value = "full,noglo,noatt")]
-    lgrec: Vec<String>,
-    /// REDA variants run last (`cargo xtask reda` with its defaults) on
-    /// reda-lastfm; `none` skips REDA.
-    #[arg(long, value_delimiter = ',', default_value = "full,npil,nmal")]
-    reda: Vec<String>,
 }
 
-/// One seed's results.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SeedRun {
-    /// Model seed.
-    pub seed: u64,
-    /// Sampled protocol on the test pairs.
-    pub sampled: Metrics,
-    /// Full ranking of the test items.
-    pub full: Metrics,
-    /// Training summary.
-    pub fit: Option<FitSummary>,
-    /// Seconds to fit and evaluate.
-    pub wall_s: f64,
-}
-
-/// A model on a dataset.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Record {
-    /// Dataset name.
-    pub dataset: String,
-    /// Model name.
-    pub model: String,
-    /// Split label.
-    pub split: String,
-    /// Test pairs in the sampled protocol.
-    pub test_pairs: usize,
-    /// Configuration chosen on validation.
-    pub chosen: String,
-    /// Every configuration tried (on the first seed).
-    pub trials: Vec<Trial>,
-    /// Per-seed results.
-    pub runs: Vec<SeedRun>,
-    /// The command that produced it.
-    pub command: String,
-    /// Commit it ran on.
-    pub commit: String,
-    /// Seconds for tuning plus all seeds.
-    pub wall_s: f64,
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct Store {
-    /// Every model-dataset record.
-    pub records: Vec<Record>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct PaperFile {
-    entry: Vec<PaperEntry>,
-}
-
-#[derive(Debug, Deserialize)]
-struct PaperEntry {
-    paper: String,
-    dataset: String,
-    values: Vec<PaperValue>,
-}
-
-#[derive(Debug, Deserialize)]
-struct PaperValue {
-    model: String,
-    metric: String,
-    value: f64,
-}
-
-/// Reads docs/results.json (empty when absent).
-pub fn load_store(out: &std::path::Path) -> Result<Store> {
-    let json_path = out.join("results.json");
-    Ok(match std::fs::read_to_string(&json_path) {
-        Ok(t) => serde_json::from_str(&t).with_context(|| format!("{}", json_path.display()))?,
-        Err(_) => Store::default(),
-    })
-}
-
-/// Replaces the record of the same dataset and model in results.json and
-/// re-renders results.md. The file is read at each save, so records
-/// another command saved meanwhile are kept.
-pub fn save_record(out: &std::path::Path, rec: Record) -> Result<()> {
-    let mut store = load_store(out)?;
-    store
-        .records
-        .retain(|r| !(r.dataset == rec.dataset && r.model == rec.model));
-    store.records.push(rec);
-    std::fs::write(
-        out.join("results.json"),
-        serde_json::to_string_pretty(&store)?,
-    )?;
-    write_markdown(out, &store)
-}
-
-/// Re-renders results.md from results.json.
-pub fn render_file(out: &std::path::Path) -> Result<()> {
-    write_markdown(out, &load_store(out)?)
-}
-
-fn write_markdown(out: &std::path::Path, store: &Store) -> Result<()> {
-    // An output folder other than docs/ may lack the papers' numbers.
-    let path = out.join("paper-numbers.toml");
-    let papers: PaperFile = match std::fs::read_to_string(&path) {
-        Ok(text) => toml::from_str(&text).with_context(|| format!("{}", path.display()))?,
-        Err(_) => PaperFile { entry: Vec::new() },
-    };
-    std::fs::write(out.join("results.md"), render(store, &papers))?;
-    Ok(())
+/// A dataset loaded once for every model that runs on it.
+struct Loaded {
+    dataset: Dataset,
+    prepared: Prepared,
+    hin: Option<Hin>,
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    // Fail before any training when results.json is unreadable.
+    // Fail before any training: unreadable results, unknown names or
+    // settings, a checkpoint folder inside the data.
     load_store(&args.out)?;
-    let command = format!(
-        "cargo xtask reproduce --datasets {} --models {} --seeds {}",
-        args.datasets.join(","),
+    let entries: Vec<&ModelEntry> = if args.models.is_empty() {
+        MODELS.iter().collect()
+    } else {
         args.models
             .iter()
-            .map(|m| m.name())
-            .collect::<Vec<_>>()
-            .join(","),
-        args.seeds
-            .iter()
-            .map(u64::to_string)
-            .collect::<Vec<_>>()
-            .join(",")
-    );
-    let commit = git_commit();
-    for name in &args.datasets {
-        let ds = registry::load(name, Some(&args.data_root))?;
-        let base = ExperimentConfig::default();
-        let prepared = Prepared::new(&ds, &base)?;
-        println!(
-            "== {name}: split {}, train {}, valid {}, test {}",
-            prepared.split_label,
-            prepared.split.train.nnz(),
-            prepared.split.valid.nnz(),
-            prepared.split.test.nnz()
+            .map(|m| hinrec::registry::model(m).map_err(anyhow::Error::msg))
+            .collect::<Result<_>>()?
+    };
+    let sets = hinrec::registry::parse_sets(&args.sets)?;
+    for e in &entries {
+        e.params(None, &sets)?;
+    }
+    if let Some(c) = &args.checkpoints {
+        let data = std::fs::canonicalize(&args.data_root).unwrap_or(args.data_root.clone());
+        let c = std::path::absolute(c).unwrap_or(c.clone());
+        anyhow::ensure!(
+            !c.starts_with(&data),
+            "--checkpoints {} is inside the data folder {}",
+            c.display(),
+            data.display()
         );
-        for &kind in &args.models {
-            let rec = run_model(kind, &prepared, &base, &args.seeds, &command, &commit)?;
-            save_record(&args.out, rec)?;
-        }
     }
-    let lgrec_datasets: Vec<String> = args
-        .datasets
-        .iter()
-        .filter(|d| ["lgrec-ml100k", "lastfm", "yelp"].contains(&d.as_str()))
-        .map(|d| {
-            if d == "lgrec-ml100k" {
-                "movielens".to_string()
-            } else {
-                d.clone()
+    let commit = git_commit();
+    let cpu = cpu();
+    let mut cache: HashMap<(String, usize), Loaded> = HashMap::new();
+    for entry in entries {
+        for exp in entry.experiments {
+            if !args.datasets.is_empty() && !args.datasets.iter().any(|d| d == exp.dataset) {
+                continue;
             }
-        })
-        .collect();
-    if !args.lgrec.iter().any(|v| v == "none") && !args.lgrec.is_empty() {
-        crate::lgrec::run(&crate::lgrec::Args::with_defaults(
-            args.data_root.clone(),
-            lgrec_datasets,
-            args.lgrec.clone(),
-            args.seeds.clone(),
-            args.out.clone(),
-        ))?;
-    }
-    if !args.reda.iter().any(|v| v == "none") && !args.reda.is_empty() {
-        crate::reda::run(&crate::reda::Args::with_defaults(
-            args.data_root.clone(),
-            args.reda.clone(),
-            args.seeds.clone(),
-            args.out.clone(),
-        ))?;
+            let cfg = ExperimentConfig {
+                valid_users: exp.valid_users,
+                ..ExperimentConfig::default()
+            };
+            let key = (exp.dataset.to_string(), exp.valid_users);
+            if !cache.contains_key(&key) {
+                let dataset = datasets::load(exp.dataset, Some(&args.data_root))?;
+                let prepared = Prepared::new(&dataset, &cfg)?;
+                println!(
+                    "== {}: split {}, train {}, valid {} ({} validation pairs scored), test {}",
+                    exp.dataset,
+                    prepared.split_label,
+                    prepared.split.train.nnz(),
+                    prepared.split.valid.nnz(),
+                    prepared.valid_negatives.len(),
+                    prepared.split.test.nnz()
+                );
+                cache.insert(
+                    key.clone(),
+                    Loaded {
+                        dataset,
+                        prepared,
+                        hin: None,
+                    },
+                );
+            }
+            let data = cache.get_mut(&key).context("cached")?;
+            let mut settings = parse_toml(exp.settings)?;
+            settings.extend(sets.clone());
+            let base = entry.params(None, &settings)?;
+            if base.needs_hin() && data.hin.is_none() {
+                data.hin = Some(data.prepared.hin(&data.dataset));
+            }
+            let rec = run_experiment(entry, exp, base.as_ref(), data, &cfg, args, &commit)?;
+            save_record(
+                &args.out,
+                Record {
+                    cpu: cpu.clone(),
+                    ..rec
+                },
+            )?;
+        }
     }
     println!("updated {}/results.json and results.md", args.out.display());
     Ok(())
 }
 
-/// The label of the trial with the best validation metric ("-" if none).
-pub(crate) fn chosen_label(trials: &[Trial]) -> String {
-    trials
-        .iter()
-        .max_by(|a, b| a.valid.total_cmp(&b.valid))
-        .map_or("-".into(), |t| t.label.clone())
-}
-
-fn run_model(
-    kind: ModelKind,
-    prepared: &Prepared,
-    base: &ExperimentConfig,
-    seeds: &[u64],
-    command: &str,
+fn run_experiment(
+    entry: &ModelEntry,
+    exp: &Experiment,
+    base: &dyn AnyParams,
+    data: &Loaded,
+    cfg: &ExperimentConfig,
+    args: &Args,
     commit: &str,
 ) -> Result<Record> {
     let start = Instant::now();
-    let (cfg, _, trials) = tune(kind, prepared, base, seeds[0])?;
-    let chosen = chosen_label(&trials);
-    let mut runs = Vec::new();
-    for &seed in seeds {
-        let t = Instant::now();
-        let fitted = fit(kind, prepared, &cfg, seed, &mut |_| {})?;
-        let sampled = prepared
-            .evaluate_sampled(fitted.scorer(), kind.name(), seed, &[5, 10, 15])
-            .metrics;
-        let full = prepared
-            .evaluate_full(fitted.scorer(), kind.name(), seed, &[10])
-            .metrics;
+    let (prepared, hin) = (&data.prepared, data.hin.as_ref());
+    let grid = if args.no_grid {
+        Vec::new()
+    } else {
+        (exp.grid)()
+    };
+    let seed0 = *args.seeds.first().unwrap_or(&1);
+    let (chosen, trials) = tune(base, &grid, exp.grid_settings, prepared, hin, cfg, seed0)?;
+    for t in &trials {
         println!(
-            "   {:<8} seed {seed}: sampled HR@10 {:.4} NDCG@10 {:.4} | full HR@10 {:.4} NDCG@10 {:.4} | {:.1}s",
-            kind.name(),
-            sampled.get("HR@10").unwrap_or(f64::NAN),
-            sampled.get("NDCG@10").unwrap_or(f64::NAN),
-            full.get("HR@10").unwrap_or(f64::NAN),
-            full.get("NDCG@10").unwrap_or(f64::NAN),
+            "   grid {} {}: valid {} {:.4}",
+            entry.name, t.label, cfg.metric, t.valid
+        );
+    }
+    let s = &prepared.split;
+    let full_target = full_target(exp.full, &s.test, cfg.data_seed);
+    let name = record_name(entry.name, &args.sets);
+    let mut runs = Vec::new();
+    let mut audits = Vec::new();
+    for &seed in &args.seeds {
+        let t = Instant::now();
+        let bar = batch_bar(&format!("{name} seed {seed}"));
+        let mut progress = Lines {
+            bar: &bar,
+            name: &name,
+            seed,
+        };
+        let checkpoints = CheckpointPolicy {
+            dir: args
+                .checkpoints
+                .as_ref()
+                .map(|d| d.join(exp.dataset).join(&name).join(format!("seed-{seed}"))),
+            resume: args.resume,
+        };
+        let run = FitRun {
+            hin,
+            seed,
+            checkpoints,
+            progress: &mut progress,
+            audit: args.audit_test.then_some(&prepared.test_negatives),
+        };
+        let mut fitted = fit(chosen.as_ref(), prepared, cfg, run)?;
+        bar.finish_and_clear();
+        let model = fitted.model.as_ref();
+        let sampled =
+            sampled(model, &prepared.test_negatives, exp.ks).map_err(anyhow::Error::from_boxed)?;
+        let full = match &full_target {
+            Some(target) => full_ranking(model, target, &[&s.train, &s.valid], &[10])
+                .map_err(anyhow::Error::from_boxed)?,
+            None => Metrics::default(),
+        };
+        let best = fitted.summary.as_ref().map_or(0, |f| f.best_epoch);
+        println!(
+            "   {name} seed {seed}: test {} | full HR@10 {} | best epoch {best} | {:.0}s",
+            exp.ks
+                .iter()
+                .map(|k| format!(
+                    "HR@{k} {:.4} NDCG@{k} {:.4}",
+                    sampled.get(&format!("HR@{k}")).unwrap_or(f64::NAN),
+                    sampled.get(&format!("NDCG@{k}")).unwrap_or(f64::NAN)
+                ))
+                .collect::<Vec<_>>()
+                .join(" "),
+            full.get("HR@10").map_or("-".into(), |v| format!("{v:.4}")),
             t.elapsed().as_secs_f64()
         );
+        if let Some(f) = fitted.summary.as_mut() {
+            // The audit is printed, never recorded.
+            audits.push((
+                sampled.clone(),
+                max_over_epochs(&std::mem::take(&mut f.audit)),
+            ));
+        }
         runs.push(SeedRun {
             seed,
             sampled,
@@ -269,182 +243,183 @@ fn run_model(
             wall_s: t.elapsed().as_secs_f64(),
         });
     }
+    if args.audit_test {
+        let chosen: Vec<&Metrics> = audits.iter().map(|a| &a.0).collect();
+        let maxima: Vec<&Metrics> = audits.iter().map(|a| &a.1).collect();
+        let line =
+            |m: &[&Metrics]| format!("HR@10 {} NDCG@10 {}", cell(m, "HR@10"), cell(m, "NDCG@10"));
+        println!(
+            "   {name} audit: epoch on validation {} | max over epochs on test (authors' rule, not a result) {}",
+            line(&chosen),
+            line(&maxima)
+        );
+    }
+    let chosen_label = trials
+        .iter()
+        .max_by(|a, b| a.valid.total_cmp(&b.valid))
+        .map_or("-".into(), |t| t.label.clone());
     Ok(Record {
         dataset: prepared.dataset.clone(),
-        model: kind.name().into(),
+        model: name,
         split: prepared.split_label.clone(),
         test_pairs: prepared.test_negatives.len(),
-        chosen,
+        chosen: describe(&chosen_label, exp, &full_target, !trials.is_empty()),
         trials,
         runs,
-        command: command.into(),
+        command: command(entry.name, exp.dataset, args),
         commit: commit.into(),
         wall_s: start.elapsed().as_secs_f64(),
+        cpu: String::new(),
     })
 }
 
-/// The short commit of HEAD, with `+dirty` when tracked files have
-/// uncommitted changes.
-pub fn git_commit() -> String {
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-    };
-    let Some(head) = git(&["rev-parse", "--short", "HEAD"]) else {
-        return "unknown".into();
-    };
-    // Uncommitted changes to tracked files make the commit alone a poor
-    // record of the code that ran.
-    let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
-        .is_some_and(|s| !s.trim().is_empty());
-    format!("{}{}", head.trim(), if dirty { "+dirty" } else { "" })
-}
-
-/// A table cell: the mean ± sample std of `metric` over `runs`.
-pub(crate) fn cell(runs: &[&Metrics], metric: &str) -> String {
-    match mean_std(runs).get(metric) {
-        Some((m, _)) if runs.len() == 1 => format!("{m:.4} (1 seed)"),
-        Some((m, s)) => format!("{m:.4} ± {s:.4}"),
-        None => "-".into(),
+/// The test users full ranking covers, or none where it is too costly.
+fn full_target(full: FullRanking, test: &Interactions, data_seed: u64) -> Option<Interactions> {
+    match full {
+        FullRanking::UpTo(max) => (test.n_users() * test.n_items() <= max).then(|| test.clone()),
+        FullRanking::SampledUsers(n) => Some(sample_test_users(test, n, data_seed)),
     }
 }
 
-pub fn render(store: &Store, papers: &PaperFile) -> String {
-    let mut md = String::new();
-    let _ = writeln!(
-        md,
-        "# Results\n\nWritten by `cargo xtask reproduce` from docs/results.json; do not edit by hand.\n\
-         Every figure is the mean ± sample standard deviation over the seeds listed, each run's\n\
-         epoch and each model's hyper-parameters chosen on a validation split carved from the\n\
-         training data (never on the test split). All models of a dataset rank the same stored\n\
-         candidates. The paper's numbers (docs/paper-numbers.toml) are printed beside ours only.\n"
+/// `n` of `test`'s users with items, sampled with `seed`, and their test
+/// items (all users when fewer).
+fn sample_test_users(test: &Interactions, n: usize, seed: u64) -> Interactions {
+    let users: Vec<u32> = (0..test.n_users() as u32)
+        .filter(|&u| test.user_degree(u) > 0)
+        .collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xf011);
+    let keep: std::collections::HashSet<u32> =
+        users.choose_multiple(&mut rng, n).copied().collect();
+    let pairs: Vec<(u32, u32)> = test.pairs().filter(|(u, _)| keep.contains(u)).collect();
+    Interactions::from_pairs(test.n_users(), test.n_items(), &pairs)
+}
+
+fn describe(label: &str, exp: &Experiment, full: &Option<Interactions>, searched: bool) -> String {
+    let settings = hinrec::tune::label(exp.settings);
+    let mut s = match (searched, settings.as_str()) {
+        (true, "-") => format!("{label} chosen on validation"),
+        (true, _) => format!("{settings} {label} chosen on validation"),
+        (false, "-") => "defaults".to_string(),
+        (false, _) => settings,
+    };
+    s += " (epoch on validation)";
+    if let (FullRanking::SampledUsers(_), Some(t)) = (exp.full, full) {
+        s += &format!("; full ranking on {} sampled test users", t.active_users());
+    }
+    s
+}
+
+/// The record's model name: the entry's, with each `--set` appended
+/// (`lgrec-beta0`).
+fn record_name(model: &str, sets: &[String]) -> String {
+    let mut name = model.to_string();
+    for s in sets {
+        let s: String = s
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
+            .collect();
+        name += &format!("-{s}");
+    }
+    name
+}
+
+fn command(model: &str, dataset: &str, args: &Args) -> String {
+    let mut c = format!(
+        "cargo xtask reproduce --models {model} --datasets {dataset} --seeds {}",
+        args.seeds
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
     );
-    let mut datasets: Vec<&str> = Vec::new();
-    for r in &store.records {
-        if !datasets.contains(&r.dataset.as_str()) {
-            datasets.push(&r.dataset);
+    for s in &args.sets {
+        c += &format!(" --set {s}");
+    }
+    if args.no_grid {
+        c += " --no-grid";
+    }
+    c
+}
+
+/// Each metric's maximum over epochs, taken separately (the LGRec authors'
+/// released code reports the best test HR@10 and, from a possibly
+/// different epoch, the best test NDCG@10).
+fn max_over_epochs(per_epoch: &[Metrics]) -> Metrics {
+    let mut max = Metrics {
+        count: per_epoch.first().map_or(0, |m| m.count),
+        ..Metrics::default()
+    };
+    for m in per_epoch {
+        for (name, &v) in &m.values {
+            let e = max.values.entry(name.clone()).or_insert(v);
+            *e = e.max(v);
         }
     }
-    for ds in datasets {
-        let recs: Vec<&Record> = store.records.iter().filter(|r| r.dataset == ds).collect();
-        let paper: BTreeMap<(String, String), (f64, String)> = papers
-            .entry
-            .iter()
-            .filter(|e| e.dataset == ds)
-            .flat_map(|e| {
-                e.values.iter().map(move |v| {
-                    (
-                        (v.model.clone(), v.metric.clone()),
-                        (v.value, e.paper.clone()),
-                    )
-                })
-            })
-            .collect();
-        let paper_name = paper
-            .values()
-            .next()
-            .map_or(String::new(), |p| format!(" ({} beside ours)", p.1));
-        let _ = writeln!(md, "## {ds}{paper_name}\n");
-        let first = recs[0];
-        let _ = writeln!(
-            md,
-            "Split `{}`, {} test pairs, sampled protocol = each test item against its 100 stored negatives; \
-             full = all items except the user's training and validation items.\n",
-            first.split, first.test_pairs
-        );
-        let _ = writeln!(
-            md,
-            "| model | HR@10 | NDCG@10 | paper HR@10 | paper NDCG@10 | full HR@10 | full NDCG@10 | chosen on validation | seeds | wall s |"
-        );
-        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
-        for r in &recs {
-            let s: Vec<&Metrics> = r.runs.iter().map(|x| &x.sampled).collect();
-            let f: Vec<&Metrics> = r.runs.iter().map(|x| &x.full).collect();
-            let p = |m: &str| {
-                paper
-                    .get(&(r.model.clone(), m.to_string()))
-                    .map_or("-".into(), |v| format!("{:.4}", v.0))
-            };
-            let seeds: Vec<String> = r.runs.iter().map(|x| x.seed.to_string()).collect();
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} |",
-                r.model,
-                cell(&s, "HR@10"),
-                cell(&s, "NDCG@10"),
-                p("HR@10"),
-                p("NDCG@10"),
-                cell(&f, "HR@10"),
-                cell(&f, "NDCG@10"),
-                r.chosen,
-                seeds.join(","),
-                r.wall_s
-            );
-        }
-        // reda.txt reports cut-offs 5, 10 and 15: a second table where runs
-        // measured them.
-        let deep: Vec<&&Record> = recs
-            .iter()
-            .filter(|r| r.runs.iter().all(|x| x.sampled.get("HR@5").is_some()))
-            .collect();
-        if !deep.is_empty() {
-            let _ = writeln!(
-                md,
-                "\n| model (sampled) | HR@5 | HR@10 | HR@15 | NDCG@5 | NDCG@10 | NDCG@15 |\n|---|---|---|---|---|---|---|"
-            );
-            for r in deep {
-                let s: Vec<&Metrics> = r.runs.iter().map(|x| &x.sampled).collect();
-                let cells: Vec<String> = ["HR@5", "HR@10", "HR@15", "NDCG@5", "NDCG@10", "NDCG@15"]
-                    .iter()
-                    .map(|m| cell(&s, m))
-                    .collect();
-                let _ = writeln!(md, "| {} | {} |", r.model, cells.join(" | "));
-            }
-        }
-        let ours: Vec<&str> = recs.iter().map(|r| r.model.as_str()).collect();
-        let mut only: Vec<String> = paper
-            .iter()
-            .filter(|((m, _), _)| !ours.contains(&m.as_str()))
-            .map(|((m, metric), (v, _))| format!("{m} {metric} {v:.4}"))
-            .collect();
-        only.sort();
-        if !only.is_empty() {
-            let _ = writeln!(
-                md,
-                "\nPaper rows without a hinrec run yet: {}.",
-                only.join("; ")
-            );
-        }
-        let mut produced: Vec<String> = Vec::new();
-        for r in &recs {
-            let line = format!("`{}` at commit `{}`", r.command, r.commit);
-            if !produced.contains(&line) {
-                produced.push(line);
-            }
-        }
-        let _ = writeln!(md, "\nProduced by {}.\n", produced.join("; "));
-        for r in &recs {
-            if let Some(fits) = r
-                .runs
-                .iter()
-                .map(|x| x.fit.as_ref())
-                .collect::<Option<Vec<_>>>()
-            {
-                let epochs: Vec<String> = fits.iter().map(|f| f.best_epoch.to_string()).collect();
-                let _ = writeln!(
-                    md,
-                    "- {}: best epochs {} ; training throughput {:.0} positive samples/s (mean).",
-                    r.model,
-                    epochs.join(", "),
-                    fits.iter().map(|f| f.samples_per_s).sum::<f64>() / fits.len() as f64
-                );
-            }
-        }
-        md.push('\n');
+    max
+}
+
+/// Per-epoch lines and a bar over the epoch's batches.
+struct Lines<'a> {
+    bar: &'a ProgressBar,
+    name: &'a str,
+    seed: u64,
+}
+
+impl Progress for Lines<'_> {
+    fn batch(&mut self, done: usize, total: usize) {
+        self.bar.set_length(total as u64);
+        self.bar.set_position(done as u64);
     }
-    md
+
+    fn epoch(&mut self, r: &EpochReport) {
+        self.bar.suspend(|| {
+            println!(
+                "   {} seed {} epoch {:>2}: loss {:.4} valid {:.4} ({:.0} samples/s, {:.0}s)",
+                self.name,
+                self.seed,
+                r.epoch,
+                r.loss,
+                r.valid.unwrap_or(f64::NAN),
+                r.samples_per_s,
+                r.elapsed_s
+            )
+        });
+    }
+}
+
+/// A bar over one epoch's batches (drawn only on a terminal).
+fn batch_bar(prefix: &str) -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "   {prefix} [{bar:30}] batch {pos}/{len} {per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(prefix.to_string());
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_over_epochs_takes_each_metric_separately() {
+        let m = |hr: f64, ndcg: f64| Metrics {
+            values: [("HR@10".to_string(), hr), ("NDCG@10".to_string(), ndcg)].into(),
+            count: 7,
+        };
+        let max = max_over_epochs(&[m(0.5, 0.30), m(0.7, 0.20), m(0.6, 0.35)]);
+        assert_eq!(max, m(0.7, 0.35));
+        assert_eq!(max_over_epochs(&[]), Metrics::default());
+    }
+
+    #[test]
+    fn settings_get_their_own_record_name() {
+        assert_eq!(record_name("lgrec-noglo", &[]), "lgrec-noglo");
+        let sets = ["beta=0".to_string(), "relation_relu=true".to_string()];
+        assert_eq!(record_name("lgrec", &sets), "lgrec-beta0-relationrelutrue");
+    }
 }

@@ -9,7 +9,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use hinrec_data::Interactions;
-use hinrec_eval::Scorer;
+use hinrec_eval::{score_pairs_by_user, score_users_by_user, ScoreError, Scorer};
+use hinrec_sample::unseen_item;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -18,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{BaselineError, Result};
 use crate::io::{self, Array, Loaded};
-use crate::training::{EpochReport, EpochTracker, FitSummary, Validation};
+use hinrec_train::{EpochReport, EpochTracker, FitSummary, Validation};
 
 /// Hyper-parameters of BPR-MF.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +33,8 @@ pub struct BprConfig {
     pub reg: f32,
     /// Maximum epochs (one epoch = one pass over the training pairs).
     pub epochs: usize,
+    /// Epochs without validation improvement before stopping.
+    pub patience: usize,
     /// Standard deviation of the normal initialisation.
     pub init_std: f32,
     /// Learn an item bias.
@@ -45,6 +48,7 @@ impl Default for BprConfig {
             lr: 0.03,
             reg: 0.01,
             epochs: 200,
+            patience: 20,
             init_std: 0.1,
             item_bias: true,
         }
@@ -97,13 +101,16 @@ impl BprMf {
         let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(0x9e37_79b9));
         let mut order: Vec<(u32, u32)> = train.pairs().collect();
         let mut best = model.clone();
-        let mut tracker = EpochTracker::new(validation.patience, order.len());
+        let mut tracker = EpochTracker::new(cfg.patience, order.len());
         for epoch in 1..=cfg.epochs {
             let t = Instant::now();
             order.shuffle(&mut rng);
             let loss = model.epoch(train, &order, cfg, &mut rng);
             let dt = t.elapsed().as_secs_f64();
-            let (report, keep) = tracker.record(epoch, loss, dt, validation.score(&model));
+            let valid = validation
+                .score(&model)
+                .map_err(|e| BaselineError::Config(e.to_string()))?;
+            let (report, keep) = tracker.record(epoch, loss, dt, valid);
             if keep {
                 best.clone_from(&model);
             }
@@ -130,15 +137,8 @@ impl BprMf {
         let mut loss = 0.0f64;
         let mut pu = vec![0f32; d];
         for &(u, i) in order {
-            let seen = train.user_items(u);
-            if seen.len() >= n_items as usize {
+            let Some(j) = unseen_item(train.user_items(u), n_items, rng) else {
                 continue;
-            }
-            let j = loop {
-                let j = rng.random_range(0..n_items);
-                if seen.binary_search(&j).is_err() {
-                    break j;
-                }
             };
             let (u, i, j) = (u as usize, i as usize, j as usize);
             pu.copy_from_slice(&self.users[u * d..(u + 1) * d]);
@@ -238,12 +238,10 @@ fn two_rows(m: &mut [f32], i: usize, j: usize, d: usize) -> (&mut [f32], &mut [f
     }
 }
 
-impl Scorer for BprMf {
-    fn n_items(&self) -> usize {
-        self.bias.len()
-    }
-
-    fn score(&self, user: u32, items: &[u32], out: &mut [f32]) {
+impl BprMf {
+    /// Writes the score of each of `items` for `user` into `out` (ids must
+    /// be in range).
+    pub fn score_user(&self, user: u32, items: &[u32], out: &mut [f32]) {
         let d = self.dim;
         let p = &self.users[user as usize * d..(user as usize + 1) * d];
         for (o, &i) in out.iter_mut().zip(items) {
@@ -252,7 +250,7 @@ impl Scorer for BprMf {
         }
     }
 
-    fn score_all(&self, user: u32, out: &mut [f32]) {
+    fn score_user_all(&self, user: u32, out: &mut [f32]) {
         let d = self.dim;
         let p = &self.users[user as usize * d..(user as usize + 1) * d];
         for ((o, q), b) in out
@@ -262,6 +260,28 @@ impl Scorer for BprMf {
         {
             *o = dot(p, q) + b;
         }
+    }
+
+    fn n_users(&self) -> usize {
+        self.users.len() / self.dim.max(1)
+    }
+}
+
+impl Scorer for BprMf {
+    fn n_items(&self) -> usize {
+        self.bias.len()
+    }
+
+    fn score_pairs(&self, pairs: &[(u32, u32)], out: &mut [f32]) -> Result<(), ScoreError> {
+        crate::check_users(pairs.iter().map(|p| p.0), self.n_users())?;
+        score_pairs_by_user(self.n_items(), pairs, out, |u, items, o| {
+            self.score_user(u, items, o)
+        })
+    }
+
+    fn score_users(&self, users: &[u32], out: &mut [f32]) -> Result<(), ScoreError> {
+        crate::check_users(users.iter().copied(), self.n_users())?;
+        score_users_by_user(self.n_items(), users, out, |u, o| self.score_user_all(u, o))
     }
 }
 

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use hinrec_data::Interactions;
-use hinrec_eval::Scorer;
+use hinrec_eval::{score_pairs_by_user, score_users_by_user, ScoreError, Scorer};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -183,26 +183,36 @@ impl ItemKnn {
     }
 }
 
-impl Scorer for ItemKnn {
-    fn n_items(&self) -> usize {
-        self.ptr.len() - 1
-    }
-
-    fn score(&self, user: u32, items: &[u32], out: &mut [f32]) {
-        let mut all = vec![0f32; self.n_items()];
-        self.score_all(user, &mut all);
-        for (o, &i) in out.iter_mut().zip(items) {
-            *o = all[i as usize];
-        }
-    }
-
-    fn score_all(&self, user: u32, out: &mut [f32]) {
+impl ItemKnn {
+    fn score_user_all(&self, user: u32, out: &mut [f32]) {
         out.fill(0.0);
         for &j in self.user_items.user_items(user) {
             for (i, s) in self.neighbours(j) {
                 out[i as usize] += s;
             }
         }
+    }
+}
+
+impl Scorer for ItemKnn {
+    fn n_items(&self) -> usize {
+        self.ptr.len() - 1
+    }
+
+    fn score_pairs(&self, pairs: &[(u32, u32)], out: &mut [f32]) -> Result<(), ScoreError> {
+        crate::check_users(pairs.iter().map(|p| p.0), self.user_items.n_users())?;
+        score_pairs_by_user(self.n_items(), pairs, out, |u, items, o| {
+            let mut all = vec![0f32; self.n_items()];
+            self.score_user_all(u, &mut all);
+            for (o, &i) in o.iter_mut().zip(items) {
+                *o = all[i as usize];
+            }
+        })
+    }
+
+    fn score_users(&self, users: &[u32], out: &mut [f32]) -> Result<(), ScoreError> {
+        crate::check_users(users.iter().copied(), self.user_items.n_users())?;
+        score_users_by_user(self.n_items(), users, out, |u, o| self.score_user_all(u, o))
     }
 }
 
@@ -223,7 +233,7 @@ mod tests {
         assert!((n1[1].1 - 1.0 / 3f32.sqrt()).abs() < 1e-6);
         // user 2 has items 1 and 2: score(0) = sim(1,0) = 2/sqrt6.
         let mut out = [0.0; 3];
-        m.score_all(2, &mut out);
+        m.score_users(&[2], &mut out).unwrap();
         assert!((out[0] - 2.0 / 6f32.sqrt()).abs() < 1e-6);
         // k = 1 keeps only item 1's best neighbour (item 0).
         let m1 = ItemKnn::fit(&x, &ItemKnnConfig { k: 1, shrink: 0.0 }).unwrap();

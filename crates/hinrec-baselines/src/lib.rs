@@ -18,8 +18,8 @@
 //! let config = BprConfig { epochs: 30, ..BprConfig::default() };
 //! let (bpr, _) = BprMf::fit(&split.train, &config, &Validation::sampled(&valid_negs), 0, |_| {})?;
 //! let pop = MostPop::fit(&split.train);
-//! let hr = |m: &(dyn hinrec_eval::Scorer + Sync)| {
-//!     hinrec_eval::sampled(m, &test_negs, &[10]).get("HR@10").unwrap()
+//! let hr = |m: &dyn hinrec_eval::Scorer| {
+//!     hinrec_eval::sampled(m, &test_negs, &[10]).unwrap().get("HR@10").unwrap()
 //! };
 //! assert!(hr(&bpr) > hr(&pop));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -30,10 +30,23 @@ pub mod error;
 pub mod io;
 pub mod itemknn;
 pub mod mostpop;
-pub use hinrec_eval::training;
+pub mod params;
 
 pub use bpr::{BprConfig, BprMf};
 pub use error::{BaselineError, Result};
+pub use hinrec_train::{EpochReport, Validation};
 pub use itemknn::{ItemKnn, ItemKnnConfig};
 pub use mostpop::MostPop;
-pub use training::{EpochReport, Validation};
+pub use params::MostPopParams;
+
+/// An error naming the first user id outside `0..n_users`.
+pub(crate) fn check_users(
+    users: impl Iterator<Item = u32>,
+    n_users: usize,
+) -> std::result::Result<(), hinrec_eval::ScoreError> {
+    let mut users = users;
+    match users.find(|&u| u as usize >= n_users) {
+        Some(u) => Err(format!("user {u} is outside the model's {n_users} users").into()),
+        None => Ok(()),
+    }
+}

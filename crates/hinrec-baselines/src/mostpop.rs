@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use hinrec_data::Interactions;
-use hinrec_eval::Scorer;
+use hinrec_eval::{score_pairs_by_user, score_users_by_user, ScoreError, Scorer};
 
 use crate::error::Result;
 use crate::io::{self, Array, Loaded};
@@ -45,14 +45,18 @@ impl Scorer for MostPop {
         self.counts.len()
     }
 
-    fn score(&self, _user: u32, items: &[u32], out: &mut [f32]) {
-        for (o, &i) in out.iter_mut().zip(items) {
-            *o = self.counts[i as usize];
-        }
+    fn score_pairs(&self, pairs: &[(u32, u32)], out: &mut [f32]) -> Result<(), ScoreError> {
+        score_pairs_by_user(self.n_items(), pairs, out, |_, items, o| {
+            for (o, &i) in o.iter_mut().zip(items) {
+                *o = self.counts[i as usize];
+            }
+        })
     }
 
-    fn score_all(&self, _user: u32, out: &mut [f32]) {
-        out.copy_from_slice(&self.counts);
+    fn score_users(&self, users: &[u32], out: &mut [f32]) -> Result<(), ScoreError> {
+        score_users_by_user(self.n_items(), users, out, |_, o| {
+            o.copy_from_slice(&self.counts)
+        })
     }
 }
 
@@ -65,7 +69,7 @@ mod tests {
         let x = Interactions::from_pairs(3, 3, &[(0, 1), (1, 1), (2, 0)]);
         let m = MostPop::fit(&x);
         let mut out = [0.0; 3];
-        m.score_all(0, &mut out);
+        m.score_users(&[0], &mut out).unwrap();
         assert_eq!(out, [1.0, 2.0, 0.0]);
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("m.safetensors");

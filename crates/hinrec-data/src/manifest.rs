@@ -226,6 +226,11 @@ pub struct Manifest {
     /// Dense features.
     #[serde(default)]
     pub features: Vec<FeatureSpec>,
+    /// Meta-paths by entity codes (`UMUM`, `UBCaB`) for the models that use
+    /// them (LGRec's relation labels), unless a model's parameters name
+    /// their own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metapaths: Vec<String>,
 }
 
 fn tab() -> String {

@@ -291,6 +291,7 @@ pub fn manifest(cfg: &SyntheticConfig) -> Manifest {
             rel("user_user", FILES[3], "user", "user"),
         ],
         features: Vec::new(),
+        metapaths: ["UIUI", "UAUI", "UIGI", "UUI"].map(String::from).to_vec(),
     }
 }
 

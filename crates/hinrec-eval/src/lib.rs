@@ -13,30 +13,32 @@
 //!
 //! ```
 //! use hinrec_data::{EvalNegatives, Interactions};
-//! use hinrec_eval::{sampled, Scorer};
+//! use hinrec_eval::{sampled, ScoreError, Scorer};
 //!
 //! /// Scores an item by its id: item 0 is best.
 //! struct ById(usize);
 //! impl Scorer for ById {
 //!     fn n_items(&self) -> usize { self.0 }
-//!     fn score(&self, _user: u32, items: &[u32], out: &mut [f32]) {
-//!         for (o, &i) in out.iter_mut().zip(items) { *o = -(i as f32); }
+//!     fn score_pairs(&self, pairs: &[(u32, u32)], out: &mut [f32]) -> Result<(), ScoreError> {
+//!         for (o, &(_, i)) in out.iter_mut().zip(pairs) { *o = -(i as f32); }
+//!         Ok(())
 //!     }
 //! }
 //! let negatives = EvalNegatives { pairs: vec![(0, 1)], negatives: vec![vec![0, 2, 3]] };
-//! let r = sampled(&ById(4), &negatives, &[1, 2]);
+//! let r = sampled(&ById(4), &negatives, &[1, 2])?;
 //! assert_eq!(r.get("HR@1"), Some(0.0));
 //! assert_eq!(r.get("HR@2"), Some(1.0));
 //! # let _ = Interactions::empty(1, 4);
+//! # Ok::<(), ScoreError>(())
 //! ```
 
 pub mod metrics;
-pub mod precomputed;
 pub mod protocol;
 pub mod report;
-pub mod training;
 
 pub use metrics::{ranks_against, UserMetrics};
-pub use precomputed::PrecomputedScores;
-pub use protocol::{full_ranking, global_auc, sampled, Scorer};
+pub use protocol::{
+    full_ranking, global_auc, sampled, score_pairs_by_user, score_users_by_user, ScoreError,
+    Scorer, MAX_SCORES_PER_CALL,
+};
 pub use report::{EvalReport, Metrics};

@@ -1,4 +1,7 @@
-//! The evaluation protocols, parallel over users with rayon.
+//! The evaluation protocols. Each one asks the model for all the scores it
+//! needs in a few large batches from the calling thread (a candle model may
+//! then run its network on big tensors, never inside rayon), and computes
+//! the per-user metrics in parallel with rayon afterwards.
 
 use hinrec_data::{EvalNegatives, Interactions};
 use rayon::prelude::*;
@@ -6,126 +9,248 @@ use rayon::prelude::*;
 use crate::metrics::{ranks_against, UserMetrics};
 use crate::report::Metrics;
 
-/// A trained model as evaluation sees it: scores for (user, item) pairs,
-/// higher is better.
+/// Why a model could not score (a tensor operation failed, an id is out of
+/// its range, ...).
+pub type ScoreError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A trained model as evaluation sees it: batched scores for (user, item)
+/// pairs, higher is better.
+///
+/// The protocols call these methods from one thread with every pair they
+/// need (bounded by [`MAX_SCORES_PER_CALL`] for full ranking); a model that
+/// runs no candle op may parallelise inside them with rayon
+/// ([`score_pairs_by_user`] and [`score_users_by_user`] do that for a
+/// per-user scoring function).
 pub trait Scorer {
     /// Number of items in the id space.
     fn n_items(&self) -> usize;
 
-    /// Writes the score of each of `items` for `user` into `out`.
-    fn score(&self, user: u32, items: &[u32], out: &mut [f32]);
+    /// Writes the score of `pairs[k]` into `out[k]` (same lengths).
+    fn score_pairs(&self, pairs: &[(u32, u32)], out: &mut [f32]) -> Result<(), ScoreError>;
 
-    /// Writes the score of every item for `user` into `out` (length
-    /// [`Scorer::n_items`]). Override when scoring all items at once is
-    /// cheaper than through a list.
-    fn score_all(&self, user: u32, out: &mut [f32]) {
-        let items: Vec<u32> = (0..self.n_items() as u32).collect();
-        self.score(user, &items, out);
+    /// Writes every item's score for each of `users` into `out`, row-major
+    /// (`users.len() x n_items`). The default scores the pairs in order.
+    fn score_users(&self, users: &[u32], out: &mut [f32]) -> Result<(), ScoreError> {
+        let n = self.n_items() as u32;
+        let pairs: Vec<(u32, u32)> = users
+            .iter()
+            .flat_map(|&u| (0..n).map(move |i| (u, i)))
+            .collect();
+        self.score_pairs(&pairs, out)
     }
+}
+
+impl<S: Scorer + ?Sized> Scorer for &S {
+    fn n_items(&self) -> usize {
+        (**self).n_items()
+    }
+    fn score_pairs(&self, pairs: &[(u32, u32)], out: &mut [f32]) -> Result<(), ScoreError> {
+        (**self).score_pairs(pairs, out)
+    }
+    fn score_users(&self, users: &[u32], out: &mut [f32]) -> Result<(), ScoreError> {
+        (**self).score_users(users, out)
+    }
+}
+
+/// The most scores one full-ranking call asks for (32 MiB of `f32`): users
+/// are scored in blocks of `MAX_SCORES_PER_CALL / n_items`.
+pub const MAX_SCORES_PER_CALL: usize = 1 << 23;
+
+fn check_len(what: &str, got: usize, want: usize) -> Result<(), ScoreError> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("{what}: {got} output slots for {want} scores").into())
+    }
+}
+
+fn check_ids(pairs: &[(u32, u32)], n_items: usize) -> Result<(), ScoreError> {
+    match pairs.iter().find(|p| p.1 as usize >= n_items) {
+        Some(&(u, i)) => {
+            Err(format!("pair ({u}, {i}): item {i} is outside the model's {n_items} items").into())
+        }
+        None => Ok(()),
+    }
+}
+
+/// Consecutive pairs of one user and their output slots.
+type UserRun<'a> = (&'a [(u32, u32)], &'a mut [f32]);
+
+/// [`Scorer::score_pairs`] for a model that scores one user's items at a
+/// time without candle: `f(user, items, out)` runs in parallel over the
+/// runs of consecutive pairs of one user.
+pub fn score_pairs_by_user<F>(
+    n_items: usize,
+    pairs: &[(u32, u32)],
+    out: &mut [f32],
+    f: F,
+) -> Result<(), ScoreError>
+where
+    F: Fn(u32, &[u32], &mut [f32]) + Sync,
+{
+    check_len("score_pairs", out.len(), pairs.len())?;
+    check_ids(pairs, n_items)?;
+    // One slice of pairs and of outputs per run of the same user.
+    let mut runs: Vec<UserRun<'_>> = Vec::new();
+    let (mut pairs, mut out) = (pairs, out);
+    while let Some(&(u, _)) = pairs.first() {
+        let n = pairs.iter().take_while(|p| p.0 == u).count();
+        let (p, rest_p) = pairs.split_at(n);
+        let (o, rest_o) = std::mem::take(&mut out).split_at_mut(n);
+        runs.push((p, o));
+        (pairs, out) = (rest_p, rest_o);
+    }
+    runs.into_par_iter()
+        .for_each_init(Vec::new, |items, (p, o)| {
+            items.clear();
+            items.extend(p.iter().map(|x| x.1));
+            f(p[0].0, items, o);
+        });
+    Ok(())
+}
+
+/// [`Scorer::score_users`] for a model that scores all items of one user
+/// at a time without candle: `f(user, row)` runs in parallel over users.
+pub fn score_users_by_user<F>(
+    n_items: usize,
+    users: &[u32],
+    out: &mut [f32],
+    f: F,
+) -> Result<(), ScoreError>
+where
+    F: Fn(u32, &mut [f32]) + Sync,
+{
+    check_len("score_users", out.len(), users.len() * n_items)?;
+    if n_items == 0 {
+        return Ok(());
+    }
+    out.par_chunks_mut(n_items)
+        .zip(users.par_iter())
+        .for_each(|(row, &u)| f(u, row));
+    Ok(())
+}
+
+/// The scores of every candidate of `negatives`: per test pair, the
+/// positive then its negatives, in one call.
+fn candidate_scores<S: Scorer + ?Sized>(
+    model: &S,
+    negatives: &EvalNegatives,
+) -> Result<Vec<f32>, ScoreError> {
+    let pairs = negatives.candidate_pairs();
+    check_ids(&pairs, model.n_items())?;
+    let mut scores = vec![0f32; pairs.len()];
+    model.score_pairs(&pairs, &mut scores)?;
+    Ok(scores)
+}
+
+/// Each test pair's slice of the candidate scores (positive first).
+fn per_pair_slices<'a>(negatives: &EvalNegatives, scores: &'a mut [f32]) -> Vec<&'a mut [f32]> {
+    let mut out = Vec::with_capacity(negatives.len());
+    let mut rest = scores;
+    for n in &negatives.negatives {
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(n.len() + 1);
+        out.push(head);
+        rest = tail;
+    }
+    out
 }
 
 /// The sampled protocol: each test pair's positive ranked against its stored
 /// negatives; metrics averaged over test pairs.
-pub fn sampled<S: Scorer + Sync + ?Sized>(
+pub fn sampled<S: Scorer + ?Sized>(
     model: &S,
     negatives: &EvalNegatives,
     ks: &[usize],
-) -> Metrics {
-    let per_pair: Vec<UserMetrics> = negatives
-        .pairs
-        .par_iter()
-        .zip(&negatives.negatives)
-        .map_init(
-            || (Vec::new(), Vec::new()),
-            |(items, scores), (&(u, i), negs)| {
-                items.clear();
-                items.push(i);
-                items.extend_from_slice(negs);
-                scores.clear();
-                scores.resize(items.len(), 0.0);
-                model.score(u, items, scores);
-                let (head, rest) = scores.split_at_mut(1);
-                let (ranks, beaten) = ranks_against(head, rest);
-                UserMetrics::from_ranks(&ranks, &beaten, negs.len(), ks)
-            },
-        )
+) -> Result<Metrics, ScoreError> {
+    let mut scores = candidate_scores(model, negatives)?;
+    let per_pair: Vec<UserMetrics> = per_pair_slices(negatives, &mut scores)
+        .into_par_iter()
+        .map(|s| {
+            let (head, rest) = s.split_at_mut(1);
+            let n = rest.len();
+            let (ranks, beaten) = ranks_against(head, rest);
+            UserMetrics::from_ranks(&ranks, &beaten, n, ks)
+        })
         .collect();
-    Metrics::average(&per_pair, ks)
+    Ok(Metrics::average(&per_pair, ks))
 }
 
 /// The full-ranking protocol: for every user with items in `target`, rank
 /// them among all items except `exclude` (the user's training items, and
 /// validation items when testing); metrics averaged over those users.
 /// The result does not depend on how the work is divided.
-pub fn full_ranking<S: Scorer + Sync + ?Sized>(
+pub fn full_ranking<S: Scorer + ?Sized>(
     model: &S,
     target: &Interactions,
     exclude: &[&Interactions],
     ks: &[usize],
-) -> Metrics {
+) -> Result<Metrics, ScoreError> {
     let n = model.n_items();
+    if target.n_items() > n {
+        return Err(format!(
+            "the evaluated data has {} items, the model {n}",
+            target.n_items()
+        )
+        .into());
+    }
     let users: Vec<u32> = (0..target.n_users() as u32)
         .filter(|&u| target.user_degree(u) > 0)
         .collect();
-    let per_user: Vec<UserMetrics> = users
-        .par_iter()
-        .map_init(
-            || (vec![0f32; n], vec![false; n], Vec::new(), Vec::new()),
-            |(scores, masked, pos, neg), &u| {
-                model.score_all(u, scores);
-                for x in exclude {
-                    for &i in x.user_items(u) {
+    let block = (MAX_SCORES_PER_CALL / n.max(1)).max(1);
+    let mut per_user: Vec<UserMetrics> = Vec::with_capacity(users.len());
+    let mut scores = Vec::new();
+    for chunk in users.chunks(block) {
+        scores.clear();
+        scores.resize(chunk.len() * n, 0f32);
+        model.score_users(chunk, &mut scores)?;
+        let rows: Vec<UserMetrics> = scores
+            .par_chunks(n.max(1))
+            .zip(chunk.par_iter())
+            .map_init(
+                || (vec![false; n], Vec::new(), Vec::new()),
+                |(masked, pos, neg), (scores, &u)| {
+                    let known = exclude.iter().flat_map(|x| x.user_items(u));
+                    let targets = target.user_items(u);
+                    for &i in known.clone().chain(targets) {
                         masked[i as usize] = true;
                     }
-                }
-                let targets = target.user_items(u);
-                for &i in targets {
-                    masked[i as usize] = true;
-                }
-                pos.clear();
-                pos.extend(targets.iter().map(|&i| scores[i as usize]));
-                neg.clear();
-                neg.extend((0..n).filter(|&i| !masked[i]).map(|i| scores[i]));
-                for x in exclude {
-                    for &i in x.user_items(u) {
+                    pos.clear();
+                    pos.extend(targets.iter().map(|&i| scores[i as usize]));
+                    neg.clear();
+                    neg.extend((0..n).filter(|&i| !masked[i]).map(|i| scores[i]));
+                    for &i in known.chain(targets) {
                         masked[i as usize] = false;
                     }
-                }
-                for &i in targets {
-                    masked[i as usize] = false;
-                }
-                let (ranks, beaten) = ranks_against(pos, neg);
-                UserMetrics::from_ranks(&ranks, &beaten, neg.len(), ks)
-            },
-        )
-        .collect();
-    Metrics::average(&per_user, ks)
+                    let (ranks, beaten) = ranks_against(pos, neg);
+                    UserMetrics::from_ranks(&ranks, &beaten, neg.len(), ks)
+                },
+            )
+            .collect();
+        per_user.extend(rows);
+    }
+    Ok(Metrics::average(&per_user, ks))
 }
 
 /// One AUC over every labeled pair: test pairs are positives, their stored
 /// negatives are negatives (DURation's protocol). Ties count against the
 /// positive, as everywhere in this crate.
-pub fn global_auc<S: Scorer + Sync + ?Sized>(model: &S, negatives: &EvalNegatives) -> f64 {
-    let scored: Vec<(f32, Vec<f32>)> = negatives
-        .pairs
-        .par_iter()
-        .zip(&negatives.negatives)
-        .map(|(&(u, i), negs)| {
-            let mut items = vec![i];
-            items.extend_from_slice(negs);
-            let mut s = vec![0f32; items.len()];
-            model.score(u, &items, &mut s);
-            (s[0], s[1..].to_vec())
-        })
-        .collect();
-    let pos: Vec<f32> = scored.iter().map(|x| x.0).collect();
-    let mut neg: Vec<f32> = scored.into_iter().flat_map(|x| x.1).collect();
+pub fn global_auc<S: Scorer + ?Sized>(
+    model: &S,
+    negatives: &EvalNegatives,
+) -> Result<f64, ScoreError> {
+    let mut scores = candidate_scores(model, negatives)?;
+    let mut pos = Vec::with_capacity(negatives.len());
+    let mut neg = Vec::with_capacity(scores.len());
+    for s in per_pair_slices(negatives, &mut scores) {
+        pos.push(s[0]);
+        neg.extend_from_slice(&s[1..]);
+    }
     if pos.is_empty() || neg.is_empty() {
-        return 0.0;
+        return Ok(0.0);
     }
     let (_, beaten) = ranks_against(&pos, &mut neg);
     let wins: usize = beaten.iter().sum();
-    wins as f64 / (pos.len() as f64 * neg.len() as f64)
+    Ok(wins as f64 / (pos.len() as f64 * neg.len() as f64))
 }
 
 #[cfg(test)]
@@ -137,10 +262,12 @@ mod tests {
         fn n_items(&self) -> usize {
             self.0[0].len()
         }
-        fn score(&self, user: u32, items: &[u32], out: &mut [f32]) {
-            for (o, &i) in out.iter_mut().zip(items) {
-                *o = self.0[user as usize][i as usize];
-            }
+        fn score_pairs(&self, pairs: &[(u32, u32)], out: &mut [f32]) -> Result<(), ScoreError> {
+            score_pairs_by_user(self.n_items(), pairs, out, |u, items, out| {
+                for (o, &i) in out.iter_mut().zip(items) {
+                    *o = self.0[u as usize][i as usize];
+                }
+            })
         }
     }
 
@@ -150,12 +277,12 @@ mod tests {
         let test = Interactions::from_pairs(2, 6, &[(0, 1), (1, 2)]);
         let train = Interactions::from_pairs(2, 6, &[(0, 0), (1, 0)]);
         let negs = EvalNegatives::sample(&test, &[&train, &test], 3, 1).unwrap();
-        let r = sampled(&m, &negs, &[1, 3]);
+        let r = sampled(&m, &negs, &[1, 3]).unwrap();
         assert_eq!(r.get("HR@3"), Some(0.0));
         assert_eq!(r.get("AUC"), Some(0.0));
-        let r = full_ranking(&m, &test, &[&train], &[3]);
+        let r = full_ranking(&m, &test, &[&train], &[3]).unwrap();
         assert_eq!(r.get("NDCG@3"), Some(0.0));
-        assert_eq!(global_auc(&m, &negs), 0.0);
+        assert_eq!(global_auc(&m, &negs).unwrap(), 0.0);
     }
 
     #[test]
@@ -165,7 +292,7 @@ mod tests {
         let m = Table(vec![vec![9.0, 1.0, 5.0, 7.0, 3.0]]);
         let train = Interactions::from_pairs(1, 5, &[(0, 0)]);
         let test = Interactions::from_pairs(1, 5, &[(0, 2)]);
-        let r = full_ranking(&m, &test, &[&train], &[1, 2]);
+        let r = full_ranking(&m, &test, &[&train], &[1, 2]).unwrap();
         assert_eq!(r.get("HR@1"), Some(0.0));
         assert_eq!(r.get("HR@2"), Some(1.0));
         assert_eq!(r.get("MRR@2"), Some(0.5));
@@ -181,6 +308,31 @@ mod tests {
             pairs: vec![(0, 0), (0, 3)],
             negatives: vec![vec![1, 2], vec![3]],
         };
-        assert!((global_auc(&m, &negs) - 4.0 / 6.0).abs() < 1e-12);
+        assert!((global_auc(&m, &negs).unwrap() - 4.0 / 6.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn runs_of_one_user_are_scored_together_in_order() {
+        let m = Table(vec![vec![1.0, 2.0, 3.0], vec![4.0, 5.0, 6.0]]);
+        let pairs = [(0, 2), (0, 0), (1, 1), (0, 1)];
+        let mut out = [0f32; 4];
+        m.score_pairs(&pairs, &mut out).unwrap();
+        assert_eq!(out, [3.0, 1.0, 5.0, 2.0]);
+        let mut all = [0f32; 6];
+        m.score_users(&[1, 0], &mut all).unwrap();
+        assert_eq!(all, [4.0, 5.0, 6.0, 1.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn an_item_outside_the_model_is_an_error_not_a_panic() {
+        let m = Table(vec![vec![1.0, 2.0]]);
+        let negs = EvalNegatives {
+            pairs: vec![(0, 0)],
+            negatives: vec![vec![5]],
+        };
+        let e = sampled(&m, &negs, &[1]).unwrap_err().to_string();
+        assert!(e.contains("item 5"), "{e}");
+        let mut out = [0f32; 1];
+        assert!(m.score_pairs(&[(0, 0)], &mut out[..0]).is_err());
     }
 }

@@ -18,13 +18,25 @@
 //!
 //! ```no_run
 //! use hinrec_lgrec::{Lgrec, LgrecConfig};
-//! # fn run(hin: &hinrec_graph::Hin, prepared: &hinrec_data::Split, negs: &hinrec_data::EvalNegatives)
+//! use hinrec_train::{CheckpointPolicy, FitContext, Silent, Validation};
+//! # fn run(hin: &hinrec_graph::Hin, split: &hinrec_data::Split, negs: &hinrec_data::EvalNegatives)
 //! #   -> Result<(), Box<dyn std::error::Error>> {
 //! let cfg = LgrecConfig { meta_paths: vec!["UMUM".into(), "UMTM".into()], ..LgrecConfig::default() };
-//! let (model, summary) = Lgrec::fit(hin, prepared, negs, &cfg, 1, |_| {})?;
+//! let mut ctx = FitContext {
+//!     split,
+//!     validation: Validation::sampled(negs),
+//!     hin: Some(hin),
+//!     meta_paths: &[],
+//!     seed: 1,
+//!     checkpoints: CheckpointPolicy::default(),
+//!     progress: &mut Silent,
+//!     audit: None,
+//! };
+//! let (model, summary) = Lgrec::fit(&cfg, &mut ctx)?;
 //! # Ok(()) }
 //! ```
 
 pub mod model;
+pub mod params;
 
-pub use model::{FitOptions, Lgrec, LgrecConfig, LgrecError, Variant};
+pub use model::{Lgrec, LgrecConfig, LgrecError, Variant};

@@ -4,11 +4,10 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var, D};
-use hinrec_baselines::training::{EpochReport, FitSummary, Validation};
 use hinrec_baselines::{BprConfig, BprMf};
-use hinrec_data::{EvalNegatives, Interactions, Split};
-use hinrec_eval::{sampled, Metrics, PrecomputedScores, Scorer};
-use hinrec_graph::{Hin, PairLabeler, RowRule};
+use hinrec_data::{EvalNegatives, Interactions};
+use hinrec_eval::{sampled, Metrics, ScoreError, Scorer};
+use hinrec_graph::{MetaPath, PairLabeler, RowRule};
 use hinrec_nn::checkpoint;
 use hinrec_nn::copool::Slots;
 use hinrec_nn::init::Rng;
@@ -17,11 +16,11 @@ use hinrec_nn::layers::{
 };
 use hinrec_nn::loss::{bce_with_logits, hinge, l2};
 use hinrec_nn::optim::{Adam, AdamConfig, EmbeddingTable};
-pub use hinrec_nn::trainer::FitOptions;
 use hinrec_nn::trainer::{train as train_epochs, EpochModel, TrainerConfig};
-use hinrec_sample::NeighborLists;
+use hinrec_sample::{unseen_item, NeighborLists};
+use hinrec_train::{FitContext, FitSummary, Progress, Validation};
 use rand::seq::SliceRandom;
-use rand::{Rng as _, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +39,12 @@ pub enum LgrecError {
     /// A configuration value is unusable.
     #[error("invalid LGRec configuration: {0}")]
     Config(String),
+    /// The data cannot serve the configuration (no meta-paths, no HIN).
+    #[error("{0}")]
+    Data(String),
+    /// Validation scoring failed.
+    #[error("validation: {0}")]
+    Score(ScoreError),
 }
 
 type Result<T> = std::result::Result<T, LgrecError>;
@@ -91,12 +96,11 @@ pub struct LgrecConfig {
     pub epochs: usize,
     /// Epochs without validation improvement before stopping.
     pub patience: usize,
-    /// Meta-paths whose labels the relation predicts.
+    /// Meta-paths whose labels the relation predicts, by entity codes
+    /// (`UMUM`); empty: the dataset's own (its manifest's `metapaths`).
     pub meta_paths: Vec<String>,
     /// Full model or ablation.
     pub variant: Variant,
-    /// Validation metric (sampled protocol).
-    pub metric: String,
     /// Pairs scored per candle call when evaluating.
     pub eval_batch: usize,
     /// Epochs of the BPR-MF that ranks neighbours.
@@ -124,7 +128,6 @@ impl Default for LgrecConfig {
             patience: 3,
             meta_paths: Vec::new(),
             variant: Variant::Full,
-            metric: "NDCG@10".into(),
             eval_batch: 1024,
             bpr_epochs: 60,
             hide_own_edge: true,
@@ -164,17 +167,13 @@ impl Lgrec {
         cfg: &LgrecConfig,
         seed: u64,
     ) -> Result<Self> {
-        if cfg.dim == 0 || cfg.k_user == 0 || cfg.k_item == 0 || cfg.batch == 0 {
-            return Err(LgrecError::Config(
-                "dim, k_user, k_item and batch must be positive".into(),
-            ));
+        cfg.check()?;
+        if cfg.variant != Variant::NoGlo && n_paths == 0 {
+            return Err(LgrecError::Data(format!(
+                "{} needs at least one meta-path",
+                cfg.variant.name()
+            )));
         }
-        if cfg.variant == Variant::Full && n_paths == 0 {
-            return Err(LgrecError::Config(
-                "the full model needs at least one meta-path".into(),
-            ));
-        }
-        let dev = Device::Cpu;
         let bpr_cfg = BprConfig {
             epochs: cfg.bpr_epochs,
             ..BprConfig::default()
@@ -182,20 +181,34 @@ impl Lgrec {
         let (bpr, _) = BprMf::fit(train, &bpr_cfg, &Validation::none(), seed, |_| {})?;
         let score = |u: u32, i: u32| {
             let mut s = [0f32];
-            bpr.score(u, &[i], &mut s);
+            bpr.score_user(u, &[i], &mut s);
             s[0]
         };
         let user_nb = NeighborLists::of_users(train, cfg.k_user, score);
         let item_nb = NeighborLists::of_items(train, cfg.k_item, score);
+        Self::build(cfg, n_paths, user_nb, item_nb, seed)
+    }
+
+    /// Seeded weights around given neighbour lists (one per user and one
+    /// per item).
+    fn build(
+        cfg: &LgrecConfig,
+        n_paths: usize,
+        user_nb: NeighborLists,
+        item_nb: NeighborLists,
+        seed: u64,
+    ) -> Result<Self> {
+        let dev = Device::Cpu;
         let mut rng = Rng::new(seed);
         let d = cfg.dim;
+        let (n_users, n_items) = (user_nb.len(), item_nb.len());
         let table = |rng: &mut Rng, n: usize| -> Result<EmbeddingTable> {
             let t = rng.xavier_normal(n, d, DType::F32, &dev)?;
             Ok(EmbeddingTable::new(n, d, t.flatten_all()?.to_vec1()?))
         };
         Ok(Lgrec {
-            users: table(&mut rng, train.n_users())?,
-            items: table(&mut rng, train.n_items())?,
+            users: table(&mut rng, n_users)?,
+            items: table(&mut rng, n_items)?,
             f: Mlp::new(&mut rng, &[d, d, d], DType::F32, &dev)?,
             g: Mlp::new(&mut rng, &[d, d, d], DType::F32, &dev)?,
             a: rng.xavier_var(d, d, DType::F32, &dev)?,
@@ -387,120 +400,65 @@ impl Lgrec {
         Ok(out)
     }
 
-    /// Scores `pairs` and serves them as a [`Scorer`].
-    fn precomputed(&self, pairs: &[(u32, u32)]) -> Result<PrecomputedScores> {
-        let scores = self.score_pairs(pairs)?;
-        Ok(PrecomputedScores::new(
-            self.users.rows(),
-            self.items.rows(),
-            pairs,
-            &scores,
-        ))
-    }
-
-    /// Scores every pair a sampled evaluation needs, as a [`Scorer`].
-    pub fn scorer_for(&self, negatives: &EvalNegatives) -> Result<PrecomputedScores> {
-        self.precomputed(&negatives.candidate_pairs())
-    }
-
-    /// Scores of every item for every user with items in `target`, for full
-    /// ranking.
-    pub fn scorer_for_users(&self, target: &Interactions) -> Result<PrecomputedScores> {
-        let n = self.items.rows() as u32;
-        let pairs: Vec<(u32, u32)> = (0..target.n_users() as u32)
-            .filter(|&u| target.user_degree(u) > 0)
-            .flat_map(|u| (0..n).map(move |i| (u, i)))
-            .collect();
-        self.precomputed(&pairs)
-    }
-
-    /// Trains on `split.train` with early stopping on the sampled validation
-    /// metric over `valid_negatives`; keeps the best epoch.
-    pub fn fit(
-        hin: &Hin,
-        split: &Split,
-        valid_negatives: &EvalNegatives,
-        cfg: &LgrecConfig,
-        seed: u64,
-        mut on_epoch: impl FnMut(&EpochReport),
-    ) -> Result<(Self, FitSummary)> {
-        Self::fit_with(
-            hin,
-            split,
-            valid_negatives,
-            cfg,
-            seed,
-            &FitOptions::default(),
-            &mut |_, _| {},
-            &mut on_epoch,
-        )
-    }
-
-    /// [`Lgrec::fit`] with checkpoints (and resuming from them) and a
-    /// per-batch progress callback `on_batch(done, total)`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn fit_with(
-        hin: &Hin,
-        split: &Split,
-        valid_negatives: &EvalNegatives,
-        cfg: &LgrecConfig,
-        seed: u64,
-        opts: &FitOptions,
-        on_batch: &mut dyn FnMut(usize, usize),
-        on_epoch: &mut dyn FnMut(&EpochReport),
-    ) -> Result<(Self, FitSummary)> {
-        let (model, summary, _) = Self::fit_audited(
-            hin,
-            split,
-            valid_negatives,
-            None,
-            cfg,
-            seed,
-            opts,
-            on_batch,
-            on_epoch,
-        )?;
-        Ok((model, summary))
-    }
-
-    /// [`Lgrec::fit_with`] that, given `audit`, also evaluates it (sampled,
-    /// at the validation metric's cut-off) after every epoch and returns
-    /// those metrics, one entry per epoch trained in this call (none
-    /// without `audit`). They are only reported: the epoch is still chosen
-    /// on validation and the training path is the same. It measures how
-    /// optimistic choosing the epoch on the test set (as the authors'
-    /// released code does) would be.
-    #[allow(clippy::too_many_arguments)]
-    pub fn fit_audited(
-        hin: &Hin,
-        split: &Split,
-        valid_negatives: &EvalNegatives,
-        audit: Option<&EvalNegatives>,
-        cfg: &LgrecConfig,
-        seed: u64,
-        opts: &FitOptions,
-        on_batch: &mut dyn FnMut(usize, usize),
-        on_epoch: &mut dyn FnMut(&EpochReport),
-    ) -> Result<(Self, FitSummary, Vec<Metrics>)> {
-        let train = &split.train;
-        let paths: Vec<&str> = cfg.meta_paths.iter().map(String::as_str).collect();
-        let labeler = if cfg.variant == Variant::NoGlo {
-            None
+    /// The meta-paths a fit on `ctx` uses: the configuration's, else the
+    /// dataset's.
+    pub fn meta_paths<'c>(cfg: &'c LgrecConfig, ctx: &'c FitContext<'_>) -> &'c [String] {
+        if cfg.meta_paths.is_empty() {
+            ctx.meta_paths
         } else {
-            Some(PairLabeler::new(hin, &paths, RowRule::AboveRowMean)?)
+            &cfg.meta_paths
+        }
+    }
+
+    /// Checks `cfg` against the data of `ctx` before any work: the HIN is
+    /// there when the variant needs it, and it has every meta-path.
+    pub fn check_data(cfg: &LgrecConfig, ctx: &FitContext<'_>) -> Result<()> {
+        if cfg.variant == Variant::NoGlo {
+            return Ok(());
+        }
+        let paths = Self::meta_paths(cfg, ctx);
+        if paths.is_empty() {
+            return Err(LgrecError::Data(format!(
+                "{} needs meta-paths: name them in the dataset's manifest (metapaths = [\"UIUI\", ...]) or in [lgrec] meta_paths",
+                cfg.variant.name()
+            )));
+        }
+        let hin = ctx.hin.ok_or_else(|| {
+            LgrecError::Data(format!("{} needs the dataset's HIN", cfg.variant.name()))
+        })?;
+        for p in paths {
+            MetaPath::parse(hin, p)?;
+        }
+        Ok(())
+    }
+
+    /// Trains on `ctx.split.train` with early stopping on `ctx.validation`
+    /// and keeps the best epoch. Given `ctx.audit`, also evaluates it
+    /// (sampled, at the validation metric's cut-off) after every epoch into
+    /// the summary's `audit`, one entry per epoch trained in this call:
+    /// only reported, the epoch is still chosen on validation and the
+    /// training path is the same. It measures how optimistic choosing the
+    /// epoch on the test set (as the authors' released code does) would be.
+    pub fn fit(cfg: &LgrecConfig, ctx: &mut FitContext<'_>) -> Result<(Self, FitSummary)> {
+        cfg.check()?;
+        Self::check_data(cfg, ctx)?;
+        let train = &ctx.split.train;
+        let paths: Vec<&str> = Self::meta_paths(cfg, ctx)
+            .iter()
+            .map(String::as_str)
+            .collect();
+        let labeler = match (cfg.variant, ctx.hin) {
+            (Variant::NoGlo, _) | (_, None) => None,
+            (_, Some(hin)) => Some(PairLabeler::new(hin, &paths, RowRule::AboveRowMean)?),
         };
         let started = Instant::now();
-        let model = Self::init(train, paths.len(), cfg, seed)?;
+        let model = Self::init(train, paths.len(), cfg, ctx.seed)?;
         let adam_cfg = AdamConfig {
             lr: cfg.lr,
             ..AdamConfig::default()
         };
         let adam = Adam::new(model.dense_vars(), adam_cfg)?;
-        let k = cfg
-            .metric
-            .split_once('@')
-            .and_then(|(_, k)| k.parse().ok())
-            .unwrap_or(10);
+        let k = hinrec_train::metric_cutoff(&ctx.validation.metric).map_err(LgrecError::Config)?;
         let mut run = Training {
             model,
             adam,
@@ -508,38 +466,88 @@ impl Lgrec {
             train,
             labeler,
             n_paths: paths.len().max(1),
-            valid: valid_negatives,
-            audit,
+            validation: ctx.validation.clone(),
+            audit: ctx.audit,
             audited: Vec::new(),
             k,
-            seed,
+            seed: ctx.seed,
         };
         let trainer = TrainerConfig {
             epochs: cfg.epochs,
             patience: cfg.patience,
-            checkpoint_dir: opts.checkpoint_dir.clone(),
-            resume: opts.resume,
+            checkpoints: ctx.checkpoints.clone(),
         };
-        let mut summary = train_epochs(&mut run, &trainer, on_batch, on_epoch)?;
+        let mut summary = train_epochs(&mut run, &trainer, &mut *ctx.progress)?;
         // The neighbour-ranking BPR-MF and the labeler count too.
         summary.total_s = started.elapsed().as_secs_f64();
-        Ok((run.model, summary, run.audited))
+        summary.audit = run.audited;
+        Ok((run.model, summary))
+    }
+
+    /// A trained model from what [`Lgrec::state`] saved (its neighbour
+    /// lists included: nothing is retrained).
+    pub fn from_state(cfg: &LgrecConfig, state: &HashMap<String, Tensor>) -> Result<Self> {
+        cfg.check()?;
+        let lists = |prefix: &str, k: usize| -> Result<NeighborLists> {
+            let get = |name: &str| {
+                state
+                    .get(&format!("{prefix}.{name}"))
+                    .ok_or_else(|| LgrecError::Config(format!("the state lacks {prefix}.{name}")))
+            };
+            let ids: Vec<u32> = get("ids")?.flatten_all()?.to_vec1()?;
+            let counts: Vec<u32> = get("counts")?.flatten_all()?.to_vec1()?;
+            NeighborLists::from_parts(k, ids, counts.into_iter().map(|c| c as usize).collect())
+                .map_err(|e| LgrecError::Config(format!("{prefix}: {e}")))
+        };
+        let user_nb = lists("user_neighbors", cfg.k_user)?;
+        let item_nb = lists("item_neighbors", cfg.k_item)?;
+        let n_paths = state
+            .get("out.weight")
+            .and_then(|w| w.dims().get(1).copied())
+            .ok_or_else(|| LgrecError::Config("the state lacks a 2-d out.weight".into()))?;
+        let mut model = Self::build(cfg, n_paths, user_nb, item_nb, 0)?;
+        model.load_state(state)?;
+        Ok(model)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LgrecConfig {
+        &self.cfg
     }
 
     /// Restores what [`Lgrec::state`] saved.
     pub fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
-        self.users = EmbeddingTable::from_state("users", state)?;
-        self.items = EmbeddingTable::from_state("items", state)?;
-        checkpoint::load_vars("dense", &self.all_vars(), state)?;
+        let (users, items) = (
+            EmbeddingTable::from_state("users", state)?,
+            EmbeddingTable::from_state("items", state)?,
+        );
+        let want = (self.users.rows(), self.items.rows(), self.cfg.dim);
+        if (users.rows(), items.rows(), users.dim()) != want || items.dim() != want.2 {
+            return Err(LgrecError::Config(format!(
+                "the state's tables are {} x {} and {} x {}, this model's {} x {d} and {} x {d}",
+                users.rows(),
+                users.dim(),
+                items.rows(),
+                items.dim(),
+                want.0,
+                want.1,
+                d = want.2
+            )));
+        }
+        self.users = users;
+        self.items = items;
+        checkpoint::load_vars(&self.named_vars(), state)?;
         Ok(())
     }
 
-    fn all_vars(&self) -> Vec<Var> {
-        let mut v = self.f.vars();
-        v.extend(self.g.vars());
-        v.push(self.a.clone());
-        v.extend(self.rel.vars());
-        v.extend(self.out.vars());
+    /// Every dense weight, named after its layer (`f.0.weight`, `a`,
+    /// `rel.2.bias`, `out.weight`).
+    fn named_vars(&self) -> Vec<(String, Var)> {
+        let mut v = self.f.named_vars("f");
+        v.extend(self.g.named_vars("g"));
+        v.push(("a".into(), self.a.clone()));
+        v.extend(self.rel.named_vars("rel"));
+        v.extend(self.out.named_vars("out"));
         v
     }
 
@@ -548,7 +556,22 @@ impl Lgrec {
     pub fn state(&self) -> Result<HashMap<String, Tensor>> {
         let mut out = self.users.state("users")?;
         out.extend(self.items.state("items")?);
-        out.extend(checkpoint::vars_state("dense", &self.all_vars())?);
+        out.extend(checkpoint::vars_state(&self.named_vars())?);
+        for (prefix, nb) in [
+            ("user_neighbors", &self.user_nb),
+            ("item_neighbors", &self.item_nb),
+        ] {
+            let n = nb.len();
+            let counts: Vec<u32> = (0..n as u32).map(|v| nb.count(v) as u32).collect();
+            out.insert(
+                format!("{prefix}.ids"),
+                Tensor::from_vec(nb.ids().to_vec(), (n, nb.k()), &Device::Cpu)?,
+            );
+            out.insert(
+                format!("{prefix}.counts"),
+                Tensor::from_vec(counts, n, &Device::Cpu)?,
+            );
+        }
         Ok(out)
     }
 }
@@ -581,21 +604,6 @@ fn local_ids(ids: impl Iterator<Item = u32>, n: usize) -> (Vec<u32>, Vec<u32>) {
     (uniq, seen)
 }
 
-/// A uniform item the user has no training interaction with.
-fn sample_negative(train: &Interactions, u: u32, rng: &mut ChaCha8Rng) -> u32 {
-    let seen = train.user_items(u);
-    let n = train.n_items() as u32;
-    if seen.len() >= n as usize {
-        return 0;
-    }
-    loop {
-        let j = rng.random_range(0..n);
-        if seen.binary_search(&j).is_err() {
-            return j;
-        }
-    }
-}
-
 /// LGRec with its optimizer and data, as the trainer drives it.
 struct Training<'a> {
     model: Lgrec,
@@ -604,8 +612,8 @@ struct Training<'a> {
     train: &'a Interactions,
     labeler: Option<PairLabeler<'a>>,
     n_paths: usize,
-    valid: &'a EvalNegatives,
-    /// Scored after every epoch and only reported ([`Lgrec::fit_audited`]).
+    validation: Validation<'a>,
+    /// Scored after every epoch and only reported ([`Lgrec::fit`]).
     audit: Option<&'a EvalNegatives>,
     audited: Vec<Metrics>,
     k: usize,
@@ -615,17 +623,18 @@ struct Training<'a> {
 impl EpochModel for Training<'_> {
     type Error = LgrecError;
 
-    fn train_epoch(&mut self, epoch: usize, on_batch: &mut dyn FnMut(usize, usize)) -> Result<f64> {
+    fn train_epoch(&mut self, epoch: usize, progress: &mut dyn Progress) -> Result<f64> {
         let cfg = self.model.cfg.clone();
         let n_paths = self.n_paths;
         // One stream per epoch, so a resumed run draws the same triples.
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x1_6ec0);
         rng.set_stream(epoch as u64);
+        let n_items = self.train.n_items() as u32;
         let mut order: Vec<(u32, u32)> = self.train.pairs().collect();
         order.shuffle(&mut rng);
         let negs: Vec<u32> = order
             .iter()
-            .map(|&(u, _)| sample_negative(self.train, u, &mut rng))
+            .map(|&(u, _)| unseen_item(self.train.user_items(u), n_items, &mut rng).unwrap_or(0))
             .collect();
         // Labels of the whole epoch at once: each user's path prefix is
         // then computed once per epoch instead of once per batch.
@@ -669,7 +678,7 @@ impl EpochModel for Training<'_> {
                 n_paths,
             };
             loss_sum += self.model.step(&batch, &mut self.adam, &self.adam_cfg)?;
-            on_batch(c + 1, total);
+            progress.batch(c + 1, total);
         }
         Ok(loss_sum / total.max(1) as f64)
     }
@@ -677,14 +686,12 @@ impl EpochModel for Training<'_> {
     fn validate(&mut self) -> Result<Option<f64>> {
         // The trainer validates once after each epoch: the audit's place.
         if let Some(audit) = self.audit {
-            let scorer = self.model.scorer_for(audit)?;
-            self.audited.push(sampled(&scorer, audit, &[self.k]));
+            let m = sampled(&self.model, audit, &[self.k]).map_err(LgrecError::Score)?;
+            self.audited.push(m);
         }
-        if self.valid.is_empty() {
-            return Ok(None);
-        }
-        let scorer = self.model.scorer_for(self.valid)?;
-        Ok(sampled(&scorer, self.valid, &[self.k]).get(&self.model.cfg.metric))
+        self.validation
+            .score(&self.model)
+            .map_err(LgrecError::Score)
     }
 
     fn state(&self) -> Result<HashMap<String, Tensor>> {
@@ -701,5 +708,66 @@ impl EpochModel for Training<'_> {
 
     fn samples_per_epoch(&self) -> usize {
         self.train.nnz()
+    }
+}
+
+impl LgrecConfig {
+    /// Checks every value before any work.
+    pub fn check(&self) -> Result<()> {
+        let positive = [
+            ("dim", self.dim),
+            ("k_user", self.k_user),
+            ("k_item", self.k_item),
+            ("batch", self.batch),
+            ("eval_batch", self.eval_batch),
+            ("patience", self.patience),
+        ];
+        if let Some((name, _)) = positive.iter().find(|p| p.1 == 0) {
+            return Err(LgrecError::Config(format!("{name} must be positive")));
+        }
+        let finite = [
+            ("alpha", self.alpha),
+            ("beta", self.beta),
+            ("margin", self.margin),
+        ];
+        if let Some((name, v)) = finite.iter().find(|p| !(p.1.is_finite() && p.1 >= 0.0)) {
+            return Err(LgrecError::Config(format!(
+                "{name} must be a finite number >= 0 (got {v})"
+            )));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(LgrecError::Config(format!(
+                "lr must be positive (got {})",
+                self.lr
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Scorer for Lgrec {
+    fn n_items(&self) -> usize {
+        self.items.rows()
+    }
+
+    fn score_pairs(
+        &self,
+        pairs: &[(u32, u32)],
+        out: &mut [f32],
+    ) -> std::result::Result<(), ScoreError> {
+        if out.len() != pairs.len() {
+            return Err(format!("{} outputs for {} pairs", out.len(), pairs.len()).into());
+        }
+        let (nu, ni) = (self.users.rows(), self.items.rows());
+        if let Some(&(u, i)) = pairs
+            .iter()
+            .find(|p| p.0 as usize >= nu || p.1 as usize >= ni)
+        {
+            return Err(
+                format!("pair ({u}, {i}) is outside the model's {nu} users x {ni} items").into(),
+            );
+        }
+        out.copy_from_slice(&Lgrec::score_pairs(self, pairs)?);
+        Ok(())
     }
 }

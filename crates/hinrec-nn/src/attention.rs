@@ -84,6 +84,14 @@ impl KeyValueMemory {
     pub fn vars(&self) -> Vec<Var> {
         vec![self.keys.clone(), self.values.clone()]
     }
+
+    /// Its variables named `{prefix}.keys` and `{prefix}.values`.
+    pub fn named_vars(&self, prefix: &str) -> Vec<(String, Var)> {
+        vec![
+            (format!("{prefix}.keys"), self.keys.clone()),
+            (format!("{prefix}.values"), self.values.clone()),
+        ]
+    }
 }
 
 /// Scores `h^T ReLU(x W + b)` of the rows of `x` (`(n, d)` in, `(n,)` out;
@@ -155,6 +163,14 @@ impl WeightAttention {
     pub fn vars(&self) -> Vec<Var> {
         let mut v = self.hidden.vars();
         v.push(self.h.clone());
+        v
+    }
+
+    /// Its variables named `{prefix}.hidden.weight`, `.hidden.bias` and
+    /// `{prefix}.h`.
+    pub fn named_vars(&self, prefix: &str) -> Vec<(String, Var)> {
+        let mut v = self.hidden.named_vars(&format!("{prefix}.hidden"));
+        v.push((format!("{prefix}.h"), self.h.clone()));
         v
     }
 }

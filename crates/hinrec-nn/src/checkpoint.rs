@@ -18,20 +18,28 @@ pub fn load(path: &Path) -> Result<HashMap<String, Tensor>> {
     candle_core::safetensors::load(path, &Device::Cpu)
 }
 
-/// Copies of `vars` named `prefix.0`, `prefix.1`, ... in order.
-pub fn vars_state(prefix: &str, vars: &[Var]) -> Result<HashMap<String, Tensor>> {
+/// Copies of named variables (`f.0.weight`, ...), as a checkpoint holds
+/// them.
+pub fn vars_state(vars: &[(String, Var)]) -> Result<HashMap<String, Tensor>> {
     vars.iter()
-        .enumerate()
-        .map(|(k, v)| Ok((format!("{prefix}.{k}"), v.as_tensor().copy()?)))
+        .map(|(name, v)| Ok((name.clone(), v.as_tensor().copy()?)))
         .collect()
 }
 
-/// Sets `vars` from what [`vars_state`] saved under `prefix`.
-pub fn load_vars(prefix: &str, vars: &[Var], state: &HashMap<String, Tensor>) -> Result<()> {
-    for (k, v) in vars.iter().enumerate() {
+/// Sets named variables from what [`vars_state`] saved; a missing tensor
+/// or one of another shape is an error that names it.
+pub fn load_vars(vars: &[(String, Var)], state: &HashMap<String, Tensor>) -> Result<()> {
+    for (name, v) in vars {
         let t = state
-            .get(&format!("{prefix}.{k}"))
-            .ok_or_else(|| candle_core::Error::Msg(format!("the checkpoint lacks {prefix}.{k}")))?;
+            .get(name)
+            .ok_or_else(|| candle_core::Error::Msg(format!("the checkpoint lacks {name}")))?;
+        if t.dims() != v.dims() {
+            return Err(candle_core::Error::Msg(format!(
+                "{name} is {:?} in the checkpoint, {:?} in the model",
+                t.dims(),
+                v.dims()
+            )));
+        }
         v.set(&t.to_dtype(v.dtype())?)?;
     }
     Ok(())

@@ -48,6 +48,14 @@ impl Linear {
     pub fn vars(&self) -> Vec<Var> {
         vec![self.weight.clone(), self.bias.clone()]
     }
+
+    /// Its variables named `{prefix}.weight` and `{prefix}.bias`.
+    pub fn named_vars(&self, prefix: &str) -> Vec<(String, Var)> {
+        vec![
+            (format!("{prefix}.weight"), self.weight.clone()),
+            (format!("{prefix}.bias"), self.bias.clone()),
+        ]
+    }
 }
 
 /// Linear layers with ReLU between them (none after the last).
@@ -84,6 +92,15 @@ impl Mlp {
     /// Its variables.
     pub fn vars(&self) -> Vec<Var> {
         self.layers.iter().flat_map(Linear::vars).collect()
+    }
+
+    /// Its variables named `{prefix}.{layer}.weight` and `.bias`.
+    pub fn named_vars(&self, prefix: &str) -> Vec<(String, Var)> {
+        self.layers
+            .iter()
+            .enumerate()
+            .flat_map(|(k, l)| l.named_vars(&format!("{prefix}.{k}")))
+            .collect()
     }
 }
 

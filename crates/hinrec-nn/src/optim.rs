@@ -259,19 +259,19 @@ impl EmbeddingTable {
         let shape = (self.rows, self.dim);
         Ok(HashMap::from([
             (
-                format!("{prefix}.weight"),
+                format!("{prefix}.rows"),
                 Tensor::from_vec(self.data.clone(), shape, &dev)?,
             ),
             (
-                format!("{prefix}.m"),
+                format!("{prefix}.adam.m"),
                 Tensor::from_vec(self.m.clone(), shape, &dev)?,
             ),
             (
-                format!("{prefix}.v"),
+                format!("{prefix}.adam.v"),
                 Tensor::from_vec(self.v.clone(), shape, &dev)?,
             ),
             (
-                format!("{prefix}.step"),
+                format!("{prefix}.adam.step"),
                 Tensor::new(&[self.step as f64], &dev)?,
             ),
         ]))
@@ -284,17 +284,29 @@ impl EmbeddingTable {
                 .cloned()
                 .ok_or_else(|| candle_core::Error::Msg(format!("checkpoint lacks {k}")))
         };
-        let w = get(format!("{prefix}.weight"))?;
+        let w = get(format!("{prefix}.rows"))?;
         let (rows, dim) = w.dims2()?;
         let flat =
             |x: Tensor| -> Result<Vec<f32>> { x.to_dtype(DType::F32)?.flatten_all()?.to_vec1() };
+        let (m, v) = (
+            flat(get(format!("{prefix}.adam.m"))?)?,
+            flat(get(format!("{prefix}.adam.v"))?)?,
+        );
+        if m.len() != rows * dim || v.len() != rows * dim {
+            return Err(candle_core::Error::Msg(format!(
+                "{prefix}: the Adam moments do not match the {rows} x {dim} rows"
+            )));
+        }
+        let step = get(format!("{prefix}.adam.step"))?
+            .flatten_all()?
+            .to_vec1::<f64>()?;
         Ok(EmbeddingTable {
             rows,
             dim,
             data: flat(w)?,
-            m: flat(get(format!("{prefix}.m"))?)?,
-            v: flat(get(format!("{prefix}.v"))?)?,
-            step: get(format!("{prefix}.step"))?.to_vec1::<f64>()?[0] as u64,
+            m,
+            v,
+            step: step.first().copied().unwrap_or(0.0) as u64,
         })
     }
 }

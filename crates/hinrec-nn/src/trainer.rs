@@ -11,11 +11,10 @@
 //! `last.safetensors` and reaches the same weights as an uninterrupted run.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use hinrec_eval::training::{EpochReport, EpochTracker, FitSummary};
+use hinrec_train::{CheckpointPolicy, EpochTracker, FitSummary, Progress};
 
 use crate::checkpoint;
 
@@ -26,12 +25,12 @@ pub trait EpochModel {
 
     /// Trains epoch `epoch` (1-based). Its shuffling and sampling must be
     /// seeded by the model's seed and `epoch` alone, so a resumed run
-    /// repeats them. Calls `on_batch(done, total)` after each batch and
-    /// returns the mean loss.
+    /// repeats them. Reports each batch to `progress` and returns the mean
+    /// loss.
     fn train_epoch(
         &mut self,
         epoch: usize,
-        on_batch: &mut dyn FnMut(usize, usize),
+        progress: &mut dyn Progress,
     ) -> Result<f64, Self::Error>;
 
     /// The validation metric (higher is better), or `None` without
@@ -56,36 +55,24 @@ pub struct TrainerConfig {
     pub epochs: usize,
     /// Epochs without validation improvement before stopping.
     pub patience: usize,
-    /// Folder for `last.safetensors` and `best.safetensors`; none keeps
-    /// the best state in memory only.
-    pub checkpoint_dir: Option<PathBuf>,
-    /// Continue from `checkpoint_dir/last.safetensors` when it exists.
-    pub resume: bool,
-}
-
-/// Where a model's `fit_with` keeps checkpoints (the part of
-/// [`TrainerConfig`] a user chooses beside the model's own configuration).
-#[derive(Debug, Clone, Default)]
-pub struct FitOptions {
-    /// Folder for `last.safetensors` and `best.safetensors`.
-    pub checkpoint_dir: Option<PathBuf>,
-    /// Continue from `last.safetensors` there when it exists.
-    pub resume: bool,
+    /// Folder for `last.safetensors` and `best.safetensors` (none keeps
+    /// the best state in memory only), and whether to continue from
+    /// `last.safetensors` there.
+    pub checkpoints: CheckpointPolicy,
 }
 
 /// Key of the loop's bookkeeping inside a checkpoint.
 const TRACKER_KEY: &str = "trainer.tracker";
 
 /// Trains `model` until the epoch limit or early stop, leaves it with the
-/// best epoch's state and returns the summary. `on_batch` and `on_epoch`
-/// report progress.
+/// best epoch's state and returns the summary; batches and epochs are
+/// reported to `progress`.
 pub fn train<M: EpochModel>(
     model: &mut M,
     cfg: &TrainerConfig,
-    on_batch: &mut dyn FnMut(usize, usize),
-    on_epoch: &mut dyn FnMut(&EpochReport),
+    progress: &mut dyn Progress,
 ) -> Result<FitSummary, M::Error> {
-    let dir = cfg.checkpoint_dir.as_ref();
+    let dir = cfg.checkpoints.dir.as_ref();
     if let Some(d) = dir {
         std::fs::create_dir_all(d).map_err(candle_core::Error::from)?;
     }
@@ -93,7 +80,7 @@ pub fn train<M: EpochModel>(
     let best_path = dir.map(|d| d.join("best.safetensors"));
     let mut tracker = EpochTracker::new(cfg.patience, model.samples_per_epoch());
     let mut best: Option<HashMap<String, Tensor>> = None;
-    if let (true, Some(last)) = (cfg.resume, &last) {
+    if let (true, Some(last)) = (cfg.checkpoints.resume, &last) {
         if last.exists() {
             let mut state = checkpoint::load(last)?;
             let t = state
@@ -115,12 +102,20 @@ pub fn train<M: EpochModel>(
     while tracker.epochs() < cfg.epochs && !tracker.should_stop() {
         let epoch = tracker.epochs() + 1;
         let t = Instant::now();
-        let loss = model.train_epoch(epoch, on_batch)?;
+        let loss = model.train_epoch(epoch, progress)?;
         let train_s = t.elapsed().as_secs_f64();
         let valid = model.validate()?;
         let (report, keep) = tracker.record(epoch, loss, train_s, valid);
         if keep || last.is_some() {
             let state = model.state()?;
+            // `best` before `last`: a crash between the two leaves a `last`
+            // whose best epoch is on disk; the newer `best` is written
+            // again, identically, when the resumed run repeats the epoch.
+            if keep {
+                if let Some(p) = &best_path {
+                    checkpoint::save(p, &state)?;
+                }
+            }
             if let Some(p) = &last {
                 let mut with_tracker = state.clone();
                 with_tracker.insert(
@@ -130,13 +125,10 @@ pub fn train<M: EpochModel>(
                 checkpoint::save(p, &with_tracker)?;
             }
             if keep {
-                if let Some(p) = &best_path {
-                    checkpoint::save(p, &state)?;
-                }
                 best = Some(state);
             }
         }
-        on_epoch(&report);
+        progress.epoch(&report);
     }
     if let Some(b) = &best {
         model.load_state(b)?;
@@ -147,6 +139,7 @@ pub fn train<M: EpochModel>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hinrec_train::{Callbacks, Silent};
 
     /// Gradient descent on `(w - target_e)^2` where the target of epoch `e`
     /// is a deterministic function of `e`; validation prefers `w` near 3.
@@ -161,14 +154,14 @@ mod tests {
         fn train_epoch(
             &mut self,
             epoch: usize,
-            on_batch: &mut dyn FnMut(usize, usize),
+            progress: &mut dyn Progress,
         ) -> candle_core::Result<f64> {
             let target = 3.0 + (epoch as f64 * 1.7).sin();
             for b in 0..4 {
                 let g = 2.0 * (self.w - target);
                 self.m = 0.5 * self.m + g;
                 self.w -= 0.1 * self.m;
-                on_batch(b + 1, 4);
+                progress.batch(b + 1, 4);
             }
             Ok((self.w - target).powi(2))
         }
@@ -201,28 +194,30 @@ mod tests {
         let cfg = |epochs, resume| TrainerConfig {
             epochs,
             patience: 100,
-            checkpoint_dir: Some(dir.path().to_path_buf()),
-            resume,
+            checkpoints: CheckpointPolicy {
+                dir: Some(dir.path().to_path_buf()),
+                resume,
+            },
         };
         let mut whole = Toy { w: 0.0, m: 0.0 };
         let s_whole = train(
             &mut whole,
             &TrainerConfig {
-                checkpoint_dir: None,
+                checkpoints: CheckpointPolicy::default(),
                 ..cfg(6, false)
             },
-            &mut |_, _| {},
-            &mut |_| {},
+            &mut Silent,
         )
         .unwrap();
         let mut first = Toy { w: 0.0, m: 0.0 };
-        train(&mut first, &cfg(3, false), &mut |_, _| {}, &mut |_| {}).unwrap();
+        train(&mut first, &cfg(3, false), &mut Silent).unwrap();
         let mut resumed = Toy { w: 99.0, m: 99.0 };
         let mut epochs_run = Vec::new();
-        let s_resumed = train(&mut resumed, &cfg(6, true), &mut |_, _| {}, &mut |r| {
-            epochs_run.push(r.epoch)
-        })
-        .unwrap();
+        let mut progress = Callbacks(
+            |_, _| {},
+            |r: &hinrec_train::EpochReport| epochs_run.push(r.epoch),
+        );
+        let s_resumed = train(&mut resumed, &cfg(6, true), &mut progress).unwrap();
         assert_eq!(epochs_run, vec![4, 5, 6], "resume starts after epoch 3");
         assert_eq!((resumed.w, resumed.m), (whole.w, whole.m));
         assert_eq!(s_resumed.best_epoch, s_whole.best_epoch);
@@ -240,8 +235,10 @@ mod tests {
                 patience: 2,
                 ..TrainerConfig::default()
             },
-            &mut |_, _| {},
-            &mut |r| valids.push(r.valid.unwrap()),
+            &mut Callbacks(
+                |_, _| {},
+                |r: &hinrec_train::EpochReport| valids.push(r.valid.unwrap()),
+            ),
         )
         .unwrap();
         assert!(s.epochs < 30, "patience 2 stops early");

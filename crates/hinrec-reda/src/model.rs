@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor, Var};
-use hinrec_data::{EvalNegatives, Interactions};
-use hinrec_eval::PrecomputedScores;
+use hinrec_data::Interactions;
+use hinrec_eval::{ScoreError, Scorer};
 use hinrec_nn::attention::{softmax_pool, KeyValueMemory, WeightAttention};
 use hinrec_nn::checkpoint;
 use hinrec_nn::init::Rng;
@@ -28,6 +28,9 @@ pub enum RedaError {
     /// A configuration value is unusable.
     #[error("invalid REDA configuration: {0}")]
     Config(String),
+    /// Validation scoring failed.
+    #[error("validation: {0}")]
+    Score(ScoreError),
 }
 
 pub(crate) type Result<T> = std::result::Result<T, RedaError>;
@@ -68,8 +71,8 @@ pub struct RedaConfig {
     pub memory_slots: usize,
     /// Hidden size of the weight attention, s.
     pub hidden: usize,
-    /// Adam learning rate (reda.txt's 0.001; on reda-lastfm 0.01 was
-    /// chosen on validation, see docs/reda.md).
+    /// Adam learning rate: 0.01, chosen on validation on reda-lastfm
+    /// over 0.001 (reda.txt's), 0.003 and 0.01 (docs/reda.md).
     pub lr: f64,
     /// Relation triples (positive, context, negative) per batch.
     pub batch: usize,
@@ -93,8 +96,6 @@ pub struct RedaConfig {
     pub init_std: f64,
     /// L2 weight on the embedding rows a batch uses (per triple).
     pub l2: f64,
-    /// Validation metric (sampled protocol).
-    pub metric: String,
     /// Item pairs per candle call when summing z_u.
     pub eval_pairs: usize,
 }
@@ -106,7 +107,7 @@ impl Default for RedaConfig {
             aspects: 3,
             memory_slots: 20,
             hidden: 10,
-            lr: 0.001,
+            lr: 0.01,
             batch: 2000,
             triples_per_interaction: 4,
             epochs: 30,
@@ -116,7 +117,6 @@ impl Default for RedaConfig {
             score_items: 0,
             init_std: 0.1,
             l2: 0.0,
-            metric: "NDCG@10".into(),
             eval_pairs: 8192,
         }
     }
@@ -132,7 +132,11 @@ impl RedaConfig {
         }
     }
 
-    fn check(&self) -> Result<()> {
+    /// Checks every value before any work.
+    pub fn check(&self) -> Result<()> {
+        if self.patience == 0 {
+            return Err(RedaError::Config("patience must be positive".into()));
+        }
         if self.dim == 0 || self.aspects == 0 || self.memory_slots == 0 || self.hidden == 0 {
             return Err(RedaError::Config(
                 "dim, aspects, memory_slots and hidden must be positive".into(),
@@ -147,7 +151,8 @@ impl RedaConfig {
                 "batch, triples_per_interaction, eval_pairs and user_pairs must be positive".into(),
             ));
         }
-        if !(self.lr > 0.0 && self.init_std > 0.0 && self.l2 >= 0.0) {
+        let finite = self.lr.is_finite() && self.init_std.is_finite() && self.l2.is_finite();
+        if !(finite && self.lr > 0.0 && self.init_std > 0.0 && self.l2 >= 0.0) {
             return Err(RedaError::Config(
                 "lr and init_std must be positive and l2 non-negative".into(),
             ));
@@ -546,35 +551,11 @@ impl Reda {
         Ok(scores)
     }
 
-    /// Scores every pair a sampled evaluation needs, as a scorer.
-    pub fn scorer_for(&self, negatives: &EvalNegatives) -> Result<PrecomputedScores> {
-        self.precomputed(&negatives.candidate_pairs())
-    }
-
-    /// Scores of every item for every user with items in `target`, for full
-    /// ranking (users x items x training items relations: slow).
-    pub fn scorer_for_users(&self, target: &Interactions) -> Result<PrecomputedScores> {
-        let n = self.items.rows() as u32;
-        let pairs: Vec<(u32, u32)> = (0..target.n_users() as u32)
-            .filter(|&u| target.user_degree(u) > 0)
-            .flat_map(|u| (0..n).map(move |i| (u, i)))
-            .collect();
-        self.precomputed(&pairs)
-    }
-
-    fn precomputed(&self, pairs: &[(u32, u32)]) -> Result<PrecomputedScores> {
-        let scores = self.score_pairs(pairs)?;
-        Ok(PrecomputedScores::new(
-            self.history.len(),
-            self.items.rows(),
-            pairs,
-            &scores,
-        ))
-    }
-
-    fn all_vars(&self) -> Vec<Var> {
-        let mut v = self.memory.vars();
-        v.extend(self.weight.vars());
+    /// The memory's and the weight attention's variables, named after
+    /// their layers.
+    fn named_vars(&self) -> Vec<(String, Var)> {
+        let mut v = self.memory.named_vars("memory");
+        v.extend(self.weight.named_vars("weight"));
         v
     }
 
@@ -582,8 +563,65 @@ impl Reda {
     /// tensors, for a safetensors checkpoint.
     pub fn state(&self) -> Result<HashMap<String, Tensor>> {
         let mut out = self.items.state("items")?;
-        out.extend(checkpoint::vars_state("dense", &self.all_vars())?);
+        out.extend(checkpoint::vars_state(&self.named_vars())?);
+        // Each user's training items (CSR) and the scoring seed: a saved
+        // model scores without its training data.
+        let mut offsets = Vec::with_capacity(self.history.len() + 1);
+        offsets.push(0u32);
+        let mut items = Vec::new();
+        for h in &self.history {
+            items.extend_from_slice(h);
+            offsets.push(items.len() as u32);
+        }
+        let dev = &self.dev;
+        let n = offsets.len();
+        out.insert("history.offsets".into(), Tensor::from_vec(offsets, n, dev)?);
+        let n = items.len();
+        out.insert("history.items".into(), Tensor::from_vec(items, n, dev)?);
+        let seed = [self.scoring_seed as u32, (self.scoring_seed >> 32) as u32];
+        out.insert("scoring_seed".into(), Tensor::new(&seed, dev)?);
         Ok(out)
+    }
+
+    /// A trained model from what [`Reda::state`] saved.
+    pub fn from_state(cfg: &RedaConfig, state: &HashMap<String, Tensor>) -> Result<Self> {
+        let get = |name: &str| -> Result<Vec<u32>> {
+            let t = state
+                .get(name)
+                .ok_or_else(|| RedaError::Config(format!("the state lacks {name}")))?;
+            Ok(t.flatten_all()?.to_vec1()?)
+        };
+        let (offsets, items) = (get("history.offsets")?, get("history.items")?);
+        let seed = get("scoring_seed")?;
+        let ok = offsets.first() == Some(&0)
+            && offsets.windows(2).all(|w| w[0] <= w[1])
+            && offsets.last().map(|&l| l as usize) == Some(items.len())
+            && seed.len() == 2;
+        if !ok {
+            return Err(RedaError::Config(
+                "the saved histories are inconsistent".into(),
+            ));
+        }
+        let n_users = offsets.len() - 1;
+        let table = EmbeddingTable::from_state("items", state)?;
+        if let Some(&i) = items.iter().find(|&&i| i as usize >= table.rows()) {
+            return Err(RedaError::Config(format!(
+                "a saved history names item {i} of {}",
+                table.rows()
+            )));
+        }
+        let pairs: Vec<(u32, u32)> = (0..n_users)
+            .flat_map(|u| {
+                items[offsets[u] as usize..offsets[u + 1] as usize]
+                    .iter()
+                    .map(move |&i| (u as u32, i))
+            })
+            .collect();
+        let train = Interactions::from_pairs(n_users, table.rows(), &pairs);
+        let mut model = Reda::init(&train, cfg, 0)?;
+        model.scoring_seed = u64::from(seed[0]) | (u64::from(seed[1]) << 32);
+        model.load_state(state)?;
+        Ok(model)
     }
 
     /// Restores what [`Reda::state`] saved.
@@ -599,7 +637,34 @@ impl Reda {
             )));
         }
         self.items = items;
-        checkpoint::load_vars("dense", &self.all_vars(), state)?;
+        checkpoint::load_vars(&self.named_vars(), state)?;
+        Ok(())
+    }
+}
+
+impl Scorer for Reda {
+    fn n_items(&self) -> usize {
+        self.items.rows()
+    }
+
+    fn score_pairs(
+        &self,
+        pairs: &[(u32, u32)],
+        out: &mut [f32],
+    ) -> std::result::Result<(), ScoreError> {
+        if out.len() != pairs.len() {
+            return Err(format!("{} outputs for {} pairs", out.len(), pairs.len()).into());
+        }
+        let (nu, ni) = (self.history.len(), self.items.rows());
+        if let Some(&(u, i)) = pairs
+            .iter()
+            .find(|p| p.0 as usize >= nu || p.1 as usize >= ni)
+        {
+            return Err(
+                format!("pair ({u}, {i}) is outside the model's {nu} users x {ni} items").into(),
+            );
+        }
+        out.copy_from_slice(&Reda::score_pairs(self, pairs)?);
         Ok(())
     }
 }

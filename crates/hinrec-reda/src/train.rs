@@ -5,18 +5,18 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use candle_core::{DType, Tensor, D};
-use hinrec_data::{EvalNegatives, Interactions, Split};
-use hinrec_eval::sampled;
-use hinrec_eval::training::{EpochReport, FitSummary};
+use hinrec_data::{EvalNegatives, Interactions};
+use hinrec_eval::{sampled, Metrics};
 use hinrec_nn::loss::{bpr, l2};
 use hinrec_nn::optim::{Adam, AdamConfig};
-pub use hinrec_nn::trainer::FitOptions;
 use hinrec_nn::trainer::{train as train_epochs, EpochModel, TrainerConfig};
+use hinrec_sample::unseen_item;
+use hinrec_train::{FitContext, FitSummary, Progress, Validation};
 use rand::seq::SliceRandom;
 use rand::{Rng as _, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::model::{Reda, RedaConfig, Result};
+use crate::model::{Reda, RedaConfig, RedaError, Result};
 
 /// One training example of a user: the positive relation (i_t, j_t), a
 /// context relation (i_c, j_c) of two other items the user has, and the
@@ -68,15 +68,7 @@ pub fn sample_triples(
                     break;
                 }
             }
-            if items.len() >= n_items as usize {
-                return None;
-            }
-            let n = loop {
-                let n = rng.random_range(0..n_items);
-                if items.binary_search(&n).is_err() {
-                    break n;
-                }
-            };
+            let n = unseen_item(items, n_items, rng)?;
             Some(RelationTriple {
                 positive: (i, j),
                 context,
@@ -135,50 +127,17 @@ impl Reda {
         Ok(loss.to_scalar::<f32>()? as f64)
     }
 
-    /// Trains on `split.train` with early stopping on the sampled validation
-    /// metric over `valid_negatives`; keeps the best epoch.
-    pub fn fit(
-        split: &Split,
-        valid_negatives: &EvalNegatives,
-        cfg: &RedaConfig,
-        seed: u64,
-        mut on_epoch: impl FnMut(&EpochReport),
-    ) -> Result<(Self, FitSummary)> {
-        Self::fit_with(
-            split,
-            valid_negatives,
-            cfg,
-            seed,
-            &FitOptions::default(),
-            &mut |_, _| {},
-            &mut on_epoch,
-        )
-    }
-
-    /// [`Reda::fit`] with checkpoints (and resuming from them) and a
-    /// per-batch progress callback `on_batch(done, total)`.
-    pub fn fit_with(
-        split: &Split,
-        valid_negatives: &EvalNegatives,
-        cfg: &RedaConfig,
-        seed: u64,
-        opts: &FitOptions,
-        on_batch: &mut dyn FnMut(usize, usize),
-        on_epoch: &mut dyn FnMut(&EpochReport),
-    ) -> Result<(Self, FitSummary)> {
+    /// Trains on `ctx.split.train` with early stopping on `ctx.validation`;
+    /// keeps the best epoch.
+    pub fn fit(cfg: &RedaConfig, ctx: &mut FitContext<'_>) -> Result<(Self, FitSummary)> {
         let started = Instant::now();
-        let train = &split.train;
-        let model = Reda::init(train, cfg, seed)?;
+        let train = &ctx.split.train;
+        let model = Reda::init(train, cfg, ctx.seed)?;
         let adam_cfg = AdamConfig {
             lr: cfg.lr,
             ..AdamConfig::default()
         };
         let adam = Adam::new(model.dense_vars(), adam_cfg)?;
-        let k = cfg
-            .metric
-            .split_once('@')
-            .and_then(|(_, k)| k.parse().ok())
-            .unwrap_or(10);
         let samples = train
             .pairs()
             .filter(|&(u, _)| train.user_degree(u) >= 2)
@@ -189,19 +148,20 @@ impl Reda {
             adam,
             adam_cfg,
             train,
-            valid: valid_negatives,
-            k,
-            seed,
+            validation: ctx.validation.clone(),
+            audit: ctx.audit,
+            audited: Vec::new(),
+            seed: ctx.seed,
             samples,
         };
         let trainer = TrainerConfig {
             epochs: cfg.epochs,
             patience: cfg.patience,
-            checkpoint_dir: opts.checkpoint_dir.clone(),
-            resume: opts.resume,
+            checkpoints: ctx.checkpoints.clone(),
         };
-        let mut summary = train_epochs(&mut run, &trainer, on_batch, on_epoch)?;
+        let mut summary = train_epochs(&mut run, &trainer, &mut *ctx.progress)?;
         summary.total_s = started.elapsed().as_secs_f64();
+        summary.audit = run.audited;
         Ok((run.model, summary))
     }
 }
@@ -212,16 +172,18 @@ struct Training<'a> {
     adam: Adam,
     adam_cfg: AdamConfig,
     train: &'a Interactions,
-    valid: &'a EvalNegatives,
-    k: usize,
+    validation: Validation<'a>,
+    /// Scored after every epoch and only reported ([`FitContext::audit`]).
+    audit: Option<&'a EvalNegatives>,
+    audited: Vec<Metrics>,
     seed: u64,
     samples: usize,
 }
 
 impl EpochModel for Training<'_> {
-    type Error = crate::RedaError;
+    type Error = RedaError;
 
-    fn train_epoch(&mut self, epoch: usize, on_batch: &mut dyn FnMut(usize, usize)) -> Result<f64> {
+    fn train_epoch(&mut self, epoch: usize, progress: &mut dyn Progress) -> Result<f64> {
         // One stream per epoch, so a resumed run draws the same triples.
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x7e1a);
         rng.set_stream(epoch as u64);
@@ -231,17 +193,19 @@ impl EpochModel for Training<'_> {
         let mut loss_sum = 0.0;
         for (c, chunk) in triples.chunks(batch).enumerate() {
             loss_sum += self.model.step(chunk, &mut self.adam, &self.adam_cfg)?;
-            on_batch(c + 1, total);
+            progress.batch(c + 1, total);
         }
         Ok(loss_sum / total.max(1) as f64)
     }
 
     fn validate(&mut self) -> Result<Option<f64>> {
-        if self.valid.is_empty() {
-            return Ok(None);
+        if let Some(audit) = self.audit {
+            let k =
+                hinrec_train::metric_cutoff(&self.validation.metric).map_err(RedaError::Config)?;
+            let m = sampled(&self.model, audit, &[k]).map_err(RedaError::Score)?;
+            self.audited.push(m);
         }
-        let scorer = self.model.scorer_for(self.valid)?;
-        Ok(sampled(&scorer, self.valid, &[self.k]).get(&self.model.cfg.metric))
+        self.validation.score(&self.model).map_err(RedaError::Score)
     }
 
     fn state(&self) -> Result<HashMap<String, Tensor>> {

@@ -18,7 +18,23 @@
 //! ```
 
 use hinrec_data::Interactions;
+use rand::Rng;
 use rayon::prelude::*;
+
+/// A uniform item in `0..n_items` that is not in `seen` (sorted), drawn by
+/// rejection from `rng`; `None` when the user has every item. The one
+/// negative sampler of BPR-MF, LGRec and REDA.
+pub fn unseen_item<R: Rng + ?Sized>(seen: &[u32], n_items: u32, rng: &mut R) -> Option<u32> {
+    if seen.len() >= n_items as usize {
+        return None;
+    }
+    loop {
+        let j = rng.random_range(0..n_items);
+        if seen.binary_search(&j).is_err() {
+            return Some(j);
+        }
+    }
+}
 
 /// `k` neighbour slots per node, row-major, with a 0/1 mask for real
 /// neighbours; padded slots hold id 0 and mask 0.
@@ -93,6 +109,35 @@ impl NeighborLists {
         out
     }
 
+    /// Lists from `k`, the row-major slots and each node's number of real
+    /// neighbours (what [`NeighborLists::ids`] and [`NeighborLists::count`]
+    /// return), as a saved model stores them; padding must hold id 0.
+    pub fn from_parts(k: usize, ids: Vec<u32>, counts: Vec<usize>) -> Result<Self, String> {
+        if k == 0 || ids.len() != counts.len() * k {
+            return Err(format!(
+                "{} neighbour slots do not fill {} nodes of {k}",
+                ids.len(),
+                counts.len()
+            ));
+        }
+        if let Some(n) = counts.iter().position(|&c| c > k) {
+            return Err(format!(
+                "node {n} has {} neighbours in {k} slots",
+                counts[n]
+            ));
+        }
+        let mut mask = vec![0.0; ids.len()];
+        for (node, &c) in counts.iter().enumerate() {
+            mask[node * k..node * k + c].fill(1.0);
+        }
+        Ok(NeighborLists {
+            k,
+            ids,
+            mask,
+            counts,
+        })
+    }
+
     /// Slots per node.
     pub fn k(&self) -> usize {
         self.k
@@ -139,6 +184,28 @@ impl NeighborLists {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn unseen_items_avoid_the_history() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..200 {
+            let j = unseen_item(&[0, 2, 3], 5, &mut rng).unwrap();
+            assert!(j == 1 || j == 4);
+        }
+        assert_eq!(unseen_item(&[0, 1], 2, &mut rng), None);
+    }
+
+    #[test]
+    fn lists_rebuild_from_their_parts() {
+        let train = Interactions::from_pairs(3, 4, &[(0, 1), (0, 3), (1, 2)]);
+        let lists = NeighborLists::of_users(&train, 2, |_, i| i as f32);
+        let counts = (0..3).map(|u| lists.count(u)).collect();
+        let back = NeighborLists::from_parts(2, lists.ids().to_vec(), counts).unwrap();
+        assert_eq!(back, lists);
+        assert!(NeighborLists::from_parts(2, vec![0; 5], vec![1, 1, 1]).is_err());
+        assert!(NeighborLists::from_parts(1, vec![0; 2], vec![2, 0]).is_err());
+    }
 
     #[test]
     fn ranked_truncated_padded_and_masked() {

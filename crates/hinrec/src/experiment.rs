@@ -1,16 +1,20 @@
 //! Preparing a dataset for a protocol: the split, the validation set carved
 //! from training data, and the stored negatives every model is compared on.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use hinrec_data::{Dataset, EvalNegatives, Split, SplitRule};
 use hinrec_eval::{full_ranking, sampled, EvalReport, Metrics, Scorer};
+use hinrec_graph::Hin;
+use hinrec_train::{Validation, ValidationData};
 use serde::{Deserialize, Serialize};
 
-use hinrec_baselines::{BprConfig, ItemKnnConfig};
-
-/// Everything that decides how a model is trained and evaluated.
+/// Everything that decides how a model is trained and evaluated: the
+/// protocol's keys at the top of a config file, and one table per model
+/// (`[bpr]`, `[lgrec]`, ...; the registry names them) whose keys override
+/// that model's defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExperimentConfig {
@@ -27,14 +31,15 @@ pub struct ExperimentConfig {
     pub data_seed: u64,
     /// Validation metric for early stopping and tuning.
     pub metric: String,
-    /// Epochs without validation improvement before stopping.
-    pub patience: usize,
     /// Validate on the sampled protocol (`true`) or full ranking.
     pub sampled_validation: bool,
-    /// BPR-MF hyper-parameters.
-    pub bpr: BprConfig,
-    /// ItemKNN hyper-parameters.
-    pub itemknn: ItemKnnConfig,
+    /// Validation pairs whose metric picks the epoch, a sample drawn with
+    /// the data seed (0: all); for datasets where scoring every validation
+    /// user is most of an epoch.
+    pub valid_users: usize,
+    /// Each model table of the file (`[lgrec]` ...), by name.
+    #[serde(skip)]
+    pub models: BTreeMap<String, toml::Table>,
 }
 
 impl Default for ExperimentConfig {
@@ -45,10 +50,9 @@ impl Default for ExperimentConfig {
             negatives: 100,
             data_seed: 0,
             metric: "NDCG@10".into(),
-            patience: 20,
             sampled_validation: true,
-            bpr: BprConfig::default(),
-            itemknn: ItemKnnConfig::default(),
+            valid_users: 0,
+            models: BTreeMap::new(),
         }
     }
 }
@@ -58,7 +62,63 @@ impl ExperimentConfig {
     pub fn read(path: &std::path::Path) -> Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("config {}", path.display()))
+        Self::parse(&text).with_context(|| format!("config {}", path.display()))
+    }
+
+    /// Parses a config: the protocol's keys, then the model tables the
+    /// registry knows; anything else is an error that names it.
+    pub fn parse(text: &str) -> Result<Self> {
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("{}", e.to_string().trim()))?;
+        let mut models = BTreeMap::new();
+        for name in crate::registry::tables() {
+            match table.remove(name) {
+                Some(toml::Value::Table(t)) => {
+                    models.insert(name.to_string(), t);
+                }
+                Some(_) => bail!("[{name}] must be a table of that model's parameters"),
+                None => {}
+            }
+        }
+        let mut cfg: ExperimentConfig =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    anyhow::anyhow!(
+                        "{} (model tables: {})",
+                        e.to_string().trim(),
+                        crate::registry::tables().join(", ")
+                    )
+                })?;
+        cfg.models = models;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    /// Checks the protocol's settings before any work.
+    pub fn check(&self) -> Result<()> {
+        hinrec_train::metric_cutoff(&self.metric).map_err(anyhow::Error::msg)?;
+        if self.negatives == 0 {
+            bail!("negatives must be positive");
+        }
+        Ok(())
+    }
+
+    /// The validation of `prepared` this config asks for.
+    pub fn validation<'a>(&self, prepared: &'a Prepared) -> Validation<'a> {
+        let s = &prepared.split;
+        Validation {
+            data: if self.sampled_validation {
+                ValidationData::Sampled(&prepared.valid_negatives)
+            } else {
+                ValidationData::Full {
+                    valid: &s.valid,
+                    train: &s.train,
+                }
+            },
+            metric: self.metric.clone(),
+        }
     }
 }
 
@@ -77,6 +137,8 @@ pub struct Prepared {
     /// Negatives of the test pairs (given, or sampled avoiding every known
     /// interaction).
     pub test_negatives: EvalNegatives,
+    /// The dataset's meta-paths (its manifest's `metapaths`).
+    pub meta_paths: Vec<String>,
 }
 
 impl Prepared {
@@ -115,64 +177,76 @@ impl Prepared {
                 cfg.data_seed.wrapping_add(2),
             )?,
         };
-        let valid_negatives = EvalNegatives::sample(
+        let mut valid_negatives = EvalNegatives::sample(
             &split.valid,
             &all[..2],
             cfg.negatives,
             cfg.data_seed.wrapping_add(3),
         )?;
+        if cfg.valid_users > 0 {
+            valid_negatives = valid_negatives.subsample(cfg.valid_users, cfg.data_seed);
+        }
         Ok(Prepared {
             dataset: ds.name.clone(),
             split_label: label,
             split,
             valid_negatives,
             test_negatives,
+            meta_paths: ds.manifest.metapaths.clone(),
         })
     }
 
+    /// The typed HIN of `ds` with this split's training interactions (never
+    /// validation or test ones).
+    pub fn hin(&self, ds: &Dataset) -> Hin {
+        Hin::from_dataset(ds, &self.split.train)
+    }
+
     /// Sampled protocol on the test pairs.
-    pub fn evaluate_sampled<S: Scorer + Sync + ?Sized>(
+    pub fn evaluate_sampled<S: Scorer + ?Sized>(
         &self,
         model: &S,
         name: &str,
         seed: u64,
         ks: &[usize],
-    ) -> EvalReport {
+    ) -> Result<EvalReport> {
         let t = Instant::now();
-        let metrics = sampled(model, &self.test_negatives, ks);
-        self.report(name, "sampled", seed, ks, metrics, t)
+        let metrics =
+            sampled(model, &self.test_negatives, ks).map_err(anyhow::Error::from_boxed)?;
+        Ok(self.report(name, "sampled", seed, ks, metrics, t))
     }
 
     /// Full ranking of the test items (training and validation excluded).
-    pub fn evaluate_full<S: Scorer + Sync + ?Sized>(
+    pub fn evaluate_full<S: Scorer + ?Sized>(
         &self,
         model: &S,
         name: &str,
         seed: u64,
         ks: &[usize],
-    ) -> EvalReport {
+    ) -> Result<EvalReport> {
         let t = Instant::now();
         let s = &self.split;
-        let metrics = full_ranking(model, &s.test, &[&s.train, &s.valid], ks);
-        self.report(name, "full", seed, ks, metrics, t)
+        let metrics = full_ranking(model, &s.test, &[&s.train, &s.valid], ks)
+            .map_err(anyhow::Error::from_boxed)?;
+        Ok(self.report(name, "full", seed, ks, metrics, t))
     }
 
     /// Per-user AUC over all unseen items (HHFAN eq. 12) and the global AUC
     /// over the stored labeled pairs (DURation), as `AUC` and `GAUC`.
-    pub fn evaluate_auc<S: Scorer + Sync + ?Sized>(
+    pub fn evaluate_auc<S: Scorer + ?Sized>(
         &self,
         model: &S,
         name: &str,
         seed: u64,
-    ) -> EvalReport {
+    ) -> Result<EvalReport> {
         let t = Instant::now();
         let s = &self.split;
-        let mut metrics = full_ranking(model, &s.test, &[&s.train, &s.valid], &[]);
-        metrics.values.insert(
-            "GAUC".into(),
-            hinrec_eval::global_auc(model, &self.test_negatives),
-        );
-        self.report(name, "auc", seed, &[], metrics, t)
+        let mut metrics = full_ranking(model, &s.test, &[&s.train, &s.valid], &[])
+            .map_err(anyhow::Error::from_boxed)?;
+        let gauc = hinrec_eval::global_auc(model, &self.test_negatives)
+            .map_err(anyhow::Error::from_boxed)?;
+        metrics.values.insert("GAUC".into(), gauc);
+        Ok(self.report(name, "auc", seed, &[], metrics, t))
     }
 
     fn report(

@@ -1,20 +1,24 @@
 //! hinrec: recommenders over heterogeneous information networks.
 //!
 //! This crate is the facade over the workspace (re-exporting
-//! [`data`], [`eval`], [`graph`], [`sample`] and [`baselines`]) and the engine behind the `hinrec`
-//! command line: [`experiment`] prepares a dataset for a protocol (split,
-//! validation, stored negatives), [`models`] trains and evaluates any model
-//! by name, and [`model_dir`] saves a trained model with its config and split.
+//! [`data`], [`eval`], [`graph`], [`sample`], [`train`], [`baselines`],
+//! [`lgrec`] and [`reda`]) and the engine behind the `hinrec` command line:
+//! [`registry`] lists every model, [`experiment`] prepares a dataset for a
+//! protocol (split, validation, stored negatives), [`models`] trains any
+//! registered model, and [`model_dir`] saves a trained model with its
+//! parameters and split.
 //!
 //! ```
 //! use hinrec::experiment::{ExperimentConfig, Prepared};
-//! use hinrec::models::{fit, ModelKind};
+//! use hinrec::models::{fit_quiet, params};
 //!
 //! let ds = hinrec::data::registry::load("synthetic", None)?;
 //! let cfg = ExperimentConfig::default();
 //! let prepared = Prepared::new(&ds, &cfg)?;
-//! let trained = fit(ModelKind::MostPop, &prepared, &cfg, 0, &mut |_| {})?;
-//! let report = prepared.evaluate_sampled(trained.scorer(), "mostpop", 0, &[10]);
+//! let entry = hinrec::registry::model("mostpop").map_err(anyhow::Error::msg)?;
+//! let p = params(entry, &cfg, &Default::default())?;
+//! let trained = fit_quiet(p.as_ref(), &prepared, None, &cfg, 0)?;
+//! let report = prepared.evaluate_sampled(trained.model.as_ref(), "mostpop", 0, &[10])?;
 //! assert!(report.metrics.get("HR@10").unwrap() > 0.0);
 //! # Ok::<(), anyhow::Error>(())
 //! ```
@@ -23,12 +27,16 @@ pub use hinrec_baselines as baselines;
 pub use hinrec_data as data;
 pub use hinrec_eval as eval;
 pub use hinrec_graph as graph;
+pub use hinrec_lgrec as lgrec;
+pub use hinrec_reda as reda;
 pub use hinrec_sample as sample;
+pub use hinrec_train as train;
 
 pub mod experiment;
 pub mod model_dir;
 pub mod models;
 pub mod recommend;
+pub mod registry;
 pub mod tune;
 
 /// Process-wide thread settings for the command-line tools; call first in

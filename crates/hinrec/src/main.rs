@@ -5,11 +5,13 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use hinrec::data::{registry, stats::DatasetStats, synthetic, Dataset};
+use hinrec::data::{registry as datasets, stats::DatasetStats, synthetic, Dataset};
 use hinrec::eval::EvalReport;
 use hinrec::experiment::{ExperimentConfig, Prepared};
 use hinrec::model_dir::{self, RunInfo};
-use hinrec::models::{fit, ModelKind};
+use hinrec::models::{self, FitRun};
+use hinrec::registry::{self, parse_toml, MODELS};
+use hinrec::train::{CheckpointPolicy, EpochReport, Progress};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser)]
@@ -38,7 +40,7 @@ struct DataArgs {
 impl DataArgs {
     fn load(&self) -> Result<Dataset> {
         let t = Instant::now();
-        let ds = registry::load(&self.data, self.data_root.as_deref())?;
+        let ds = datasets::load(&self.data, self.data_root.as_deref())?;
         eprintln!("loaded {} in {:.2}s", ds.name, t.elapsed().as_secs_f64());
         Ok(ds)
     }
@@ -64,22 +66,37 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Train a model and save it with its config and split.
+    /// Train a model and save it with its parameters and split.
     Train {
-        /// mostpop, itemknn or bpr.
+        /// A registered model (`hinrec models` lists them).
         #[arg(long)]
-        model: ModelKind,
+        model: String,
         #[command(flatten)]
         data: DataArgs,
-        /// A TOML experiment config (split, negatives, hyper-parameters).
+        /// A TOML experiment config: the protocol's keys (split, negatives,
+        /// metric) and a table per model (`[lgrec]`, ...).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Overrides a model parameter, `KEY=VALUE` in TOML (`lr=0.01`,
+        /// `meta_paths=["UIUI"]`); after the config file; repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
         /// Seed of the model's random choices.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Output directory.
+        /// Output directory (written beside and renamed into place).
         #[arg(long)]
         out: PathBuf,
+        /// Replace a non-empty `--out`.
+        #[arg(long)]
+        force: bool,
+        /// Continue from the last checkpoint of an interrupted run into the
+        /// same `--out` (same model, data, seed and parameters).
+        #[arg(long)]
+        resume: bool,
+        /// Worker threads (default: every core).
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Evaluate a saved model on its test split.
     Evaluate {
@@ -109,8 +126,19 @@ enum Command {
         /// How many items.
         #[arg(short = 'k', long = "k", default_value_t = 10)]
         k: usize,
+        /// Also print why, where the model can say (LGRec's attention and
+        /// meta-path labels, REDA's attention over the user's items).
+        #[arg(long)]
+        explain: bool,
     },
-    /// Train the baselines on the synthetic dataset and print the table.
+    /// The registered models: name, paper, parameters' defaults.
+    Models {
+        /// Also print every default parameter.
+        #[arg(long)]
+        defaults: bool,
+    },
+    /// Train every registered model on the synthetic dataset (small
+    /// settings) and print the table.
     Demo {
         /// Seed of the models.
         #[arg(long, default_value_t = 1)]
@@ -167,9 +195,31 @@ fn run(cli: Cli) -> Result<()> {
             model,
             data,
             config,
+            sets,
             seed,
             out,
-        } => train(model, &data, config.as_deref(), seed, &out)?,
+            force,
+            resume,
+            threads,
+        } => {
+            if let Some(n) = threads {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n.max(1))
+                    .build_global()
+                    .context("setting the thread count")?;
+            }
+            let req = TrainRequest {
+                model: &model,
+                data: &data,
+                config: config.as_deref(),
+                sets: &sets,
+                seed,
+                out: &out,
+                force: force || resume,
+                resume,
+            };
+            train(&req)?
+        }
         Command::Evaluate {
             model_dir,
             protocol,
@@ -184,31 +234,44 @@ fn run(cli: Cli) -> Result<()> {
                     hinrec::data::EvalNegatives::read(&path, ds.users(), &|s| ds.item_id(s))?;
             }
             let p = &loaded.prepared;
-            let (scorer, name, seed) = (
-                loaded.model.scorer(),
-                loaded.info.model.name(),
-                loaded.info.seed,
-            );
+            let (scorer, name, seed) = (loaded.model.as_ref(), loaded.entry.name, loaded.info.seed);
             let report = match protocol {
-                Protocol::Sampled => p.evaluate_sampled(scorer, name, seed, &k),
-                Protocol::Full => p.evaluate_full(scorer, name, seed, &k),
-                Protocol::Auc => p.evaluate_auc(scorer, name, seed),
+                Protocol::Sampled => p.evaluate_sampled(scorer, name, seed, &k)?,
+                Protocol::Full => p.evaluate_full(scorer, name, seed, &k)?,
+                Protocol::Auc => p.evaluate_auc(scorer, name, seed)?,
             };
             print_report(&report, json)?;
         }
-        Command::Recommend { model_dir, user, k } => {
+        Command::Recommend {
+            model_dir,
+            user,
+            k,
+            explain,
+        } => {
             let loaded = model_dir::load(&model_dir)?;
             let ds = &loaded.dataset;
             let u = ds
                 .users()
                 .get(&user)
                 .with_context(|| format!("user {user:?} is not in dataset {}", ds.name))?;
-            let top = hinrec::recommend::top_k(loaded.model.scorer(), &loaded.prepared.split, u, k);
+            let model = loaded.model.as_ref();
+            let top = hinrec::recommend::top_k(model, &loaded.prepared.split, u, k)
+                .map_err(anyhow::Error::from_boxed)?;
             println!("rank\titem\tscore");
             for (r, (i, score)) in top.iter().enumerate() {
                 println!("{}\t{}\t{score:.4}", r + 1, ds.item_original(*i));
+                if explain {
+                    let why = model.explain(u, *i)?;
+                    if why.is_empty() && r == 0 {
+                        println!("\t({} gives no explanation)", loaded.entry.name);
+                    }
+                    for line in why {
+                        println!("\t  {line}");
+                    }
+                }
             }
         }
+        Command::Models { defaults } => list_models(defaults)?,
         Command::Demo { seed } => demo(seed)?,
         Command::Metapaths {
             data,
@@ -237,6 +300,20 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+fn list_models(defaults: bool) -> Result<()> {
+    println!("{:<12} {:<10} {:<8} about", "model", "paper", "table");
+    for m in MODELS {
+        println!("{:<12} {:<10} {:<8} {}", m.name, m.paper, m.table, m.about);
+        if defaults {
+            let p = m.params(None, &toml::Table::new())?;
+            for (k, v) in p.to_toml()? {
+                println!("{:>14}{k} = {v}", "");
+            }
+        }
+    }
+    Ok(())
+}
+
 fn print_report(report: &EvalReport, json: bool) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(report)?);
@@ -247,7 +324,7 @@ fn print_report(report: &EvalReport, json: bool) -> Result<()> {
 }
 
 fn epoch_bar(max_epochs: usize) -> ProgressBar {
-    let bar = ProgressBar::new(max_epochs as u64);
+    let bar = ProgressBar::new(max_epochs.max(1) as u64);
     bar.set_style(
         ProgressStyle::with_template("{prefix} [{bar:30}] epoch {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -256,18 +333,65 @@ fn epoch_bar(max_epochs: usize) -> ProgressBar {
     bar
 }
 
-fn train(
-    kind: ModelKind,
-    data: &DataArgs,
-    config: Option<&Path>,
+/// An epoch bar: batches of the running epoch, then the epoch's loss,
+/// validation metric and throughput.
+struct BarProgress<'a> {
+    bar: &'a ProgressBar,
+    metric: &'a str,
+    last: String,
+}
+
+impl Progress for BarProgress<'_> {
+    fn batch(&mut self, done: usize, total: usize) {
+        self.bar
+            .set_message(format!("{} | batch {done}/{total}", self.last));
+    }
+
+    fn epoch(&mut self, r: &EpochReport) {
+        self.bar.set_position(r.epoch as u64);
+        self.last = format!(
+            "loss {:.4} | valid {} {} | best {} | {:.0} samples/s",
+            r.loss,
+            self.metric,
+            r.valid.map_or("-".into(), |v| format!("{v:.4}")),
+            r.best.map_or("-".into(), |v| format!("{v:.4}")),
+            r.samples_per_s
+        );
+        self.bar.set_message(self.last.clone());
+    }
+}
+
+/// What `hinrec train` was asked.
+struct TrainRequest<'a> {
+    model: &'a str,
+    data: &'a DataArgs,
+    config: Option<&'a Path>,
+    sets: &'a [String],
     seed: u64,
-    out: &Path,
-) -> Result<()> {
-    let cfg = match config {
+    out: &'a Path,
+    force: bool,
+    resume: bool,
+}
+
+/// Where `train` keeps checkpoints for `out`: beside it, so they outlive
+/// a crash and `--resume` finds them.
+fn checkpoint_dir(out: &Path) -> PathBuf {
+    let name = out
+        .file_name()
+        .map_or("model".into(), |n| n.to_string_lossy().to_string());
+    out.with_file_name(format!(".{name}.checkpoints"))
+}
+
+fn train(req: &TrainRequest<'_>) -> Result<()> {
+    // Everything is checked before the data is read and before training.
+    let entry = registry::model(req.model).map_err(anyhow::Error::msg)?;
+    let cfg = match req.config {
         Some(p) => ExperimentConfig::read(p)?,
         None => ExperimentConfig::default(),
     };
-    let ds = data.load()?;
+    let params = models::params(entry, &cfg, &registry::parse_sets(req.sets)?)?;
+    model_dir::check_target(req.out, req.force)?;
+    let ds = req.data.load()?;
     let prepared = Prepared::new(&ds, &cfg)?;
     eprintln!(
         "split {}: train {}, valid {}, test {}",
@@ -276,19 +400,65 @@ fn train(
         prepared.split.valid.nnz(),
         prepared.split.test.nnz()
     );
-    let bar = epoch_bar(cfg.bpr.epochs);
-    bar.set_prefix(kind.name());
-    let fitted = fit(kind, &prepared, &cfg, seed, &mut |r| {
-        bar.set_position(r.epoch as u64);
-        bar.set_message(format!(
-            "loss {:.4} | valid {} {} | best {} | {:.0} samples/s",
-            r.loss,
-            cfg.metric,
-            r.valid.map_or("-".into(), |v| format!("{v:.4}")),
-            r.best.map_or("-".into(), |v| format!("{v:.4}")),
-            r.samples_per_s
-        ));
-    })?;
+    let info = RunInfo {
+        model: entry.name.into(),
+        seed: req.seed,
+        data: absolute_if_path(&req.data.data),
+        data_root: req
+            .data
+            .data_root
+            .as_ref()
+            .map(|p| std::fs::canonicalize(p).unwrap_or(p.clone())),
+        dataset: ds.name.clone(),
+        split: prepared.split_label.clone(),
+        config: cfg.clone(),
+        params: params.to_toml()?,
+    };
+    let ckpt = checkpoint_dir(req.out);
+    let run_file = ckpt.join("run.toml");
+    let run_text = toml::to_string_pretty(&info)?;
+    if req.resume {
+        match std::fs::read_to_string(&run_file) {
+            Ok(saved) if saved != run_text => bail!(
+                "--resume: {} was started with other settings (model, data, seed or parameters); \
+                 run without --resume to start over",
+                run_file.display()
+            ),
+            Ok(_) => eprintln!("resuming from {}", ckpt.display()),
+            Err(_) => eprintln!(
+                "no checkpoint at {}: starting from the first epoch",
+                ckpt.display()
+            ),
+        }
+    } else if ckpt.exists() {
+        std::fs::remove_dir_all(&ckpt).with_context(|| format!("removing {}", ckpt.display()))?;
+    }
+    std::fs::create_dir_all(&ckpt).with_context(|| format!("creating {}", ckpt.display()))?;
+    std::fs::write(&run_file, &run_text)
+        .with_context(|| format!("writing {}", run_file.display()))?;
+    let hin = params.needs_hin().then(|| prepared.hin(&ds));
+    let bar = epoch_bar(params.max_epochs());
+    bar.set_prefix(entry.name);
+    let mut progress = BarProgress {
+        bar: &bar,
+        metric: &cfg.metric,
+        last: String::new(),
+    };
+    let fitted = models::fit(
+        params.as_ref(),
+        &prepared,
+        &cfg,
+        FitRun {
+            hin: hin.as_ref(),
+            seed: req.seed,
+            checkpoints: CheckpointPolicy {
+                dir: Some(ckpt.clone()),
+                resume: req.resume,
+            },
+            progress: &mut progress,
+            audit: None,
+        },
+    )?;
     bar.finish_and_clear();
     if let Some(s) = &fitted.summary {
         eprintln!(
@@ -302,26 +472,20 @@ fn train(
             s.samples_per_s
         );
     }
-    let info = RunInfo {
-        model: kind,
-        seed,
-        data: absolute_if_path(&data.data),
-        data_root: data
-            .data_root
-            .as_ref()
-            .map(|p| std::fs::canonicalize(p).unwrap_or(p.clone())),
-        dataset: ds.name.clone(),
-        split: prepared.split_label.clone(),
-        config: cfg,
-    };
-    model_dir::save(out, &info, &fitted.model, &ds, &prepared)?;
-    if let Some(s) = &fitted.summary {
-        std::fs::write(out.join("train.json"), serde_json::to_string_pretty(s)?)?;
-    }
-    let report = prepared.evaluate_sampled(fitted.scorer(), kind.name(), seed, &[10]);
+    let model = fitted.model.as_ref();
+    model_dir::save(
+        req.out,
+        &info,
+        model,
+        &ds,
+        &prepared,
+        fitted.summary.as_ref(),
+    )?;
+    let _ = std::fs::remove_dir_all(&ckpt);
+    let report = prepared.evaluate_sampled(model, entry.name, req.seed, &[10])?;
     eprintln!(
         "saved to {} | test sampled HR@10 {:.4} NDCG@10 {:.4}",
-        out.display(),
+        req.out.display(),
         report.metrics.get("HR@10").unwrap_or(f64::NAN),
         report.metrics.get("NDCG@10").unwrap_or(f64::NAN)
     );
@@ -342,36 +506,53 @@ fn demo(seed: u64) -> Result<()> {
     let ds = synthetic::generate(&synthetic::SyntheticConfig::default())?;
     let cfg = ExperimentConfig::default();
     let prepared = Prepared::new(&ds, &cfg)?;
+    let hin = prepared.hin(&ds);
     println!(
-        "synthetic HIN: {} users, {} items, {} interactions; split {}, {} test users, {} stored negatives each",
+        "synthetic HIN: {} users, {} items, {} interactions, meta-paths {}; split {}, {} test users, {} stored negatives each",
         ds.n_users(),
         ds.n_items(),
         ds.interactions.nnz(),
+        prepared.meta_paths.join(","),
         prepared.split_label,
         prepared.split.test.nnz(),
         cfg.negatives
     );
     println!();
     println!(
-        "{:<10} {:>10} {:>10} {:>10} {:>10} {:>9}",
+        "{:<12} {:>10} {:>10} {:>10} {:>10} {:>9}",
         "model", "HR@10", "NDCG@10", "full HR@10", "full NDCG", "train s"
     );
-    for kind in ModelKind::ALL {
-        let bar = epoch_bar(cfg.bpr.epochs);
-        bar.set_prefix(kind.name());
+    for entry in MODELS {
+        let params = entry.params(None, &parse_toml(entry.demo)?)?;
+        let bar = epoch_bar(params.max_epochs());
+        bar.set_prefix(entry.name);
+        let mut progress = BarProgress {
+            bar: &bar,
+            metric: &cfg.metric,
+            last: String::new(),
+        };
         let start = Instant::now();
-        let fitted = fit(kind, &prepared, &cfg, seed, &mut |r| {
-            bar.set_position(r.epoch as u64);
-            bar.set_message(format!("valid {:.4}", r.valid.unwrap_or(f64::NAN)));
-        })?;
+        let fitted = models::fit(
+            params.as_ref(),
+            &prepared,
+            &cfg,
+            FitRun {
+                hin: Some(&hin),
+                seed,
+                checkpoints: CheckpointPolicy::default(),
+                progress: &mut progress,
+                audit: None,
+            },
+        )?;
         bar.finish_and_clear();
         let train_s = start.elapsed().as_secs_f64();
-        let s = prepared.evaluate_sampled(fitted.scorer(), kind.name(), seed, &[10]);
-        let f = prepared.evaluate_full(fitted.scorer(), kind.name(), seed, &[10]);
+        let model = fitted.model.as_ref();
+        let s = prepared.evaluate_sampled(model, entry.name, seed, &[10])?;
+        let f = prepared.evaluate_full(model, entry.name, seed, &[10])?;
         let g = |r: &EvalReport, m: &str| r.metrics.get(m).unwrap_or(f64::NAN);
         println!(
-            "{:<10} {:>10.4} {:>10.4} {:>10.4} {:>10.4} {:>9.2}",
-            kind.name(),
+            "{:<12} {:>10.4} {:>10.4} {:>10.4} {:>10.4} {:>9.2}",
+            entry.name,
             g(&s, "HR@10"),
             g(&s, "NDCG@10"),
             g(&f, "HR@10"),

@@ -9,15 +9,17 @@ use anyhow::{bail, Context, Result};
 use hinrec_data::{Dataset, EvalNegatives, Interactions, Split};
 use serde::{Deserialize, Serialize};
 
+use hinrec_train::{FitSummary, TrainedModel};
+
 use crate::experiment::{ExperimentConfig, Prepared};
-use crate::models::{ModelKind, Trained};
+use crate::registry::{self, ModelEntry};
 
 /// What `config.toml` in a model directory holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunInfo {
-    /// Model kind.
-    pub model: ModelKind,
+    /// The registry name of the model.
+    pub model: String,
     /// Model seed.
     pub seed: u64,
     /// How the dataset was named (`lgrec-ml100k`, a path, `synthetic`).
@@ -28,18 +30,94 @@ pub struct RunInfo {
     pub dataset: String,
     /// Split label.
     pub split: String,
-    /// The configuration.
+    /// The protocol's configuration.
     pub config: ExperimentConfig,
+    /// Every parameter of the model as trained.
+    pub params: toml::Table,
 }
 
 const WEIGHTS: &str = "model.safetensors";
 const CONFIG: &str = "config.toml";
 
-/// Writes a model directory.
+/// Fails unless `dir` can become a model directory: absent, an empty
+/// folder, or (with `force`) a folder to replace; its parent must exist.
+/// Run before training, so a long fit never ends in an unwritable path.
+pub fn check_target(dir: &Path, force: bool) -> Result<()> {
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        bail!(
+            "--out {}: the folder {} does not exist",
+            dir.display(),
+            parent.display()
+        );
+    }
+    if dir.exists() {
+        if !dir.is_dir() {
+            bail!("--out {} is a file, not a folder", dir.display());
+        }
+        let non_empty = std::fs::read_dir(dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .next()
+            .is_some();
+        if non_empty && !force {
+            bail!(
+                "--out {} is not empty: pass --force to replace it (the old directory stays until the new one is complete)",
+                dir.display()
+            );
+        }
+    }
+    let probe = parent.join(format!(".hinrec-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"").with_context(|| format!("{} is not writable", parent.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Writes a model directory: everything goes into a folder beside `dir`,
+/// which then replaces `dir` by renames, so `dir` is at every moment
+/// either the old complete directory or the new one.
 pub fn save(
     dir: &Path,
     info: &RunInfo,
-    model: &Trained,
+    model: &dyn TrainedModel,
+    ds: &Dataset,
+    prepared: &Prepared,
+    summary: Option<&FitSummary>,
+) -> Result<()> {
+    let name = dir
+        .file_name()
+        .with_context(|| format!("--out {} has no folder name", dir.display()))?
+        .to_string_lossy()
+        .to_string();
+    let beside = |what: &str| dir.with_file_name(format!(".{name}.{what}-{}", std::process::id()));
+    let tmp = beside("new");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
+    }
+    write_dir(&tmp, info, model, ds, prepared)?;
+    if let Some(s) = summary {
+        let p = tmp.join("train.json");
+        std::fs::write(&p, serde_json::to_string_pretty(s)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    let old = beside("old");
+    let had_old = dir.exists();
+    if had_old {
+        std::fs::rename(dir, &old).with_context(|| format!("moving {} aside", dir.display()))?;
+    }
+    std::fs::rename(&tmp, dir).with_context(|| format!("renaming into {}", dir.display()))?;
+    if had_old {
+        std::fs::remove_dir_all(&old).with_context(|| format!("removing {}", old.display()))?;
+    }
+    Ok(())
+}
+
+fn write_dir(
+    dir: &Path,
+    info: &RunInfo,
+    model: &dyn TrainedModel,
     ds: &Dataset,
     prepared: &Prepared,
 ) -> Result<()> {
@@ -76,8 +154,10 @@ pub fn save(
 pub struct Loaded {
     /// Its config.
     pub info: RunInfo,
+    /// Its registry entry.
+    pub entry: &'static ModelEntry,
     /// The model.
-    pub model: Trained,
+    pub model: Box<dyn TrainedModel>,
     /// The dataset (for id maps).
     pub dataset: Dataset,
     /// The split and negatives training used.
@@ -92,7 +172,12 @@ pub fn load(dir: &Path) -> Result<Loaded> {
     }
     let text = std::fs::read_to_string(&cfg_path)?;
     let info: RunInfo = toml::from_str(&text).with_context(|| format!("{}", cfg_path.display()))?;
-    let model = Trained::load(info.model, &dir.join(WEIGHTS))?;
+    let entry =
+        registry::model(&info.model).map_err(|e| anyhow::anyhow!("{}: {e}", cfg_path.display()))?;
+    let params = entry
+        .params(Some(&info.params), &toml::Table::new())
+        .with_context(|| format!("{}", cfg_path.display()))?;
+    let model = params.load(&dir.join(WEIGHTS))?;
     let dataset =
         hinrec_data::registry::load(&info.data, info.data_root.as_deref()).with_context(|| {
             format!(
@@ -119,9 +204,11 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         split,
         valid_negatives,
         test_negatives,
+        meta_paths: dataset.manifest.metapaths.clone(),
     };
     Ok(Loaded {
         info,
+        entry,
         model,
         dataset,
         prepared,

@@ -1,169 +1,79 @@
-//! Every model by name: fit, score, save and load.
+//! Training any registered model on prepared data: parameters from the
+//! registry, config and command line; the validation, HIN and meta-paths
+//! the model asks for; checks before any work.
 
-use std::fmt;
-use std::path::Path;
-use std::str::FromStr;
-
-use anyhow::{bail, Result};
-use hinrec_baselines::training::{FitSummary, Validation, ValidationData};
-use hinrec_baselines::{BprMf, EpochReport, ItemKnn, MostPop};
-use hinrec_eval::Scorer;
-use serde::{Deserialize, Serialize};
+use anyhow::Result;
+use hinrec_data::EvalNegatives;
+use hinrec_graph::Hin;
+use hinrec_train::{AnyParams, CheckpointPolicy, FitContext, Fitted, Progress, TrainedModel};
 
 use crate::experiment::{ExperimentConfig, Prepared};
+use crate::registry::ModelEntry;
 
-/// The models hinrec can train.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ModelKind {
-    /// Item popularity.
-    MostPop,
-    /// Item-based k-nearest neighbours.
-    ItemKnn,
-    /// Matrix factorisation with the BPR loss.
-    Bpr,
+/// Parameters of `entry` for `cfg` (its table) and `sets` (`--set`
+/// overrides), checked.
+pub fn params(
+    entry: &ModelEntry,
+    cfg: &ExperimentConfig,
+    sets: &toml::Table,
+) -> Result<Box<dyn AnyParams>> {
+    Ok(entry.params(cfg.models.get(entry.table), sets)?)
 }
 
-impl ModelKind {
-    /// All models, in table order.
-    pub const ALL: [ModelKind; 3] = [ModelKind::MostPop, ModelKind::ItemKnn, ModelKind::Bpr];
-
-    /// The name used on the command line and in tables.
-    pub fn name(self) -> &'static str {
-        match self {
-            ModelKind::MostPop => "mostpop",
-            ModelKind::ItemKnn => "itemknn",
-            ModelKind::Bpr => "bpr",
-        }
-    }
+/// What a fit needs beside the parameters and the prepared data.
+pub struct FitRun<'a> {
+    /// The HIN, where the parameters need it ([`AnyParams::needs_hin`]).
+    pub hin: Option<&'a Hin>,
+    /// Seed of the model.
+    pub seed: u64,
+    /// Checkpoints.
+    pub checkpoints: CheckpointPolicy,
+    /// Progress.
+    pub progress: &'a mut dyn Progress,
+    /// Scored after every epoch, only reported ([`FitContext::audit`]).
+    pub audit: Option<&'a EvalNegatives>,
 }
 
-impl fmt::Display for ModelKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for ModelKind {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        let s = s.to_ascii_lowercase().replace(['_', '-'], "");
-        Ok(match s.as_str() {
-            "mostpop" | "pop" => ModelKind::MostPop,
-            "itemknn" | "knn" => ModelKind::ItemKnn,
-            "bpr" | "bprmf" => ModelKind::Bpr,
-            _ => bail!("unknown model {s:?}: choose one of mostpop, itemknn, bpr"),
-        })
-    }
-}
-
-/// A trained model of any kind.
-#[derive(Debug, Clone)]
-pub enum Trained {
-    /// MostPop.
-    MostPop(MostPop),
-    /// ItemKNN.
-    ItemKnn(ItemKnn),
-    /// BPR-MF.
-    Bpr(BprMf),
-}
-
-/// A trained model with how its training went.
-#[derive(Debug, Clone)]
-pub struct Fitted {
-    /// The model.
-    pub model: Trained,
-    /// Training summary (none for models without epochs).
-    pub summary: Option<FitSummary>,
-}
-
-impl Fitted {
-    /// The model as a scorer.
-    pub fn scorer(&self) -> &(dyn Scorer + Sync) {
-        self.model.scorer()
-    }
-}
-
-impl Trained {
-    /// The model as a scorer.
-    pub fn scorer(&self) -> &(dyn Scorer + Sync) {
-        match self {
-            Trained::MostPop(m) => m,
-            Trained::ItemKnn(m) => m,
-            Trained::Bpr(m) => m,
-        }
-    }
-
-    /// Its kind.
-    pub fn kind(&self) -> ModelKind {
-        match self {
-            Trained::MostPop(_) => ModelKind::MostPop,
-            Trained::ItemKnn(_) => ModelKind::ItemKnn,
-            Trained::Bpr(_) => ModelKind::Bpr,
-        }
-    }
-
-    /// Saves the weights to safetensors.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        match self {
-            Trained::MostPop(m) => m.save(path)?,
-            Trained::ItemKnn(m) => m.save(path)?,
-            Trained::Bpr(m) => m.save(path)?,
-        }
-        Ok(())
-    }
-
-    /// Loads weights saved by [`Trained::save`].
-    pub fn load(kind: ModelKind, path: &Path) -> Result<Self> {
-        Ok(match kind {
-            ModelKind::MostPop => Trained::MostPop(MostPop::load(path)?),
-            ModelKind::ItemKnn => Trained::ItemKnn(ItemKnn::load(path)?),
-            ModelKind::Bpr => Trained::Bpr(BprMf::load(path)?),
-        })
-    }
-}
-
-/// The validation that `cfg` asks for on `prepared`.
-pub fn validation<'a>(prepared: &'a Prepared, cfg: &ExperimentConfig) -> Validation<'a> {
-    let s = &prepared.split;
-    Validation {
-        data: if cfg.sampled_validation {
-            ValidationData::Sampled(&prepared.valid_negatives)
-        } else {
-            ValidationData::Full {
-                valid: &s.valid,
-                train: &s.train,
-            }
-        },
-        metric: cfg.metric.clone(),
-        patience: cfg.patience,
-    }
-}
-
-/// Trains `kind` on the training split with early stopping on validation.
+/// Checks `params` against the data, then trains on `prepared` with early
+/// stopping on the validation `cfg` asks for.
 pub fn fit(
-    kind: ModelKind,
+    params: &dyn AnyParams,
     prepared: &Prepared,
     cfg: &ExperimentConfig,
+    run: FitRun<'_>,
+) -> Result<Fitted<Box<dyn TrainedModel>>> {
+    let mut ctx = FitContext {
+        split: &prepared.split,
+        validation: cfg.validation(prepared),
+        hin: run.hin,
+        meta_paths: &prepared.meta_paths,
+        seed: run.seed,
+        checkpoints: run.checkpoints,
+        progress: run.progress,
+        audit: run.audit,
+    };
+    params.check_data(&ctx)?;
+    Ok(params.fit(&mut ctx)?)
+}
+
+/// [`fit`] without checkpoints or progress.
+pub fn fit_quiet(
+    params: &dyn AnyParams,
+    prepared: &Prepared,
+    hin: Option<&Hin>,
+    cfg: &ExperimentConfig,
     seed: u64,
-    on_epoch: &mut dyn FnMut(&EpochReport),
-) -> Result<Fitted> {
-    let train = &prepared.split.train;
-    Ok(match kind {
-        ModelKind::MostPop => Fitted {
-            model: Trained::MostPop(MostPop::fit(train)),
-            summary: None,
+) -> Result<Fitted<Box<dyn TrainedModel>>> {
+    fit(
+        params,
+        prepared,
+        cfg,
+        FitRun {
+            hin,
+            seed,
+            checkpoints: CheckpointPolicy::default(),
+            progress: &mut hinrec_train::Silent,
+            audit: None,
         },
-        ModelKind::ItemKnn => Fitted {
-            model: Trained::ItemKnn(ItemKnn::fit(train, &cfg.itemknn)?),
-            summary: None,
-        },
-        ModelKind::Bpr => {
-            let (m, s) = BprMf::fit(train, &cfg.bpr, &validation(prepared, cfg), seed, on_epoch)?;
-            Fitted {
-                model: Trained::Bpr(m),
-                summary: Some(s),
-            }
-        }
-    })
+    )
 }

@@ -1,13 +1,18 @@
 //! Top-k recommendation for one user.
 
 use hinrec_data::Split;
-use hinrec_eval::Scorer;
+use hinrec_eval::{ScoreError, Scorer};
 
 /// The `k` best-scored items for `user` that are not among the user's
 /// training or validation items, best first, with their scores.
-pub fn top_k<S: Scorer + ?Sized>(model: &S, split: &Split, user: u32, k: usize) -> Vec<(u32, f32)> {
+pub fn top_k<S: Scorer + ?Sized>(
+    model: &S,
+    split: &Split,
+    user: u32,
+    k: usize,
+) -> Result<Vec<(u32, f32)>, ScoreError> {
     let mut scores = vec![0f32; model.n_items()];
-    model.score_all(user, &mut scores);
+    model.score_users(&[user], &mut scores)?;
     let mut known = vec![false; scores.len()];
     for i in split.known_items(user) {
         known[i as usize] = true;
@@ -22,5 +27,5 @@ pub fn top_k<S: Scorer + ?Sized>(model: &S, split: &Split, user: u32, k: usize) 
         items.truncate(k);
     }
     items.sort_unstable_by(by_score);
-    items
+    Ok(items)
 }

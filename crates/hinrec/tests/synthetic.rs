@@ -1,12 +1,17 @@
-//! End-to-end on synthetic data: the pipeline trains, collaborative models
-//! beat popularity, and a saved model evaluates and recommends as before.
+//! End to end on synthetic data, through the registry as the command line
+//! uses it: every model trains, collaborative and paper models beat
+//! popularity, LGRec runs on a user's own manifest, a saved model
+//! evaluates and recommends as before, and a killed `hinrec train`
+//! resumes to the same result.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use hinrec::data::{registry, synthetic, Dataset};
 use hinrec::experiment::{ExperimentConfig, Prepared};
 use hinrec::model_dir::{self, RunInfo};
-use hinrec::models::{fit, ModelKind};
+use hinrec::models::{fit_quiet, params};
+use hinrec::registry::{parse_toml, MODELS};
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/synthetic-small")
@@ -20,9 +25,24 @@ fn fixture_config() -> ExperimentConfig {
     }
 }
 
-fn hr10(p: &Prepared, kind: ModelKind, cfg: &ExperimentConfig, seed: u64) -> f64 {
-    let f = fit(kind, p, cfg, seed, &mut |_| {}).unwrap();
-    p.evaluate_sampled(f.scorer(), kind.name(), seed, &[10])
+/// Sampled HR@10 of registered `model` with its demo settings plus
+/// `extra` (TOML).
+fn hr10(
+    ds: &Dataset,
+    p: &Prepared,
+    cfg: &ExperimentConfig,
+    model: &str,
+    extra: &str,
+    seed: u64,
+) -> f64 {
+    let entry = hinrec::registry::model(model).unwrap();
+    let mut sets = parse_toml(entry.demo).unwrap();
+    sets.extend(parse_toml(extra).unwrap());
+    let params = params(entry, cfg, &sets).unwrap();
+    let hin = params.needs_hin().then(|| p.hin(ds));
+    let f = fit_quiet(params.as_ref(), p, hin.as_ref(), cfg, seed).unwrap();
+    p.evaluate_sampled(f.model.as_ref(), model, seed, &[10])
+        .unwrap()
         .metrics
         .get("HR@10")
         .unwrap()
@@ -42,61 +62,238 @@ fn bpr_and_itemknn_beat_popularity_on_the_fixture() {
     let ds: Dataset = registry::load(fixture().to_str().unwrap(), None).unwrap();
     let cfg = fixture_config();
     let p = Prepared::new(&ds, &cfg).unwrap();
-    let pop = hr10(&p, ModelKind::MostPop, &cfg, 1);
-    let bpr = hr10(&p, ModelKind::Bpr, &cfg, 1);
-    let knn = hr10(&p, ModelKind::ItemKnn, &cfg, 1);
+    let pop = hr10(&ds, &p, &cfg, "mostpop", "", 1);
+    let bpr = hr10(&ds, &p, &cfg, "bpr", "", 1);
+    let knn = hr10(&ds, &p, &cfg, "itemknn", "", 1);
     assert!(bpr > pop + 0.08, "BPR {bpr:.3} vs MostPop {pop:.3}");
     assert!(knn > pop + 0.08, "ItemKNN {knn:.3} vs MostPop {pop:.3}");
 }
 
 #[test]
-fn bpr_beats_popularity_clearly_on_the_default_synthetic_data() {
+fn every_registered_model_beats_popularity_on_the_default_synthetic_data() {
     let ds = registry::load("synthetic", None).unwrap();
     let cfg = ExperimentConfig::default();
     let p = Prepared::new(&ds, &cfg).unwrap();
-    let pop = hr10(&p, ModelKind::MostPop, &cfg, 3);
-    let bpr = hr10(&p, ModelKind::Bpr, &cfg, 3);
-    assert!(bpr > pop + 0.1, "BPR {bpr:.3} vs MostPop {pop:.3}");
+    let pop = hr10(&ds, &p, &cfg, "mostpop", "", 3);
+    for m in MODELS.iter().filter(|m| m.name != "mostpop") {
+        let hr = hr10(&ds, &p, &cfg, m.name, "", 3);
+        assert!(hr > pop + 0.05, "{} {hr:.3} vs MostPop {pop:.3}", m.name);
+    }
+}
+
+/// `hinrec synth` output as a user's own data: the written manifest with
+/// the meta-paths replaced by `paths` (none: the key removed).
+fn own_dataset(dir: &Path, paths: Option<&str>) -> PathBuf {
+    let ds = synthetic::generate(&synthetic::SyntheticConfig::default()).unwrap();
+    synthetic::write_folder(&ds, dir).unwrap();
+    let manifest = dir.join("manifest.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let mut t: toml::Table = text.parse().unwrap();
+    t.remove("metapaths");
+    if let Some(p) = paths {
+        t.insert(
+            "metapaths".into(),
+            parse_toml(&format!("v = {p}")).unwrap()["v"].clone(),
+        );
+    }
+    std::fs::write(&manifest, toml::to_string(&t).unwrap()).unwrap();
+    manifest
 }
 
 #[test]
-fn saved_model_evaluates_identically_and_recommends_unseen_items() {
+fn lgrec_trains_on_a_manifest_hinrec_does_not_ship_and_beats_popularity() {
     let dir = tempfile::tempdir().unwrap();
+    let manifest = own_dataset(dir.path(), Some(r#"["UIUI", "UIGI", "UAUI"]"#));
+    let ds = registry::load(manifest.to_str().unwrap(), None).unwrap();
+    let cfg = ExperimentConfig::default();
+    let p = Prepared::new(&ds, &cfg).unwrap();
+    assert_eq!(p.meta_paths, ["UIUI", "UIGI", "UAUI"]);
+    let pop = hr10(&ds, &p, &cfg, "mostpop", "", 1);
+    let lgrec = hr10(&ds, &p, &cfg, "lgrec", "", 1);
+    assert!(lgrec > pop + 0.05, "LGRec {lgrec:.3} vs MostPop {pop:.3}");
+}
+
+#[test]
+fn meta_path_mistakes_are_errors_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ExperimentConfig::default();
+    let cases = [
+        (None, "lgrec-noatt", "needs meta-paths"),
+        (Some(r#"["UIXI"]"#), "lgrec", "X"),
+    ];
+    for (paths, model, want) in cases {
+        let manifest = own_dataset(dir.path(), paths);
+        let ds = registry::load(manifest.to_str().unwrap(), None).unwrap();
+        let p = Prepared::new(&ds, &cfg).unwrap();
+        let entry = hinrec::registry::model(model).unwrap();
+        let params = params(entry, &cfg, &toml::Table::new()).unwrap();
+        let hin = p.hin(&ds);
+        let e = fit_quiet(params.as_ref(), &p, Some(&hin), &cfg, 1)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains(want), "{model} {paths:?}: {e}");
+    }
+}
+
+#[test]
+fn saved_models_evaluate_identically_and_recommend_unseen_items() {
     let spec = fixture().to_str().unwrap().to_string();
     let ds = registry::load(&spec, None).unwrap();
     let cfg = fixture_config();
     let p = Prepared::new(&ds, &cfg).unwrap();
-    let fitted = fit(ModelKind::Bpr, &p, &cfg, 2, &mut |_| {}).unwrap();
-    let info = RunInfo {
-        model: ModelKind::Bpr,
-        seed: 2,
-        data: spec,
-        data_root: None,
-        dataset: ds.name.clone(),
-        split: p.split_label.clone(),
-        config: cfg,
-    };
-    model_dir::save(dir.path(), &info, &fitted.model, &ds, &p).unwrap();
-    let loaded = model_dir::load(dir.path()).unwrap();
-    let pairs = |x: &hinrec::data::Interactions| x.pairs().collect::<Vec<_>>();
-    let (a, b) = (&loaded.prepared.split, &p.split);
-    assert!(pairs(&a.train) == pairs(&b.train) && pairs(&a.valid) == pairs(&b.valid));
-    assert!(pairs(&a.test) == pairs(&b.test));
-    assert_eq!(loaded.prepared.test_negatives, p.test_negatives);
-    let before = p.evaluate_full(fitted.scorer(), "bpr", 2, &[10]);
-    let after = loaded
-        .prepared
-        .evaluate_full(loaded.model.scorer(), "bpr", 2, &[10]);
-    assert_eq!(before.metrics, after.metrics);
-    let top = hinrec::recommend::top_k(loaded.model.scorer(), &loaded.prepared.split, 0, 10);
-    assert_eq!(top.len(), 10);
-    assert!(top.windows(2).all(|w| w[0].1 >= w[1].1));
-    assert!(top
-        .iter()
-        .all(|(i, _)| !p.split.known_items(0).any(|k| k == *i)));
-    let e = model_dir::load(&dir.path().join("nope"))
+    let hin = p.hin(&ds);
+    let paths = parse_toml("meta_paths = [\"UIUI\"]").unwrap();
+    for entry in MODELS {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("model");
+        let mut sets = parse_toml(entry.demo).unwrap();
+        if entry.table == "lgrec" {
+            sets.extend(paths.clone());
+        }
+        let params = params(entry, &cfg, &sets).unwrap();
+        let fitted = fit_quiet(params.as_ref(), &p, Some(&hin), &cfg, 2).unwrap();
+        let info = RunInfo {
+            model: entry.name.into(),
+            seed: 2,
+            data: spec.clone(),
+            data_root: None,
+            dataset: ds.name.clone(),
+            split: p.split_label.clone(),
+            config: cfg.clone(),
+            params: params.to_toml().unwrap(),
+        };
+        model_dir::check_target(&out, false).unwrap();
+        model_dir::save(&out, &info, fitted.model.as_ref(), &ds, &p, None).unwrap();
+        let loaded = model_dir::load(&out).unwrap();
+        let pairs = |x: &hinrec::data::Interactions| x.pairs().collect::<Vec<_>>();
+        let (a, b) = (&loaded.prepared.split, &p.split);
+        assert!(pairs(&a.train) == pairs(&b.train) && pairs(&a.valid) == pairs(&b.valid));
+        assert!(pairs(&a.test) == pairs(&b.test));
+        assert_eq!(loaded.prepared.test_negatives, p.test_negatives);
+        let before = p
+            .evaluate_full(fitted.model.as_ref(), entry.name, 2, &[10])
+            .unwrap();
+        let after = loaded
+            .prepared
+            .evaluate_full(loaded.model.as_ref(), entry.name, 2, &[10])
+            .unwrap();
+        assert_eq!(before.metrics, after.metrics, "{}", entry.name);
+        let top =
+            hinrec::recommend::top_k(loaded.model.as_ref(), &loaded.prepared.split, 0, 10).unwrap();
+        assert_eq!(top.len(), 10);
+        assert!(top.windows(2).all(|w| w[0].1 >= w[1].1));
+        assert!(top
+            .iter()
+            .all(|(i, _)| !p.split.known_items(0).any(|k| k == *i)));
+        let e = model_dir::check_target(&out, false)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("--force"), "{e}");
+    }
+    let e = model_dir::load(&fixture().join("nope"))
         .err()
         .unwrap()
         .to_string();
     assert!(e.contains("not a model directory"), "{e}");
+}
+
+fn hinrec(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hinrec"));
+    c.args(args).env("CANDLE_NUM_THREADS", "1");
+    c
+}
+
+/// The final line of `hinrec evaluate --json` for `dir`.
+fn evaluate(dir: &Path) -> serde_json::Value {
+    let out = hinrec(&["evaluate", "--model-dir", dir.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v.as_object_mut().unwrap().remove("wall_s");
+    v
+}
+
+#[test]
+fn a_killed_training_resumes_to_the_uninterrupted_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = fixture();
+    let args = |out: &Path| {
+        vec![
+            "train".to_string(),
+            "--model".into(),
+            "lgrec".into(),
+            "--data".into(),
+            data.to_str().unwrap().into(),
+            "--config".into(),
+            dir.path().join("cfg.toml").to_str().unwrap().into(),
+            "--out".into(),
+            out.to_str().unwrap().into(),
+            "--threads".into(),
+            "2".into(),
+        ]
+    };
+    std::fs::write(
+        dir.path().join("cfg.toml"),
+        "negatives = 50\n[lgrec]\ndim = 8\nk_user = 10\nk_item = 10\nepochs = 12\npatience = 12\nlr = 0.01\nbpr_epochs = 5\nmeta_paths = [\"UIUI\"]\nbatch = 64\n",
+    )
+    .unwrap();
+    let whole = dir.path().join("whole");
+    let a: Vec<String> = args(&whole);
+    let st = hinrec(&a.iter().map(String::as_str).collect::<Vec<_>>())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let killed = dir.path().join("killed");
+    let a: Vec<String> = args(&killed);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let last = dir
+        .path()
+        .join(".killed.checkpoints")
+        .join("last.safetensors");
+    let mut child = hinrec(&a)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while !last.exists() && t.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(last.exists(), "no checkpoint within a minute");
+    assert!(
+        !killed.join("model.safetensors").exists(),
+        "killed after the end"
+    );
+    let mut resumed: Vec<&str> = a.clone();
+    resumed.push("--resume");
+    let out = hinrec(&resumed).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("resuming"));
+    assert_eq!(evaluate(&whole), evaluate(&killed));
+    // Other parameters than the checkpoint's are refused.
+    std::fs::create_dir_all(dir.path().join(".other.checkpoints")).unwrap();
+    std::fs::copy(
+        dir.path().join("whole/config.toml"),
+        dir.path().join(".other.checkpoints/run.toml"),
+    )
+    .unwrap();
+    let other = dir.path().join("other");
+    let a: Vec<String> = args(&other);
+    let mut a: Vec<&str> = a.iter().map(String::as_str).collect();
+    a.extend(["--resume", "--set", "lr=0.02"]);
+    let out = hinrec(&a).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("other settings"));
 }

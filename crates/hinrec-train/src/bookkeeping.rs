@@ -1,8 +1,9 @@
 //! What every epoch loop shares (the baselines' and the neural models'):
 //! validation for early stopping, the per-epoch report and its bookkeeping.
 
-use crate::{full_ranking, sampled, Scorer};
 use hinrec_data::{EvalNegatives, Interactions};
+use hinrec_eval::metrics::AT_K_NAMES;
+use hinrec_eval::{full_ranking, sampled, ScoreError, Scorer};
 use serde::{Deserialize, Serialize};
 
 /// How to score a model on validation data during training.
@@ -21,15 +22,31 @@ pub enum ValidationData<'a> {
     },
 }
 
-/// Validation used for early stopping: data, metric and patience.
+/// Validation used for early stopping: the data and the metric (how long
+/// to wait for an improvement is each model's `patience`).
 #[derive(Debug, Clone)]
 pub struct Validation<'a> {
     /// The data.
     pub data: ValidationData<'a>,
     /// Metric to maximise (`NDCG@10`, `HR@10`, ...).
     pub metric: String,
-    /// Epochs without improvement before stopping.
-    pub patience: usize,
+}
+
+/// The cut-off of a validation metric such as `NDCG@10`, or an error that
+/// names the metrics there are.
+pub fn metric_cutoff(metric: &str) -> Result<usize, String> {
+    let bad = || {
+        format!(
+            "unknown validation metric {metric:?}: use one of {} with a cut-off, e.g. NDCG@10",
+            AT_K_NAMES.join(", ")
+        )
+    };
+    let (name, k) = metric.split_once('@').ok_or_else(bad)?;
+    let k: usize = k.parse().map_err(|_| bad())?;
+    if k == 0 || !AT_K_NAMES.contains(&name) {
+        return Err(bad());
+    }
+    Ok(k)
 }
 
 impl<'a> Validation<'a> {
@@ -38,41 +55,35 @@ impl<'a> Validation<'a> {
         Validation {
             data: ValidationData::None,
             metric: "NDCG@10".into(),
-            patience: usize::MAX,
         }
     }
 
-    /// Sampled validation on NDCG@10 with patience 10.
+    /// Sampled validation on NDCG@10.
     pub fn sampled(negatives: &'a EvalNegatives) -> Self {
         Validation {
             data: ValidationData::Sampled(negatives),
             metric: "NDCG@10".into(),
-            patience: 10,
         }
     }
 
-    /// Full-ranking validation on NDCG@10 with patience 10.
+    /// Full-ranking validation on NDCG@10.
     pub fn full(valid: &'a Interactions, train: &'a Interactions) -> Self {
         Validation {
             data: ValidationData::Full { valid, train },
             metric: "NDCG@10".into(),
-            patience: 10,
         }
     }
 
     /// The validation metric of `model`, or `None` without validation data.
-    pub fn score<S: Scorer + Sync + ?Sized>(&self, model: &S) -> Option<f64> {
-        let k = self
-            .metric
-            .split_once('@')
-            .and_then(|(_, k)| k.parse().ok())
-            .unwrap_or(10);
+    pub fn score<S: Scorer + ?Sized>(&self, model: &S) -> Result<Option<f64>, ScoreError> {
+        let k = metric_cutoff(&self.metric)?;
         let m = match self.data {
-            ValidationData::None => return None,
-            ValidationData::Sampled(n) => sampled(model, n, &[k]),
-            ValidationData::Full { valid, train } => full_ranking(model, valid, &[train], &[k]),
+            ValidationData::None => return Ok(None),
+            ValidationData::Sampled(n) if n.is_empty() => return Ok(None),
+            ValidationData::Sampled(n) => sampled(model, n, &[k])?,
+            ValidationData::Full { valid, train } => full_ranking(model, valid, &[train], &[k])?,
         };
-        m.get(&self.metric)
+        Ok(m.get(&self.metric))
     }
 }
 
@@ -110,6 +121,10 @@ pub struct FitSummary {
     pub total_s: f64,
     /// Positive samples per second of training.
     pub samples_per_s: f64,
+    /// The audit set's metrics after each epoch of this call, where the
+    /// fit was given one ([`crate::FitContext::audit`]); reported only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audit: Vec<hinrec_eval::Metrics>,
 }
 
 /// Tracks the best validation value and when to stop.
@@ -274,6 +289,7 @@ impl EpochTracker {
             time_to_best_s: self.time_to_best,
             total_s: self.start.elapsed().as_secs_f64(),
             samples_per_s: (self.samples_per_epoch * self.epochs) as f64 / self.train_s.max(1e-9),
+            audit: Vec::new(),
         }
     }
 }
@@ -281,6 +297,15 @@ impl EpochTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metric_names_are_checked() {
+        assert_eq!(metric_cutoff("NDCG@10"), Ok(10));
+        assert_eq!(metric_cutoff("HR@5"), Ok(5));
+        for bad in ["HR@ten", "NDCG", "ndcg@10", "HR@0", "AUC@3"] {
+            assert!(metric_cutoff(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn early_stopping_counts_epochs_without_improvement() {

@@ -1,0 +1,60 @@
+//! LGRec under the model contract of hinrec-train.
+
+use std::path::Path;
+
+use hinrec_nn::checkpoint;
+use hinrec_train::{FitContext, Fitted, ModelError, ModelParams, TrainedModel};
+
+use crate::model::{Lgrec, LgrecConfig, LgrecError, Variant};
+
+impl From<LgrecError> for ModelError {
+    fn from(e: LgrecError) -> Self {
+        match e {
+            LgrecError::Config(m) => ModelError::Params(m),
+            LgrecError::Data(m) => ModelError::Data(m),
+            LgrecError::Graph(g) => ModelError::Data(g.to_string()),
+            LgrecError::Score(s) => ModelError::Score(s),
+            other => ModelError::other(other),
+        }
+    }
+}
+
+impl ModelParams for LgrecConfig {
+    type Model = Lgrec;
+
+    fn check(&self) -> Result<(), ModelError> {
+        Ok(LgrecConfig::check(self)?)
+    }
+
+    fn check_data(&self, ctx: &FitContext<'_>) -> Result<(), ModelError> {
+        Ok(Lgrec::check_data(self, ctx)?)
+    }
+
+    fn needs_hin(&self) -> bool {
+        self.variant != Variant::NoGlo
+    }
+
+    fn max_epochs(&self) -> usize {
+        self.epochs
+    }
+
+    fn fit(&self, ctx: &mut FitContext<'_>) -> Result<Fitted<Lgrec>, ModelError> {
+        let (model, summary) = Lgrec::fit(self, ctx)?;
+        Ok(Fitted {
+            model,
+            summary: Some(summary),
+        })
+    }
+
+    fn load(&self, path: &Path) -> Result<Lgrec, ModelError> {
+        let state = checkpoint::load(path).map_err(|e| ModelError::file(path, e))?;
+        Lgrec::from_state(self, &state).map_err(|e| ModelError::file(path, e))
+    }
+}
+
+impl TrainedModel for Lgrec {
+    fn save(&self, path: &Path) -> Result<(), ModelError> {
+        let state = self.state()?;
+        checkpoint::save(path, &state).map_err(|e| ModelError::file(path, e))
+    }
+}

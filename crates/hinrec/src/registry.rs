@@ -1,0 +1,378 @@
+//! Every model hinrec trains, baselines and paper models alike: one static
+//! list. The command line (`hinrec train`, `models`, `demo`) and `cargo
+//! xtask reproduce` read it; adding a model is a crate plus one entry here.
+
+use hinrec_train::{AnyParams, ModelError};
+
+/// How a paper experiment ranks all items besides the sampled protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FullRanking {
+    /// Every test user, where users x items is at most this many pairs.
+    UpTo(usize),
+    /// This many test users sampled with the data seed (scoring is costly).
+    SampledUsers(usize),
+}
+
+/// One experiment of a paper's tables (or a baseline's row beside them):
+/// the dataset, the model's settings there, what is searched on
+/// validation, and what is reported.
+#[derive(Debug, Clone, Copy)]
+pub struct Experiment {
+    /// The dataset, as `--data` names it.
+    pub dataset: &'static str,
+    /// TOML overrides of the model's parameters on this dataset.
+    pub settings: &'static str,
+    /// Points searched on validation with the first seed, each a TOML
+    /// override (empty: none).
+    pub grid: fn() -> Vec<String>,
+    /// Overrides during grid trials (an epoch cap), TOML.
+    pub grid_settings: &'static str,
+    /// Validation users whose metric picks the epoch (0: all).
+    pub valid_users: usize,
+    /// Cut-offs of the sampled protocol.
+    pub ks: &'static [usize],
+    /// Full ranking.
+    pub full: FullRanking,
+}
+
+/// A model of the registry.
+pub struct ModelEntry {
+    /// The name on the command line and in tables (`lgrec-noatt`).
+    pub name: &'static str,
+    /// The TOML table of its parameters in a config file (`lgrec`); the
+    /// variants of a model share it.
+    pub table: &'static str,
+    /// Where it comes from (a paper in shared/papers, or `baseline`).
+    pub paper: &'static str,
+    /// One line on what it is.
+    pub about: &'static str,
+    /// TOML that makes this entry's variant, applied after the config
+    /// table (empty for a model's main entry).
+    pub preset: &'static str,
+    /// Its default parameters.
+    pub defaults: fn() -> Box<dyn AnyParams>,
+    /// TOML overrides for `hinrec demo` (small settings for the synthetic
+    /// HIN on two cores).
+    pub demo: &'static str,
+    /// The experiments `cargo xtask reproduce` runs.
+    pub experiments: &'static [Experiment],
+}
+
+impl std::fmt::Debug for ModelEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelEntry")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl ModelEntry {
+    /// Its parameters: the defaults, then the config file's table, then
+    /// the variant's preset, then `--set` overrides, each checked.
+    pub fn params(
+        &self,
+        table: Option<&toml::Table>,
+        sets: &toml::Table,
+    ) -> Result<Box<dyn AnyParams>, ModelError> {
+        let mut p = (self.defaults)();
+        let at =
+            |what: &str, e: ModelError| ModelError::Params(format!("{} {what}: {e}", self.name));
+        if let Some(t) = table {
+            p.set(t)
+                .map_err(|e| at(&format!("[{}] table", self.table), e))?;
+        }
+        p.set(&parse_toml(self.preset)?)
+            .map_err(|e| at("preset", e))?;
+        p.set(sets).map_err(|e| at("--set", e))?;
+        p.check().map_err(|e| at("parameters", e))?;
+        Ok(p)
+    }
+}
+
+/// A TOML snippet as a table.
+pub fn parse_toml(text: &str) -> Result<toml::Table, ModelError> {
+    text.parse::<toml::Table>()
+        .map_err(|e| ModelError::Params(format!("{text:?}: {}", e.message())))
+}
+
+/// `--set KEY=VALUE` flags as one TOML table (a value that is not TOML is
+/// taken as a string).
+pub fn parse_sets(sets: &[String]) -> Result<toml::Table, ModelError> {
+    let mut out = toml::Table::new();
+    for s in sets {
+        let (k, v) = s
+            .split_once('=')
+            .ok_or_else(|| ModelError::Params(format!("--set {s:?}: expected KEY=VALUE")))?;
+        let (k, v) = (k.trim(), v.trim());
+        let value = match parse_toml(&format!("v = {v}")) {
+            Ok(mut t) => t.remove("v").unwrap_or(toml::Value::String(v.into())),
+            Err(_) => toml::Value::String(v.into()),
+        };
+        out.insert(k.to_string(), value);
+    }
+    Ok(out)
+}
+
+fn params<P: hinrec_train::ModelParams>() -> Box<dyn AnyParams> {
+    Box::new(P::default())
+}
+
+fn no_grid() -> Vec<String> {
+    Vec::new()
+}
+
+fn itemknn_grid() -> Vec<String> {
+    [20, 50, 100, 200, 400]
+        .iter()
+        .map(|k| format!("k = {k}"))
+        .collect()
+}
+
+fn bpr_grid() -> Vec<String> {
+    let mut out = Vec::new();
+    for dim in [64, 128] {
+        for lr in [0.01, 0.03, 0.1] {
+            for reg in [0.003, 0.01, 0.03] {
+                out.push(format!("dim = {dim}\nlr = {lr}\nreg = {reg}"));
+            }
+        }
+    }
+    out
+}
+
+const CUTOFFS_5_10_15: &[usize] = &[5, 10, 15];
+const CUTOFF_10: &[usize] = &[10];
+/// LGRec's full ranking sends every pair through co-attention: seconds on
+/// Movielens, hours on LastFM and Yelp.
+const LGREC_FULL: FullRanking = FullRanking::UpTo(5_000_000);
+
+const fn baseline(dataset: &'static str, grid: fn() -> Vec<String>) -> Experiment {
+    Experiment {
+        dataset,
+        settings: "",
+        grid,
+        grid_settings: "",
+        valid_users: 0,
+        ks: CUTOFFS_5_10_15,
+        full: FullRanking::UpTo(usize::MAX),
+    }
+}
+
+const fn lgrec(dataset: &'static str, settings: &'static str, valid_users: usize) -> Experiment {
+    Experiment {
+        dataset,
+        settings,
+        grid: no_grid,
+        grid_settings: "",
+        valid_users,
+        ks: CUTOFF_10,
+        full: LGREC_FULL,
+    }
+}
+
+const BASELINE_DATASETS: [&str; 4] = ["lgrec-ml100k", "lastfm", "yelp", "reda-lastfm"];
+
+const MOSTPOP_EXPERIMENTS: [Experiment; 4] = [
+    baseline(BASELINE_DATASETS[0], no_grid),
+    baseline(BASELINE_DATASETS[1], no_grid),
+    baseline(BASELINE_DATASETS[2], no_grid),
+    baseline(BASELINE_DATASETS[3], no_grid),
+];
+const ITEMKNN_EXPERIMENTS: [Experiment; 4] = [
+    baseline(BASELINE_DATASETS[0], itemknn_grid),
+    baseline(BASELINE_DATASETS[1], itemknn_grid),
+    baseline(BASELINE_DATASETS[2], itemknn_grid),
+    baseline(BASELINE_DATASETS[3], itemknn_grid),
+];
+const BPR_EXPERIMENTS: [Experiment; 4] = [
+    baseline(BASELINE_DATASETS[0], bpr_grid),
+    baseline(BASELINE_DATASETS[1], bpr_grid),
+    baseline(BASELINE_DATASETS[2], bpr_grid),
+    baseline(BASELINE_DATASETS[3], bpr_grid),
+];
+/// lgrec.txt Table 2: Yelp's validation runs on 2,000 sampled users with a
+/// 15-epoch cap (docs/lgrec.md).
+const LGREC_EXPERIMENTS: [Experiment; 3] = [
+    lgrec("lgrec-ml100k", "", 0),
+    lgrec("lastfm", "", 0),
+    lgrec("yelp", "epochs = 15", 2000),
+];
+const REDA_EXPERIMENTS: [Experiment; 1] = [Experiment {
+    dataset: "reda-lastfm",
+    settings: "",
+    grid: no_grid,
+    grid_settings: "epochs = 3",
+    valid_users: 0,
+    ks: CUTOFFS_5_10_15,
+    full: FullRanking::SampledUsers(200),
+}];
+
+const LGREC_DEMO: &str =
+    "dim = 32\nk_user = 20\nk_item = 20\nepochs = 6\nbpr_epochs = 30\nlr = 0.005";
+const REDA_DEMO: &str = "dim = 32\nmemory_slots = 10\nepochs = 4\nuser_pairs = 100\ntriples_per_interaction = 2\nbatch = 1000";
+
+/// Every model, in table order.
+pub static MODELS: &[ModelEntry] = &[
+    ModelEntry {
+        name: "mostpop",
+        table: "mostpop",
+        paper: "baseline",
+        about: "item popularity",
+        preset: "",
+        defaults: params::<hinrec_baselines::MostPopParams>,
+        demo: "",
+        experiments: &MOSTPOP_EXPERIMENTS,
+    },
+    ModelEntry {
+        name: "itemknn",
+        table: "itemknn",
+        paper: "baseline",
+        about: "item-based k-nearest neighbours (cosine, top-k)",
+        preset: "",
+        defaults: params::<hinrec_baselines::ItemKnnConfig>,
+        demo: "",
+        experiments: &ITEMKNN_EXPERIMENTS,
+    },
+    ModelEntry {
+        name: "bpr",
+        table: "bpr",
+        paper: "baseline",
+        about: "matrix factorisation with the BPR loss",
+        preset: "",
+        defaults: params::<hinrec_baselines::BprConfig>,
+        demo: "",
+        experiments: &BPR_EXPERIMENTS,
+    },
+    ModelEntry {
+        name: "lgrec",
+        table: "lgrec",
+        paper: "lgrec.txt",
+        about: "LGRec: co-attention over neighbours plus meta-path relation labels",
+        preset: "",
+        defaults: params::<hinrec_lgrec::LgrecConfig>,
+        demo: LGREC_DEMO,
+        experiments: &LGREC_EXPERIMENTS,
+    },
+    ModelEntry {
+        name: "lgrec-noglo",
+        table: "lgrec",
+        paper: "lgrec.txt",
+        about: "LGRec without the global relation (Table 2's LGRec_noGlo); margin 0.1, chosen on validation on all three datasets",
+        preset: "variant = \"no-glo\"\nmargin = 0.1",
+        defaults: params::<hinrec_lgrec::LgrecConfig>,
+        demo: LGREC_DEMO,
+        experiments: &LGREC_EXPERIMENTS,
+    },
+    ModelEntry {
+        name: "lgrec-noatt",
+        table: "lgrec",
+        paper: "lgrec.txt",
+        about: "LGRec with a plain mean instead of co-attention (Table 2's LGRec_noAtt)",
+        preset: "variant = \"no-att\"",
+        defaults: params::<hinrec_lgrec::LgrecConfig>,
+        demo: LGREC_DEMO,
+        experiments: &LGREC_EXPERIMENTS,
+    },
+    ModelEntry {
+        name: "reda",
+        table: "reda",
+        paper: "reda.txt",
+        about: "REDA: item relation embeddings, key-value memory and weight attention",
+        preset: "",
+        defaults: params::<hinrec_reda::RedaConfig>,
+        demo: REDA_DEMO,
+        experiments: &REDA_EXPERIMENTS,
+    },
+    ModelEntry {
+        name: "reda-npil",
+        table: "reda",
+        paper: "reda.txt",
+        about: "REDA without the pair-wise interaction layer (one embedding per item)",
+        preset: "variant = \"npil\"",
+        defaults: params::<hinrec_reda::RedaConfig>,
+        demo: REDA_DEMO,
+        experiments: &REDA_EXPERIMENTS,
+    },
+    ModelEntry {
+        name: "reda-nmal",
+        table: "reda",
+        paper: "reda.txt",
+        about: "REDA without the memory attention",
+        preset: "variant = \"nmal\"",
+        defaults: params::<hinrec_reda::RedaConfig>,
+        demo: REDA_DEMO,
+        experiments: &REDA_EXPERIMENTS,
+    },
+];
+
+/// The entry named `name` (case and `_` ignored), or an error listing
+/// every name.
+pub fn model(name: &str) -> Result<&'static ModelEntry, String> {
+    let want = name.to_ascii_lowercase().replace('_', "-");
+    MODELS.iter().find(|m| m.name == want).ok_or_else(|| {
+        format!(
+            "unknown model {name:?}: choose one of {}",
+            MODELS.iter().map(|m| m.name).collect::<Vec<_>>().join(", ")
+        )
+    })
+}
+
+/// The TOML table names the registry uses.
+pub fn tables() -> Vec<&'static str> {
+    let mut t: Vec<&str> = MODELS.iter().map(|m| m.table).collect();
+    t.dedup();
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_entry_builds_its_checked_defaults_and_names_are_unique() {
+        let empty = toml::Table::new();
+        for (k, m) in MODELS.iter().enumerate() {
+            assert!(MODELS[..k].iter().all(|o| o.name != m.name), "{}", m.name);
+            let p = m.params(None, &empty).unwrap();
+            assert!(p.to_toml().is_ok(), "{}", m.name);
+            m.params(None, &parse_toml(m.demo).unwrap()).unwrap();
+            for e in m.experiments {
+                parse_toml(e.settings).unwrap();
+                for g in (e.grid)() {
+                    parse_toml(&g).unwrap();
+                }
+            }
+        }
+        assert_eq!(model("LGREC_NOATT").unwrap().name, "lgrec-noatt");
+        let sets = parse_sets(&[
+            "lr=0.01".into(),
+            "meta_paths=[\"UIUI\"]".into(),
+            "variant=no-att".into(),
+        ])
+        .unwrap();
+        assert_eq!(sets["lr"].as_float(), Some(0.01));
+        assert_eq!(sets["meta_paths"].as_array().map(Vec::len), Some(1));
+        assert_eq!(sets["variant"].as_str(), Some("no-att"));
+        assert!(parse_sets(&["lr".into()]).is_err());
+        assert!(model("lgrec-typo").unwrap_err().contains("reda-nmal"));
+    }
+
+    #[test]
+    fn presets_win_over_the_table_and_sets_over_both() {
+        let m = model("lgrec-noglo").unwrap();
+        let table = parse_toml("variant = \"full\"\nmargin = 2.0\ndim = 16").unwrap();
+        let p = m
+            .params(Some(&table), &parse_toml("dim = 8").unwrap())
+            .unwrap();
+        let t = p.to_toml().unwrap();
+        assert_eq!(t["variant"].as_str(), Some("no-glo"));
+        assert_eq!(t["margin"].as_float(), Some(0.1));
+        assert_eq!(t["dim"].as_integer(), Some(8));
+        let e = m
+            .params(None, &parse_toml("dimm = 8").unwrap())
+            .unwrap_err();
+        assert!(e.to_string().contains("dimm"), "{e}");
+        let e = m.params(None, &parse_toml("dim = 0").unwrap()).unwrap_err();
+        assert!(e.to_string().contains("dim"), "{e}");
+    }
+}
