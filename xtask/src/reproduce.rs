@@ -188,6 +188,8 @@ fn run_experiment(
             bar: &bar,
             name: &name,
             seed,
+            // Plain-Rust baselines run hundreds of sub-second epochs.
+            epochs: chosen.uses_candle(),
         };
         let checkpoints = CheckpointPolicy {
             dir: args
@@ -363,6 +365,7 @@ struct Lines<'a> {
     bar: &'a ProgressBar,
     name: &'a str,
     seed: u64,
+    epochs: bool,
 }
 
 impl Progress for Lines<'_> {
@@ -372,6 +375,9 @@ impl Progress for Lines<'_> {
     }
 
     fn epoch(&mut self, r: &EpochReport) {
+        if !self.epochs {
+            return;
+        }
         self.bar.suspend(|| {
             println!(
                 "   {} seed {} epoch {:>2}: loss {:.4} valid {:.4} ({:.0} samples/s, {:.0}s)",

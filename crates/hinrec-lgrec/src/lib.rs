@@ -39,4 +39,4 @@
 pub mod model;
 pub mod params;
 
-pub use model::{Lgrec, LgrecConfig, LgrecError, Variant};
+pub use model::{Explanation, Lgrec, LgrecConfig, LgrecError, Variant};

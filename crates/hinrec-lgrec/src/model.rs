@@ -151,6 +151,17 @@ pub struct Lgrec {
     item_nb: NeighborLists,
 }
 
+/// What [`Lgrec::explain_pair`] returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explanation {
+    /// The user's neighbour items and their weights in `x_u`.
+    pub items: Vec<(u32, f32)>,
+    /// The item's neighbour users and their weights in `y_v`.
+    pub users: Vec<(u32, f32)>,
+    /// Each meta-path's label probability for the pair.
+    pub labels: Vec<(String, f32)>,
+}
+
 /// Per-neighbour tensors a batch reads: the co-attention tables, or for
 /// the no-attention ablation only the raw item and user rows.
 enum Sides {
@@ -319,6 +330,93 @@ impl Lgrec {
         Ok((translation_distance(&xu, &z, &yv)?, Some(z)))
     }
 
+    /// Why `(user, item)` scores as it does: the weights of the user's
+    /// neighbour items and of the item's neighbour users in `x_u` and `y_v`
+    /// (co-attention, eq. 1-3, or the plain mean of noAtt), largest first,
+    /// and the relation's meta-path label probabilities (eq. 7-8; none for
+    /// noGlo).
+    pub fn explain_pair(&self, user: u32, item: u32) -> Result<Explanation> {
+        let (nu, ni) = (self.users.rows(), self.items.rows());
+        if user as usize >= nu || item as usize >= ni {
+            return Err(LgrecError::Config(format!(
+                "({user}, {item}) is outside the model's {nu} users x {ni} items"
+            )));
+        }
+        let real = |lists: &NeighborLists, n: u32, other: u32| -> Vec<u32> {
+            lists
+                .neighbors(n)
+                .iter()
+                .zip(lists.mask(n))
+                .filter(|(&m, &r)| r > 0.0 && !(self.cfg.hide_own_edge && m == other))
+                .map(|(&m, _)| m)
+                .collect()
+        };
+        let (xs, ys) = (
+            real(&self.user_nb, user, item),
+            real(&self.item_nb, item, user),
+        );
+        let x = self
+            .items
+            .gather(&xs, DType::F32, &self.dev)?
+            .as_tensor()
+            .clone();
+        let y = self
+            .users
+            .gather(&ys, DType::F32, &self.dev)?
+            .as_tensor()
+            .clone();
+        let (wx, wy) = if xs.is_empty() || ys.is_empty() || self.cfg.variant == Variant::NoAtt {
+            let mean = |n: usize| vec![1.0 / n.max(1) as f32; n];
+            (mean(xs.len()), mean(ys.len()))
+        } else {
+            // M = F(X_u) A G(Y_v)^T; each side's importance is its max over
+            // the other side, a softmax turns them into weights (eq. 1-3).
+            let m = self
+                .f
+                .forward(&x)?
+                .matmul(self.a.as_tensor())?
+                .matmul(&self.g.forward(&y)?.t()?)?;
+            let soft = |t: Tensor| -> Result<Vec<f32>> {
+                Ok(candle_nn::ops::softmax(&t, D::Minus1)?.to_vec1()?)
+            };
+            (soft(m.max(1)?)?, soft(m.max(0)?)?)
+        };
+        let labels = if self.cfg.variant == Variant::NoGlo {
+            Vec::new()
+        } else {
+            let pool = |t: &Tensor, w: &[f32]| -> Result<Tensor> {
+                if w.is_empty() {
+                    return Ok(Tensor::zeros((1, self.cfg.dim), DType::F32, &self.dev)?);
+                }
+                let w = Tensor::from_vec(w.to_vec(), (1, w.len()), &self.dev)?;
+                Ok(w.matmul(t)?)
+            };
+            let (xu, yv) = (pool(&x, &wx)?, pool(&y, &wy)?);
+            let mut z = self.rel.forward(&Tensor::cat(&[&xu, &yv], 1)?)?;
+            if self.cfg.relation_relu {
+                z = z.relu()?;
+            }
+            let p: Vec<f32> = candle_nn::ops::sigmoid(&self.out.forward(&z)?)?
+                .flatten_all()?
+                .to_vec1()?;
+            let names = self.cfg.meta_paths.iter().cloned();
+            names
+                .chain((self.cfg.meta_paths.len()..).map(|k| format!("path {k}")))
+                .zip(p)
+                .collect()
+        };
+        let ranked = |ids: Vec<u32>, w: Vec<f32>| {
+            let mut v: Vec<(u32, f32)> = ids.into_iter().zip(w).collect();
+            v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            v
+        };
+        Ok(Explanation {
+            items: ranked(xs, wx),
+            users: ranked(ys, wy),
+            labels,
+        })
+    }
+
     fn sides(&self, x: Tensor, y: Tensor) -> Result<Sides> {
         if self.cfg.variant == Variant::NoAtt {
             return Ok(Sides::Mean { x, y });
@@ -452,7 +550,9 @@ impl Lgrec {
             (_, Some(hin)) => Some(PairLabeler::new(hin, &paths, RowRule::AboveRowMean)?),
         };
         let started = Instant::now();
-        let model = Self::init(train, paths.len(), cfg, ctx.seed)?;
+        let mut model = Self::init(train, paths.len(), cfg, ctx.seed)?;
+        // The model knows the meta-paths its labels stand for.
+        model.cfg.meta_paths = paths.iter().map(|p| p.to_string()).collect();
         let adam_cfg = AdamConfig {
             lr: cfg.lr,
             ..AdamConfig::default()

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use hinrec_nn::checkpoint;
-use hinrec_train::{FitContext, Fitted, ModelError, ModelParams, TrainedModel};
+use hinrec_train::{FitContext, Fitted, ModelError, ModelParams, Reason, TrainedModel};
 
 use crate::model::{Lgrec, LgrecConfig, LgrecError, Variant};
 
@@ -46,6 +46,13 @@ impl ModelParams for LgrecConfig {
         })
     }
 
+    fn resolved(&self, ctx: &FitContext<'_>) -> Self {
+        LgrecConfig {
+            meta_paths: Lgrec::meta_paths(self, ctx).to_vec(),
+            ..self.clone()
+        }
+    }
+
     fn load(&self, path: &Path) -> Result<Lgrec, ModelError> {
         let state = checkpoint::load(path).map_err(|e| ModelError::file(path, e))?;
         Lgrec::from_state(self, &state).map_err(|e| ModelError::file(path, e))
@@ -56,5 +63,30 @@ impl TrainedModel for Lgrec {
     fn save(&self, path: &Path) -> Result<(), ModelError> {
         let state = self.state()?;
         checkpoint::save(path, &state).map_err(|e| ModelError::file(path, e))
+    }
+
+    fn explain(&self, user: u32, item: u32) -> Result<Vec<Reason>, ModelError> {
+        let e = self.explain_pair(user, item)?;
+        let how = match self.config().variant {
+            Variant::NoAtt => "mean",
+            _ => "co-attention",
+        };
+        let mut out = vec![
+            Reason::Items {
+                what: format!("the user's neighbour items, {how} weight in x_u"),
+                weights: e.items.into_iter().take(5).collect(),
+            },
+            Reason::Users {
+                what: format!("the item's neighbour users, {how} weight in y_v"),
+                weights: e.users.into_iter().take(5).collect(),
+            },
+        ];
+        if !e.labels.is_empty() {
+            out.push(Reason::Values {
+                what: "meta-path label probability of the pair's relation".into(),
+                values: e.labels,
+            });
+        }
+        Ok(out)
     }
 }

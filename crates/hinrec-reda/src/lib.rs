@@ -51,5 +51,5 @@ pub mod params;
 mod softmax;
 pub mod train;
 
-pub use model::{Reda, RedaConfig, RedaError, Variant};
+pub use model::{Explanation, Reda, RedaConfig, RedaError, Variant};
 pub use train::{sample_triples, RelationTriple};

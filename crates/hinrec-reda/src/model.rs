@@ -182,6 +182,17 @@ struct HistoryTables {
     h: Vec<f32>,
 }
 
+/// What [`Reda::explain_pair`] returns.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Explanation {
+    /// Each scored training item j and its term in eq. 11, largest first.
+    pub contributions: Vec<(u32, f32)>,
+    /// Weight attention over the aspect pairs of the largest term's pair.
+    pub aspects: Vec<(String, f32)>,
+    /// Memory attention over the slots for that pair, largest first.
+    pub slots: Vec<(String, f32)>,
+}
+
 /// A trained (or training) REDA.
 pub struct Reda {
     pub(crate) cfg: RedaConfig,
@@ -362,6 +373,81 @@ impl Reda {
             Ok(())
         })?;
         Ok(Tensor::from_vec(z, (users.len(), d), &self.dev)?)
+    }
+
+    /// Why `item` scores as it does for `user` (eq. 11): each of the
+    /// user's training items j with its term `z_u . r_ij / |R_u|`, largest
+    /// first; for the item whose term is largest, the weight attention over
+    /// its k² aspect pairs (eq. 6-7) and the memory attention over the
+    /// slots (eq. 3-4) pooled by it.
+    pub fn explain_pair(&self, user: u32, item: u32) -> Result<Explanation> {
+        let (nu, ni) = (self.history.len(), self.items.rows());
+        if user as usize >= nu || item as usize >= ni {
+            return Err(RedaError::Config(format!(
+                "({user}, {item}) is outside the model's {nu} users x {ni} items"
+            )));
+        }
+        let hist: Vec<u32> = self
+            .score_items(user)
+            .into_iter()
+            .filter(|&j| j != item)
+            .collect();
+        let mut out = Explanation::default();
+        if hist.is_empty() {
+            return Ok(out);
+        }
+        let table = self.items.tensor(DType::F32, &self.dev)?;
+        let z = self.user_embeddings_with(&table, &[user])?;
+        let left = vec![item; hist.len()];
+        let r = self.relations(&table, &left, &hist)?;
+        let terms: Vec<f32> = r
+            .matmul(&z.t()?)?
+            .flatten_all()?
+            .to_vec1::<f32>()?
+            .into_iter()
+            .map(|t| t / hist.len() as f32)
+            .collect();
+        let mut contributions: Vec<(u32, f32)> = hist.iter().copied().zip(terms).collect();
+        contributions.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let top = contributions[0].0;
+        out.contributions = contributions;
+        let ids = |i: u32| Tensor::from_vec(vec![i], 1, &self.dev);
+        let v = pair_products(
+            &table.index_select(&ids(item)?, 0)?,
+            &table.index_select(&ids(top)?, 0)?,
+            self.k,
+        )?;
+        let kk = self.k * self.k;
+        let aspect = if self.k > 1 {
+            candle_nn::ops::softmax(&self.weight.scores(&v)?.reshape((1, kk))?, 1)?
+        } else {
+            Tensor::ones((1, 1), DType::F32, &self.dev)?
+        };
+        if self.k > 1 {
+            let w: Vec<f32> = aspect.flatten_all()?.to_vec1()?;
+            out.aspects = (0..kk)
+                .map(|x| {
+                    (
+                        format!("p_i^{} * p_j^{}", x / self.k + 1, x % self.k + 1),
+                        w[x],
+                    )
+                })
+                .collect();
+        }
+        if self.cfg.variant != Variant::Nmal {
+            let slots: Vec<f32> = aspect
+                .matmul(&self.memory.weights(&v)?)?
+                .flatten_all()?
+                .to_vec1()?;
+            let mut s: Vec<(String, f32)> = slots
+                .into_iter()
+                .enumerate()
+                .map(|(t, w)| (format!("slot {t}"), w))
+                .collect();
+            s.sort_by(|a, b| b.1.total_cmp(&a.1));
+            out.slots = s;
+        }
+        Ok(out)
     }
 
     /// Scores `y_ui = 1/|R_u| sum_j z_u . r_ij` (eq. 11; higher is better)

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use hinrec_nn::checkpoint;
-use hinrec_train::{FitContext, Fitted, ModelError, ModelParams, TrainedModel};
+use hinrec_train::{FitContext, Fitted, ModelError, ModelParams, Reason, TrainedModel};
 
 use crate::model::{Reda, RedaConfig, RedaError};
 
@@ -46,5 +46,30 @@ impl TrainedModel for Reda {
     fn save(&self, path: &Path) -> Result<(), ModelError> {
         let state = self.state()?;
         checkpoint::save(path, &state).map_err(|e| ModelError::file(path, e))
+    }
+
+    fn explain(&self, user: u32, item: u32) -> Result<Vec<Reason>, ModelError> {
+        let e = self.explain_pair(user, item)?;
+        let top = e.contributions.first().map(|c| c.0);
+        let mut out = vec![Reason::Items {
+            what: "the user's items j, each with its term z_u . r_ij / |R_u| of the score".into(),
+            weights: e.contributions.into_iter().take(5).collect(),
+        }];
+        if top.is_some() {
+            if !e.aspects.is_empty() {
+                out.push(Reason::Values {
+                    what: "weight attention over the aspect pairs of this item and the first item above".into(),
+                    values: e.aspects,
+                });
+            }
+            if !e.slots.is_empty() {
+                out.push(Reason::Values {
+                    what: "memory attention over the slots for this item and the first item above"
+                        .into(),
+                    values: e.slots.into_iter().take(3).collect(),
+                });
+            }
+        }
+        Ok(out)
     }
 }

@@ -129,6 +129,34 @@ pub struct Fitted<M> {
     pub summary: Option<FitSummary>,
 }
 
+/// One reason a model gives for a score ([`TrainedModel::explain`]); ids
+/// are the model's internal ones, which a caller maps back to the data's.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reason {
+    /// Items of the user and how much each weighs in the score.
+    Items {
+        /// What the weights are.
+        what: String,
+        /// `(item, weight)`, largest first.
+        weights: Vec<(u32, f32)>,
+    },
+    /// Users of the item and how much each weighs in the score.
+    Users {
+        /// What the weights are.
+        what: String,
+        /// `(user, weight)`, largest first.
+        weights: Vec<(u32, f32)>,
+    },
+    /// Named values (meta-path label probabilities, attention over
+    /// aspects, ...).
+    Values {
+        /// What the values are.
+        what: String,
+        /// `(name, value)`.
+        values: Vec<(String, f32)>,
+    },
+}
+
 /// A trained model: what every protocol, `hinrec evaluate` and `hinrec
 /// recommend` use.
 pub trait TrainedModel: Scorer + Send + Sync {
@@ -137,9 +165,9 @@ pub trait TrainedModel: Scorer + Send + Sync {
     /// all [`ModelParams::load`] needs.
     fn save(&self, path: &Path) -> Result<(), ModelError>;
 
-    /// Why `item` is scored as it is for `user`, as lines of text, where
-    /// the model can say (none by default).
-    fn explain(&self, _user: u32, _item: u32) -> Result<Vec<String>, ModelError> {
+    /// Why `item` is scored as it is for `user`, where the model can say
+    /// (nothing by default).
+    fn explain(&self, _user: u32, _item: u32) -> Result<Vec<Reason>, ModelError> {
         Ok(Vec::new())
     }
 }
@@ -180,6 +208,12 @@ pub trait ModelParams:
     /// Trains on `ctx`.
     fn fit(&self, ctx: &mut FitContext<'_>) -> Result<Fitted<Self::Model>, ModelError>;
 
+    /// The parameters as a fit on `ctx` uses them (defaults taken from the
+    /// data filled in), for the record a model directory keeps.
+    fn resolved(&self, _ctx: &FitContext<'_>) -> Self {
+        self.clone()
+    }
+
     /// Reads a model that [`TrainedModel::save`] wrote with these
     /// parameters.
     fn load(&self, path: &Path) -> Result<Self::Model, ModelError>;
@@ -202,6 +236,8 @@ pub trait AnyParams: Debug + Send + Sync {
     fn fit(&self, ctx: &mut FitContext<'_>) -> Result<Fitted<Box<dyn TrainedModel>>, ModelError>;
     /// [`ModelParams::load`].
     fn load(&self, path: &Path) -> Result<Box<dyn TrainedModel>, ModelError>;
+    /// [`ModelParams::resolved`].
+    fn resolved(&self, ctx: &FitContext<'_>) -> Box<dyn AnyParams>;
     /// Every parameter as a TOML table.
     fn to_toml(&self) -> Result<toml::Table, ModelError>;
     /// Overrides the parameters a table names; an unknown key or a value of
@@ -236,6 +272,9 @@ impl<P: ModelParams> AnyParams for P {
     }
     fn load(&self, path: &Path) -> Result<Box<dyn TrainedModel>, ModelError> {
         Ok(Box::new(ModelParams::load(self, path)?))
+    }
+    fn resolved(&self, ctx: &FitContext<'_>) -> Box<dyn AnyParams> {
+        Box::new(ModelParams::resolved(self, ctx))
     }
     fn to_toml(&self) -> Result<toml::Table, ModelError> {
         toml::Table::try_from(self).map_err(|e| ModelError::Params(e.to_string()))

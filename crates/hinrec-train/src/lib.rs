@@ -35,5 +35,5 @@ pub use bookkeeping::{
 };
 pub use contract::{
     AnyParams, Callbacks, CheckpointPolicy, FitContext, Fitted, ModelError, ModelParams, Progress,
-    Silent, TrainedModel,
+    Reason, Silent, TrainedModel,
 };

@@ -11,7 +11,7 @@ use hinrec::experiment::{ExperimentConfig, Prepared};
 use hinrec::model_dir::{self, RunInfo};
 use hinrec::models::{self, FitRun};
 use hinrec::registry::{self, parse_toml, MODELS};
-use hinrec::train::{CheckpointPolicy, EpochReport, Progress};
+use hinrec::train::{CheckpointPolicy, EpochReport, Progress, Reason};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser)]
@@ -265,9 +265,7 @@ fn run(cli: Cli) -> Result<()> {
                     if why.is_empty() && r == 0 {
                         println!("\t({} gives no explanation)", loaded.entry.name);
                     }
-                    for line in why {
-                        println!("\t  {line}");
-                    }
+                    print_reasons(ds, &why);
                 }
             }
         }
@@ -298,6 +296,33 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A model's reasons with the data's own ids.
+fn print_reasons(ds: &Dataset, why: &[Reason]) {
+    for reason in why {
+        let (what, cells): (&str, Vec<String>) = match reason {
+            Reason::Items { what, weights } => (
+                what,
+                weights
+                    .iter()
+                    .map(|(i, w)| format!("{} {w:.3}", ds.item_original(*i)))
+                    .collect(),
+            ),
+            Reason::Users { what, weights } => (
+                what,
+                weights
+                    .iter()
+                    .map(|(u, w)| format!("{} {w:.3}", ds.users().original(*u)))
+                    .collect(),
+            ),
+            Reason::Values { what, values } => (
+                what,
+                values.iter().map(|(n, v)| format!("{n} {v:.3}")).collect(),
+            ),
+        };
+        println!("\t  {what}: {}", cells.join(", "));
+    }
 }
 
 fn list_models(defaults: bool) -> Result<()> {
@@ -412,7 +437,7 @@ fn train(req: &TrainRequest<'_>) -> Result<()> {
         dataset: ds.name.clone(),
         split: prepared.split_label.clone(),
         config: cfg.clone(),
-        params: params.to_toml()?,
+        params: models::resolved(params.as_ref(), &prepared).to_toml()?,
     };
     let ckpt = checkpoint_dir(req.out);
     let run_file = ckpt.join("run.toml");

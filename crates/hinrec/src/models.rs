@@ -56,6 +56,23 @@ pub fn fit(
     Ok(params.fit(&mut ctx)?)
 }
 
+/// The parameters as a fit on `prepared` uses them (the dataset's
+/// meta-paths filled in where the parameters name none).
+pub fn resolved(params: &dyn AnyParams, prepared: &Prepared) -> Box<dyn AnyParams> {
+    let split = &prepared.split;
+    let ctx = FitContext {
+        split,
+        validation: hinrec_train::Validation::none(),
+        hin: None,
+        meta_paths: &prepared.meta_paths,
+        seed: 0,
+        checkpoints: CheckpointPolicy::default(),
+        progress: &mut hinrec_train::Silent,
+        audit: None,
+    };
+    params.resolved(&ctx)
+}
+
 /// [`fit`] without checkpoints or progress.
 pub fn fit_quiet(
     params: &dyn AnyParams,

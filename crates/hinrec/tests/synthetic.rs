@@ -161,7 +161,9 @@ fn saved_models_evaluate_identically_and_recommend_unseen_items() {
             dataset: ds.name.clone(),
             split: p.split_label.clone(),
             config: cfg.clone(),
-            params: params.to_toml().unwrap(),
+            params: hinrec::models::resolved(params.as_ref(), &p)
+                .to_toml()
+                .unwrap(),
         };
         model_dir::check_target(&out, false).unwrap();
         model_dir::save(&out, &info, fitted.model.as_ref(), &ds, &p, None).unwrap();
@@ -186,6 +188,26 @@ fn saved_models_evaluate_identically_and_recommend_unseen_items() {
         assert!(top
             .iter()
             .all(|(i, _)| !p.split.known_items(0).any(|k| k == *i)));
+        let why = loaded.model.explain(0, top[0].0).unwrap();
+        match entry.paper {
+            "baseline" => assert!(why.is_empty()),
+            _ => assert!(!why.is_empty(), "{} explains", entry.name),
+        }
+        for r in &why {
+            if let hinrec::train::Reason::Items { weights, .. } = r {
+                assert!(weights.iter().all(|(i, _)| p.split.train.contains(0, *i)));
+            }
+        }
+        if entry.name == "lgrec" {
+            let sum: f32 = match &why[0] {
+                hinrec::train::Reason::Items { weights, .. } => weights.iter().map(|w| w.1).sum(),
+                _ => 0.0,
+            };
+            assert!(sum > 0.0 && sum <= 1.0 + 1e-5, "attention weights {sum}");
+            assert!(
+                matches!(&why[2], hinrec::train::Reason::Values { values, .. } if values.len() == 1 && values[0].0 == "UIUI")
+            );
+        }
         let e = model_dir::check_target(&out, false)
             .err()
             .unwrap()
