@@ -40,20 +40,16 @@ const WEIGHTS: &str = "model.safetensors";
 const CONFIG: &str = "config.toml";
 
 /// Fails unless `dir` can become a model directory: absent, an empty
-/// folder, or (with `force`) a folder to replace; its parent must exist.
-/// Run before training, so a long fit never ends in an unwritable path.
+/// folder, or (with `force`) a folder to replace; its parent is created
+/// and must be writable. Run before training, so a long fit never ends in
+/// an unwritable path.
 pub fn check_target(dir: &Path, force: bool) -> Result<()> {
     let parent = match dir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    if !parent.is_dir() {
-        bail!(
-            "--out {}: the folder {} does not exist",
-            dir.display(),
-            parent.display()
-        );
-    }
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("--out {}: creating {}", dir.display(), parent.display()))?;
     if dir.exists() {
         if !dir.is_dir() {
             bail!("--out {} is a file, not a folder", dir.display());

@@ -75,8 +75,13 @@ impl ModelEntry {
         sets: &toml::Table,
     ) -> Result<Box<dyn AnyParams>, ModelError> {
         let mut p = (self.defaults)();
-        let at =
-            |what: &str, e: ModelError| ModelError::Params(format!("{} {what}: {e}", self.name));
+        let at = |what: &str, e: ModelError| {
+            let e = match e {
+                ModelError::Params(m) => m,
+                other => other.to_string(),
+            };
+            ModelError::Params(format!("{} {what}: {e}", self.name))
+        };
         if let Some(t) = table {
             p.set(t)
                 .map_err(|e| at(&format!("[{}] table", self.table), e))?;
