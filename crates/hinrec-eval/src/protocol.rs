@@ -64,6 +64,28 @@ fn check_len(what: &str, got: usize, want: usize) -> Result<(), ScoreError> {
     }
 }
 
+/// An error unless `out` has one slot per pair and every pair lies in
+/// `n_users x n_items`: the checks of a [`Scorer::score_pairs`] that
+/// indexes tables.
+pub fn check_pairs(
+    pairs: &[(u32, u32)],
+    out: &[f32],
+    n_users: usize,
+    n_items: usize,
+) -> Result<(), ScoreError> {
+    check_len("score_pairs", out.len(), pairs.len())?;
+    match pairs
+        .iter()
+        .find(|p| p.0 as usize >= n_users || p.1 as usize >= n_items)
+    {
+        Some(&(u, i)) => Err(format!(
+            "pair ({u}, {i}) is outside the model's {n_users} users x {n_items} items"
+        )
+        .into()),
+        None => Ok(()),
+    }
+}
+
 fn check_ids(pairs: &[(u32, u32)], n_items: usize) -> Result<(), ScoreError> {
     match pairs.iter().find(|p| p.1 as usize >= n_items) {
         Some(&(u, i)) => {

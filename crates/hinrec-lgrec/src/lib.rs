@@ -18,19 +18,14 @@
 //!
 //! ```no_run
 //! use hinrec_lgrec::{Lgrec, LgrecConfig};
-//! use hinrec_train::{CheckpointPolicy, FitContext, Silent, Validation};
+//! use hinrec_train::{FitContext, Silent, Validation};
 //! # fn run(hin: &hinrec_graph::Hin, split: &hinrec_data::Split, negs: &hinrec_data::EvalNegatives)
 //! #   -> Result<(), Box<dyn std::error::Error>> {
 //! let cfg = LgrecConfig { meta_paths: vec!["UMUM".into(), "UMTM".into()], ..LgrecConfig::default() };
+//! let mut silent = Silent;
 //! let mut ctx = FitContext {
-//!     split,
-//!     validation: Validation::sampled(negs),
 //!     hin: Some(hin),
-//!     meta_paths: &[],
-//!     seed: 1,
-//!     checkpoints: CheckpointPolicy::default(),
-//!     progress: &mut Silent,
-//!     audit: None,
+//!     ..FitContext::new(split, Validation::sampled(negs), 1, &mut silent)
 //! };
 //! let (model, summary) = Lgrec::fit(&cfg, &mut ctx)?;
 //! # Ok(()) }

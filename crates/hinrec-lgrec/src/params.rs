@@ -54,15 +54,13 @@ impl ModelParams for LgrecConfig {
     }
 
     fn load(&self, path: &Path) -> Result<Lgrec, ModelError> {
-        let state = checkpoint::load(path).map_err(|e| ModelError::file(path, e))?;
-        Lgrec::from_state(self, &state).map_err(|e| ModelError::file(path, e))
+        checkpoint::load_model(path, |state| Lgrec::from_state(self, state))
     }
 }
 
 impl TrainedModel for Lgrec {
     fn save(&self, path: &Path) -> Result<(), ModelError> {
-        let state = self.state()?;
-        checkpoint::save(path, &state).map_err(|e| ModelError::file(path, e))
+        checkpoint::save_model(path, &self.state()?)
     }
 
     fn explain(&self, user: u32, item: u32) -> Result<Vec<Reason>, ModelError> {

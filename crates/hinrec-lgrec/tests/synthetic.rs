@@ -41,14 +41,8 @@ fn context<'a>(
     progress: &'a mut dyn Progress,
 ) -> FitContext<'a> {
     FitContext {
-        split,
-        validation: Validation::sampled(valid),
         hin: Some(hin),
-        meta_paths: &[],
-        seed,
-        checkpoints: CheckpointPolicy::default(),
-        progress,
-        audit: None,
+        ..FitContext::new(split, Validation::sampled(valid), seed, progress)
     }
 }
 

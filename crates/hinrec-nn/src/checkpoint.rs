@@ -18,6 +18,25 @@ pub fn load(path: &Path) -> Result<HashMap<String, Tensor>> {
     candle_core::safetensors::load(path, &Device::Cpu)
 }
 
+/// [`save`] for a [`hinrec_train::TrainedModel::save`]: errors name the
+/// file.
+pub fn save_model(
+    path: &Path,
+    tensors: &HashMap<String, Tensor>,
+) -> std::result::Result<(), hinrec_train::ModelError> {
+    save(path, tensors).map_err(|e| hinrec_train::ModelError::file(path, e))
+}
+
+/// A saved model's tensors, for a [`hinrec_train::ModelParams::load`]
+/// that builds the model from them with `build`; errors name the file.
+pub fn load_model<M, E: std::fmt::Display>(
+    path: &Path,
+    build: impl FnOnce(&HashMap<String, Tensor>) -> std::result::Result<M, E>,
+) -> std::result::Result<M, hinrec_train::ModelError> {
+    let state = load(path).map_err(|e| hinrec_train::ModelError::file(path, e))?;
+    build(&state).map_err(|e| hinrec_train::ModelError::file(path, e))
+}
+
 /// Copies of named variables (`f.0.weight`, ...), as a checkpoint holds
 /// them.
 pub fn vars_state(vars: &[(String, Var)]) -> Result<HashMap<String, Tensor>> {

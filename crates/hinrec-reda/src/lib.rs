@@ -21,7 +21,7 @@
 //! ```
 //! use hinrec_data::{Interactions, Split};
 //! use hinrec_reda::{Reda, RedaConfig};
-//! use hinrec_train::{CheckpointPolicy, FitContext, Silent, Validation};
+//! use hinrec_train::{FitContext, Silent, Validation};
 //!
 //! let pairs: Vec<(u32, u32)> = (0..6u32).flat_map(|u| (0..4).map(move |i| (u, (u + i) % 8))).collect();
 //! let split = Split {
@@ -30,16 +30,8 @@
 //!     test: Interactions::empty(6, 8),
 //! };
 //! let cfg = RedaConfig { dim: 8, aspects: 2, memory_slots: 4, batch: 8, epochs: 2, ..RedaConfig::default() };
-//! let mut ctx = FitContext {
-//!     split: &split,
-//!     validation: Validation::none(),
-//!     hin: None,
-//!     meta_paths: &[],
-//!     seed: 1,
-//!     checkpoints: CheckpointPolicy::default(),
-//!     progress: &mut Silent,
-//!     audit: None,
-//! };
+//! let mut silent = Silent;
+//! let mut ctx = FitContext::new(&split, Validation::none(), 1, &mut silent);
 //! let (model, _) = Reda::fit(&cfg, &mut ctx)?;
 //! let scores = model.score_pairs(&[(0, 5), (0, 7)])?;
 //! assert_eq!(scores.len(), 2);

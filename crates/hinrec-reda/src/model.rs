@@ -738,18 +738,7 @@ impl Scorer for Reda {
         pairs: &[(u32, u32)],
         out: &mut [f32],
     ) -> std::result::Result<(), ScoreError> {
-        if out.len() != pairs.len() {
-            return Err(format!("{} outputs for {} pairs", out.len(), pairs.len()).into());
-        }
-        let (nu, ni) = (self.history.len(), self.items.rows());
-        if let Some(&(u, i)) = pairs
-            .iter()
-            .find(|p| p.0 as usize >= nu || p.1 as usize >= ni)
-        {
-            return Err(
-                format!("pair ({u}, {i}) is outside the model's {nu} users x {ni} items").into(),
-            );
-        }
+        hinrec_eval::check_pairs(pairs, out, self.history.len(), self.items.rows())?;
         out.copy_from_slice(&Reda::score_pairs(self, pairs)?);
         Ok(())
     }

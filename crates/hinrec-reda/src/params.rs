@@ -37,15 +37,13 @@ impl ModelParams for RedaConfig {
     }
 
     fn load(&self, path: &Path) -> Result<Reda, ModelError> {
-        let state = checkpoint::load(path).map_err(|e| ModelError::file(path, e))?;
-        Reda::from_state(self, &state).map_err(|e| ModelError::file(path, e))
+        checkpoint::load_model(path, |state| Reda::from_state(self, state))
     }
 }
 
 impl TrainedModel for Reda {
     fn save(&self, path: &Path) -> Result<(), ModelError> {
-        let state = self.state()?;
-        checkpoint::save(path, &state).map_err(|e| ModelError::file(path, e))
+        checkpoint::save_model(path, &self.state()?)
     }
 
     fn explain(&self, user: u32, item: u32) -> Result<Vec<Reason>, ModelError> {

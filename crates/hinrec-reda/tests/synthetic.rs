@@ -30,16 +30,7 @@ fn context<'a>(
     seed: u64,
     progress: &'a mut dyn Progress,
 ) -> FitContext<'a> {
-    FitContext {
-        split,
-        validation: Validation::sampled(valid),
-        hin: None,
-        meta_paths: &[],
-        seed,
-        checkpoints: CheckpointPolicy::default(),
-        progress,
-        audit: None,
-    }
+    FitContext::new(split, Validation::sampled(valid), seed, progress)
 }
 
 fn small() -> RedaConfig {

@@ -121,6 +121,28 @@ pub struct FitContext<'a> {
     pub audit: Option<&'a EvalNegatives>,
 }
 
+impl<'a> FitContext<'a> {
+    /// A context with no HIN, no dataset meta-paths, no checkpoints and no
+    /// audit; set those fields where a fit needs them.
+    pub fn new(
+        split: &'a Split,
+        validation: Validation<'a>,
+        seed: u64,
+        progress: &'a mut dyn Progress,
+    ) -> Self {
+        FitContext {
+            split,
+            validation,
+            hin: None,
+            meta_paths: &[],
+            seed,
+            checkpoints: CheckpointPolicy::default(),
+            progress,
+            audit: None,
+        }
+    }
+}
+
 /// A trained model and how its training went.
 pub struct Fitted<M> {
     /// The model.

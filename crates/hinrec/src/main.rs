@@ -386,6 +386,39 @@ impl Progress for BarProgress<'_> {
     }
 }
 
+/// [`models::fit`] under an epoch bar; `run` is the HIN, the seed and the
+/// checkpoints.
+fn fit_with_bar(
+    name: &str,
+    params: &dyn hinrec::train::AnyParams,
+    prepared: &Prepared,
+    cfg: &ExperimentConfig,
+    run: (Option<&hinrec::graph::Hin>, u64, CheckpointPolicy),
+) -> Result<hinrec::train::Fitted<Box<dyn hinrec::train::TrainedModel>>> {
+    let bar = epoch_bar(params.max_epochs());
+    bar.set_prefix(name.to_string());
+    let mut progress = BarProgress {
+        bar: &bar,
+        metric: &cfg.metric,
+        last: String::new(),
+    };
+    let (hin, seed, checkpoints) = run;
+    let fitted = models::fit(
+        params,
+        prepared,
+        cfg,
+        FitRun {
+            hin,
+            seed,
+            checkpoints,
+            progress: &mut progress,
+            audit: None,
+        },
+    );
+    bar.finish_and_clear();
+    fitted
+}
+
 /// What `hinrec train` was asked.
 struct TrainRequest<'a> {
     model: &'a str,
@@ -462,29 +495,12 @@ fn train(req: &TrainRequest<'_>) -> Result<()> {
     std::fs::write(&run_file, &run_text)
         .with_context(|| format!("writing {}", run_file.display()))?;
     let hin = params.needs_hin().then(|| prepared.hin(&ds));
-    let bar = epoch_bar(params.max_epochs());
-    bar.set_prefix(entry.name);
-    let mut progress = BarProgress {
-        bar: &bar,
-        metric: &cfg.metric,
-        last: String::new(),
+    let checkpoints = CheckpointPolicy {
+        dir: Some(ckpt.clone()),
+        resume: req.resume,
     };
-    let fitted = models::fit(
-        params.as_ref(),
-        &prepared,
-        &cfg,
-        FitRun {
-            hin: hin.as_ref(),
-            seed: req.seed,
-            checkpoints: CheckpointPolicy {
-                dir: Some(ckpt.clone()),
-                resume: req.resume,
-            },
-            progress: &mut progress,
-            audit: None,
-        },
-    )?;
-    bar.finish_and_clear();
+    let run = (hin.as_ref(), req.seed, checkpoints);
+    let fitted = fit_with_bar(entry.name, params.as_ref(), &prepared, &cfg, run)?;
     if let Some(s) = &fitted.summary {
         eprintln!(
             "trained {} epochs in {:.2}s (best epoch {} after {:.2}s, valid {} {:.4}, {:.0} samples/s)",
@@ -549,27 +565,9 @@ fn demo(seed: u64) -> Result<()> {
     );
     for entry in MODELS {
         let params = entry.params(None, &parse_toml(entry.demo)?)?;
-        let bar = epoch_bar(params.max_epochs());
-        bar.set_prefix(entry.name);
-        let mut progress = BarProgress {
-            bar: &bar,
-            metric: &cfg.metric,
-            last: String::new(),
-        };
         let start = Instant::now();
-        let fitted = models::fit(
-            params.as_ref(),
-            &prepared,
-            &cfg,
-            FitRun {
-                hin: Some(&hin),
-                seed,
-                checkpoints: CheckpointPolicy::default(),
-                progress: &mut progress,
-                audit: None,
-            },
-        )?;
-        bar.finish_and_clear();
+        let run = (Some(&hin), seed, CheckpointPolicy::default());
+        let fitted = fit_with_bar(entry.name, params.as_ref(), &prepared, &cfg, run)?;
         let train_s = start.elapsed().as_secs_f64();
         let model = fitted.model.as_ref();
         let s = prepared.evaluate_sampled(model, entry.name, seed, &[10])?;

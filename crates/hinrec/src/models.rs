@@ -59,16 +59,11 @@ pub fn fit(
 /// The parameters as a fit on `prepared` uses them (the dataset's
 /// meta-paths filled in where the parameters name none).
 pub fn resolved(params: &dyn AnyParams, prepared: &Prepared) -> Box<dyn AnyParams> {
-    let split = &prepared.split;
+    let mut silent = hinrec_train::Silent;
+    let none = hinrec_train::Validation::none();
     let ctx = FitContext {
-        split,
-        validation: hinrec_train::Validation::none(),
-        hin: None,
         meta_paths: &prepared.meta_paths,
-        seed: 0,
-        checkpoints: CheckpointPolicy::default(),
-        progress: &mut hinrec_train::Silent,
-        audit: None,
+        ..FitContext::new(&prepared.split, none, 0, &mut silent)
     };
     params.resolved(&ctx)
 }
