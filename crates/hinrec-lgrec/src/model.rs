@@ -50,8 +50,10 @@ pub enum LgrecError {
 type Result<T> = std::result::Result<T, LgrecError>;
 
 /// The model and its ablations (lgrec.txt Table 2).
+/// Serialised as the suffix of its registry name (`noatt` for
+/// `lgrec-noatt`): one spelling per variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "lowercase")]
 pub enum Variant {
     /// Co-attention and global relation.
     Full,

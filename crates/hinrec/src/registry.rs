@@ -263,7 +263,7 @@ pub static MODELS: &[ModelEntry] = &[
         table: "lgrec",
         paper: "lgrec.txt",
         about: "LGRec without the global relation (Table 2's LGRec_noGlo); margin 0.1, chosen on validation on all three datasets",
-        preset: "variant = \"no-glo\"\nmargin = 0.1",
+        preset: "variant = \"noglo\"\nmargin = 0.1",
         defaults: params::<hinrec_lgrec::LgrecConfig>,
         demo: LGREC_DEMO,
         experiments: &LGREC_EXPERIMENTS,
@@ -273,7 +273,7 @@ pub static MODELS: &[ModelEntry] = &[
         table: "lgrec",
         paper: "lgrec.txt",
         about: "LGRec with a plain mean instead of co-attention (Table 2's LGRec_noAtt)",
-        preset: "variant = \"no-att\"",
+        preset: "variant = \"noatt\"",
         defaults: params::<hinrec_lgrec::LgrecConfig>,
         demo: LGREC_DEMO,
         experiments: &LGREC_EXPERIMENTS,
@@ -352,12 +352,12 @@ mod tests {
         let sets = parse_sets(&[
             "lr=0.01".into(),
             "meta_paths=[\"UIUI\"]".into(),
-            "variant=no-att".into(),
+            "variant=noatt".into(),
         ])
         .unwrap();
         assert_eq!(sets["lr"].as_float(), Some(0.01));
         assert_eq!(sets["meta_paths"].as_array().map(Vec::len), Some(1));
-        assert_eq!(sets["variant"].as_str(), Some("no-att"));
+        assert_eq!(sets["variant"].as_str(), Some("noatt"));
         assert!(parse_sets(&["lr".into()]).is_err());
         assert!(model("lgrec-typo").unwrap_err().contains("reda-nmal"));
     }
@@ -370,7 +370,7 @@ mod tests {
             .params(Some(&table), &parse_toml("dim = 8").unwrap())
             .unwrap();
         let t = p.to_toml().unwrap();
-        assert_eq!(t["variant"].as_str(), Some("no-glo"));
+        assert_eq!(t["variant"].as_str(), Some("noglo"));
         assert_eq!(t["margin"].as_float(), Some(0.1));
         assert_eq!(t["dim"].as_integer(), Some(8));
         let e = m
