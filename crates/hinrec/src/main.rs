@@ -383,6 +383,10 @@ impl Progress for BarProgress<'_> {
             r.samples_per_s
         );
         self.bar.set_message(self.last.clone());
+        if self.bar.is_hidden() {
+            // No terminal to draw on (a log file): one line per epoch.
+            eprintln!("epoch {}: {}", r.epoch, self.last);
+        }
     }
 }
 
