@@ -364,6 +364,8 @@ struct BarProgress<'a> {
     bar: &'a ProgressBar,
     metric: &'a str,
     last: String,
+    /// Print a line per epoch where the bar is hidden.
+    log: bool,
 }
 
 impl Progress for BarProgress<'_> {
@@ -383,7 +385,7 @@ impl Progress for BarProgress<'_> {
             r.samples_per_s
         );
         self.bar.set_message(self.last.clone());
-        if self.bar.is_hidden() {
+        if self.log && self.bar.is_hidden() {
             // No terminal to draw on (a log file): one line per epoch.
             eprintln!("epoch {}: {}", r.epoch, self.last);
         }
@@ -398,6 +400,7 @@ fn fit_with_bar(
     prepared: &Prepared,
     cfg: &ExperimentConfig,
     run: (Option<&hinrec::graph::Hin>, u64, CheckpointPolicy),
+    log: bool,
 ) -> Result<hinrec::train::Fitted<Box<dyn hinrec::train::TrainedModel>>> {
     let bar = epoch_bar(params.max_epochs());
     bar.set_prefix(name.to_string());
@@ -405,6 +408,7 @@ fn fit_with_bar(
         bar: &bar,
         metric: &cfg.metric,
         last: String::new(),
+        log,
     };
     let (hin, seed, checkpoints) = run;
     let fitted = models::fit(
@@ -504,7 +508,7 @@ fn train(req: &TrainRequest<'_>) -> Result<()> {
         resume: req.resume,
     };
     let run = (hin.as_ref(), req.seed, checkpoints);
-    let fitted = fit_with_bar(entry.name, params.as_ref(), &prepared, &cfg, run)?;
+    let fitted = fit_with_bar(entry.name, params.as_ref(), &prepared, &cfg, run, true)?;
     if let Some(s) = &fitted.summary {
         eprintln!(
             "trained {} epochs in {:.2}s (best epoch {} after {:.2}s, valid {} {:.4}, {:.0} samples/s)",
@@ -571,7 +575,7 @@ fn demo(seed: u64) -> Result<()> {
         let params = entry.params(None, &parse_toml(entry.demo)?)?;
         let start = Instant::now();
         let run = (Some(&hin), seed, CheckpointPolicy::default());
-        let fitted = fit_with_bar(entry.name, params.as_ref(), &prepared, &cfg, run)?;
+        let fitted = fit_with_bar(entry.name, params.as_ref(), &prepared, &cfg, run, false)?;
         let train_s = start.elapsed().as_secs_f64();
         let model = fitted.model.as_ref();
         let s = prepared.evaluate_sampled(model, entry.name, seed, &[10])?;
