@@ -16,11 +16,10 @@ use hinrec_nn::layers::{
 };
 use hinrec_nn::loss::{bce_with_logits, hinge, l2};
 use hinrec_nn::optim::{Adam, AdamConfig, EmbeddingTable};
-use hinrec_nn::trainer::{train as train_epochs, EpochModel, TrainerConfig};
+use hinrec_nn::trainer::{train as train_epochs, TrainStep, TrainerConfig};
 use hinrec_sample::{unseen_item, NeighborLists};
-use hinrec_train::{FitContext, FitSummary, Progress, Validation};
+use hinrec_train::{FitContext, FitSummary, Validation};
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -722,25 +721,34 @@ struct Training<'a> {
     seed: u64,
 }
 
-impl EpochModel for Training<'_> {
-    type Error = LgrecError;
+/// One epoch of LGRec's triples: the training pairs shuffled, a negative
+/// item per pair, and (with the global part) the meta-path labels of the
+/// positive then the negative pairs, `n_paths` per pair.
+struct Epoch {
+    order: Vec<(u32, u32)>,
+    negs: Vec<u32>,
+    labels: Vec<f32>,
+}
 
-    fn train_epoch(&mut self, epoch: usize, progress: &mut dyn Progress) -> Result<f64> {
-        let cfg = self.model.cfg.clone();
-        let n_paths = self.n_paths;
-        // One stream per epoch, so a resumed run draws the same triples.
-        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x1_6ec0);
-        rng.set_stream(epoch as u64);
+impl TrainStep for Training<'_> {
+    type Error = LgrecError;
+    type Epoch = Epoch;
+
+    fn epoch_seed(&self) -> u64 {
+        self.seed ^ 0x1_6ec0
+    }
+
+    fn epoch(&mut self, _epoch: usize, rng: &mut ChaCha8Rng) -> Result<Epoch> {
         let n_items = self.train.n_items() as u32;
         let mut order: Vec<(u32, u32)> = self.train.pairs().collect();
-        order.shuffle(&mut rng);
+        order.shuffle(rng);
         let negs: Vec<u32> = order
             .iter()
-            .map(|&(u, _)| unseen_item(self.train.user_items(u), n_items, &mut rng).unwrap_or(0))
+            .map(|&(u, _)| unseen_item(self.train.user_items(u), n_items, rng).unwrap_or(0))
             .collect();
         // Labels of the whole epoch at once: each user's path prefix is
         // then computed once per epoch instead of once per batch.
-        let all_labels = match &self.labeler {
+        let labels = match &self.labeler {
             Some(l) => {
                 let pairs: Vec<(u32, u32)> = order
                     .iter()
@@ -751,38 +759,43 @@ impl EpochModel for Training<'_> {
             }
             None => Vec::new(),
         };
-        let half = order.len() * n_paths;
-        let total = order.len().div_ceil(cfg.batch);
-        let mut loss_sum = 0.0;
-        for (c, (chunk, neg)) in order
-            .chunks(cfg.batch)
-            .zip(negs.chunks(cfg.batch))
-            .enumerate()
-        {
-            let users: Vec<u32> = chunk.iter().map(|p| p.0).collect();
-            let pos: Vec<u32> = chunk.iter().map(|p| p.1).collect();
-            let labels = if all_labels.is_empty() {
-                Vec::new()
-            } else {
-                let (lo, hi) = (
-                    c * cfg.batch * n_paths,
-                    (c * cfg.batch + chunk.len()) * n_paths,
-                );
-                let mut v = all_labels[lo..hi].to_vec();
-                v.extend_from_slice(&all_labels[half + lo..half + hi]);
-                v
-            };
-            let batch = Batch {
-                users: &users,
-                pos: &pos,
-                neg,
-                labels: &labels,
-                n_paths,
-            };
-            loss_sum += self.model.step(&batch, &mut self.adam, &self.adam_cfg)?;
-            progress.batch(c + 1, total);
-        }
-        Ok(loss_sum / total.max(1) as f64)
+        Ok(Epoch {
+            order,
+            negs,
+            labels,
+        })
+    }
+
+    fn examples(&self, data: &Epoch) -> usize {
+        data.order.len()
+    }
+
+    fn batch_size(&self) -> usize {
+        self.model.cfg.batch
+    }
+
+    fn step(&mut self, data: &Epoch, range: std::ops::Range<usize>) -> Result<f64> {
+        let n_paths = self.n_paths;
+        let chunk = &data.order[range.clone()];
+        let users: Vec<u32> = chunk.iter().map(|p| p.0).collect();
+        let pos: Vec<u32> = chunk.iter().map(|p| p.1).collect();
+        let labels = if data.labels.is_empty() {
+            Vec::new()
+        } else {
+            let half = data.order.len() * n_paths;
+            let (lo, hi) = (range.start * n_paths, range.end * n_paths);
+            let mut v = data.labels[lo..hi].to_vec();
+            v.extend_from_slice(&data.labels[half + lo..half + hi]);
+            v
+        };
+        let batch = Batch {
+            users: &users,
+            pos: &pos,
+            neg: &data.negs[range],
+            labels: &labels,
+            n_paths,
+        };
+        self.model.step(&batch, &mut self.adam, &self.adam_cfg)
     }
 
     fn validate(&mut self) -> Result<Option<f64>> {

@@ -1,37 +1,55 @@
-//! One epoch loop for every neural model: early stopping on a validation
+//! One training loop for every neural model: epochs, the epoch's seeded
+//! random stream, batching, progress, early stopping on a validation
 //! metric, the best epoch's weights kept, and checkpoints that resume
 //! exactly.
 //!
-//! A model implements [`EpochModel`]: one epoch of mini-batches whose random
-//! choices depend only on the seed and the epoch number, a validation score,
-//! and its whole state (weights and optimizer moments) as named tensors.
-//! [`train`] then writes `last.safetensors` (state plus the loop's own
-//! bookkeeping) after every epoch and `best.safetensors` whenever validation
-//! improves, both atomically; with `resume` it continues from
-//! `last.safetensors` and reaches the same weights as an uninterrupted run.
+//! A model implements [`TrainStep`] (burn-train's shape): the examples of
+//! one epoch drawn from the random stream [`train`] hands it, one
+//! optimisation step on a batch of them, a validation score, and its whole
+//! state (weights and optimizer moments) as named tensors. [`train`] seeds
+//! each epoch's stream from the model's seed and the epoch number alone,
+//! cuts the epoch into batches, writes `best.safetensors` whenever
+//! validation improves and `last.safetensors` (state plus the loop's own
+//! bookkeeping) after every epoch, both atomically; with `resume` it
+//! continues from `last.safetensors` and reaches the same weights as an
+//! uninterrupted run. No model writes its own epoch or batch loop.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use hinrec_train::{CheckpointPolicy, EpochTracker, FitSummary, Progress};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
 use crate::checkpoint;
 
 /// What [`train`] drives.
-pub trait EpochModel {
+pub trait TrainStep {
     /// The model's error; checkpoint errors arrive as candle errors.
     type Error: From<candle_core::Error>;
+    /// One epoch's examples in training order (and whatever the model
+    /// computes for all of them at once, such as labels).
+    type Epoch;
 
-    /// Trains epoch `epoch` (1-based). Its shuffling and sampling must be
-    /// seeded by the model's seed and `epoch` alone, so a resumed run
-    /// repeats them. Reports each batch to `progress` and returns the mean
-    /// loss.
-    fn train_epoch(
-        &mut self,
-        epoch: usize,
-        progress: &mut dyn Progress,
-    ) -> Result<f64, Self::Error>;
+    /// The seed of the epochs' random streams (the model's seed mixed with
+    /// a constant of its own); epoch `e` draws from stream `e`.
+    fn epoch_seed(&self) -> u64;
+
+    /// Draws epoch `epoch`'s examples from `rng` (shuffled, with their
+    /// sampled negatives).
+    fn epoch(&mut self, epoch: usize, rng: &mut ChaCha8Rng) -> Result<Self::Epoch, Self::Error>;
+
+    /// Number of examples in `data`.
+    fn examples(&self, data: &Self::Epoch) -> usize;
+
+    /// Examples per batch.
+    fn batch_size(&self) -> usize;
+
+    /// One optimisation step on the examples `batch` of `data`; returns
+    /// the batch's loss.
+    fn step(&mut self, data: &Self::Epoch, batch: Range<usize>) -> Result<f64, Self::Error>;
 
     /// The validation metric (higher is better), or `None` without
     /// validation data.
@@ -41,11 +59,31 @@ pub trait EpochModel {
     /// not change the tensors it returns.
     fn state(&self) -> Result<HashMap<String, Tensor>, Self::Error>;
 
-    /// Restores what [`EpochModel::state`] returned.
+    /// Restores what [`TrainStep::state`] returned.
     fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<(), Self::Error>;
 
     /// Training samples per epoch (for throughput).
     fn samples_per_epoch(&self) -> usize;
+}
+
+/// One epoch: its seeded stream, its examples, their batches; returns the
+/// mean batch loss.
+fn run_epoch<M: TrainStep>(
+    model: &mut M,
+    epoch: usize,
+    progress: &mut dyn Progress,
+) -> Result<f64, M::Error> {
+    let mut rng = ChaCha8Rng::seed_from_u64(model.epoch_seed());
+    rng.set_stream(epoch as u64);
+    let data = model.epoch(epoch, &mut rng)?;
+    let (n, b) = (model.examples(&data), model.batch_size().max(1));
+    let total = n.div_ceil(b);
+    let mut loss_sum = 0.0;
+    for c in 0..total {
+        loss_sum += model.step(&data, c * b..((c + 1) * b).min(n))?;
+        progress.batch(c + 1, total);
+    }
+    Ok(loss_sum / total.max(1) as f64)
 }
 
 /// How long to train and where checkpoints go.
@@ -67,7 +105,7 @@ const TRACKER_KEY: &str = "trainer.tracker";
 /// Trains `model` until the epoch limit or early stop, leaves it with the
 /// best epoch's state and returns the summary; batches and epochs are
 /// reported to `progress`.
-pub fn train<M: EpochModel>(
+pub fn train<M: TrainStep>(
     model: &mut M,
     cfg: &TrainerConfig,
     progress: &mut dyn Progress,
@@ -102,7 +140,7 @@ pub fn train<M: EpochModel>(
     while tracker.epochs() < cfg.epochs && !tracker.should_stop() {
         let epoch = tracker.epochs() + 1;
         let t = Instant::now();
-        let loss = model.train_epoch(epoch, progress)?;
+        let loss = run_epoch(model, epoch, progress)?;
         let train_s = t.elapsed().as_secs_f64();
         let valid = model.validate()?;
         let (report, keep) = tracker.record(epoch, loss, train_s, valid);
@@ -141,28 +179,42 @@ mod tests {
     use super::*;
     use hinrec_train::{Callbacks, Silent};
 
-    /// Gradient descent on `(w - target_e)^2` where the target of epoch `e`
-    /// is a deterministic function of `e`; validation prefers `w` near 3.
+    /// Gradient descent on `(w - target)^2` over batches of targets drawn
+    /// around 3 from the epoch's stream; validation prefers `w` near 3.
     struct Toy {
         w: f64,
         m: f64,
     }
 
-    impl EpochModel for Toy {
+    impl TrainStep for Toy {
         type Error = candle_core::Error;
+        type Epoch = Vec<f64>;
 
-        fn train_epoch(
-            &mut self,
-            epoch: usize,
-            progress: &mut dyn Progress,
-        ) -> candle_core::Result<f64> {
-            let target = 3.0 + (epoch as f64 * 1.7).sin();
-            for b in 0..4 {
-                let g = 2.0 * (self.w - target);
-                self.m = 0.5 * self.m + g;
-                self.w -= 0.1 * self.m;
-                progress.batch(b + 1, 4);
-            }
+        fn epoch_seed(&self) -> u64 {
+            7
+        }
+
+        fn epoch(&mut self, epoch: usize, rng: &mut ChaCha8Rng) -> candle_core::Result<Vec<f64>> {
+            use rand::Rng;
+            let shift = (epoch as f64 * 1.7).sin();
+            Ok((0..10)
+                .map(|_| 3.0 + shift + rng.random_range(-0.5..0.5))
+                .collect())
+        }
+
+        fn examples(&self, data: &Vec<f64>) -> usize {
+            data.len()
+        }
+
+        fn batch_size(&self) -> usize {
+            3
+        }
+
+        fn step(&mut self, data: &Vec<f64>, batch: Range<usize>) -> candle_core::Result<f64> {
+            let target = data[batch].iter().sum::<f64>() / 3.0;
+            let g = 2.0 * (self.w - target);
+            self.m = 0.5 * self.m + g;
+            self.w -= 0.1 * self.m;
             Ok((self.w - target).powi(2))
         }
 
@@ -184,8 +236,29 @@ mod tests {
         }
 
         fn samples_per_epoch(&self) -> usize {
-            4
+            10
         }
+    }
+
+    #[test]
+    fn epochs_are_cut_into_batches_with_a_last_short_one() {
+        let mut batches = Vec::new();
+        let mut toy = Toy { w: 0.0, m: 0.0 };
+        let mut progress = Callbacks(
+            |d, t| batches.push((d, t)),
+            |_: &hinrec_train::EpochReport| {},
+        );
+        run_epoch(&mut toy, 1, &mut progress).unwrap();
+        assert_eq!(batches, vec![(1, 4), (2, 4), (3, 4), (4, 4)]);
+        // The stream depends on the epoch alone.
+        let (mut a, mut b) = (Toy { w: 0.0, m: 0.0 }, Toy { w: 0.0, m: 0.0 });
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        rng.set_stream(2);
+        assert_eq!(a.epoch(2, &mut rng).unwrap(), {
+            let mut r = ChaCha8Rng::seed_from_u64(7);
+            r.set_stream(2);
+            b.epoch(2, &mut r).unwrap()
+        });
     }
 
     #[test]

@@ -9,11 +9,11 @@ use hinrec_data::{EvalNegatives, Interactions};
 use hinrec_eval::{sampled, Metrics};
 use hinrec_nn::loss::{bpr, l2};
 use hinrec_nn::optim::{Adam, AdamConfig};
-use hinrec_nn::trainer::{train as train_epochs, EpochModel, TrainerConfig};
+use hinrec_nn::trainer::{train as train_epochs, TrainStep, TrainerConfig};
 use hinrec_sample::unseen_item;
-use hinrec_train::{FitContext, FitSummary, Progress, Validation};
+use hinrec_train::{FitContext, FitSummary, Validation};
 use rand::seq::SliceRandom;
-use rand::{Rng as _, SeedableRng};
+use rand::Rng as _;
 use rand_chacha::ChaCha8Rng;
 
 use crate::model::{Reda, RedaConfig, RedaError, Result};
@@ -180,22 +180,30 @@ struct Training<'a> {
     samples: usize,
 }
 
-impl EpochModel for Training<'_> {
+impl TrainStep for Training<'_> {
     type Error = RedaError;
+    type Epoch = Vec<RelationTriple>;
 
-    fn train_epoch(&mut self, epoch: usize, progress: &mut dyn Progress) -> Result<f64> {
-        // One stream per epoch, so a resumed run draws the same triples.
-        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x7e1a);
-        rng.set_stream(epoch as u64);
-        let triples = sample_triples(self.train, self.model.cfg.triples_per_interaction, &mut rng);
-        let batch = self.model.cfg.batch;
-        let total = triples.len().div_ceil(batch);
-        let mut loss_sum = 0.0;
-        for (c, chunk) in triples.chunks(batch).enumerate() {
-            loss_sum += self.model.step(chunk, &mut self.adam, &self.adam_cfg)?;
-            progress.batch(c + 1, total);
-        }
-        Ok(loss_sum / total.max(1) as f64)
+    fn epoch_seed(&self) -> u64 {
+        self.seed ^ 0x7e1a
+    }
+
+    fn epoch(&mut self, _epoch: usize, rng: &mut ChaCha8Rng) -> Result<Vec<RelationTriple>> {
+        let per = self.model.cfg.triples_per_interaction;
+        Ok(sample_triples(self.train, per, rng))
+    }
+
+    fn examples(&self, data: &Vec<RelationTriple>) -> usize {
+        data.len()
+    }
+
+    fn batch_size(&self) -> usize {
+        self.model.cfg.batch
+    }
+
+    fn step(&mut self, data: &Vec<RelationTriple>, batch: std::ops::Range<usize>) -> Result<f64> {
+        self.model
+            .step(&data[batch], &mut self.adam, &self.adam_cfg)
     }
 
     fn validate(&mut self) -> Result<Option<f64>> {
@@ -228,6 +236,7 @@ impl EpochModel for Training<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
 
     #[test]
     fn triples_follow_the_definitions() {
