@@ -6,9 +6,9 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use hinrec_nn::copool::{CoAttentionPool, Slots};
 use hinrec_nn::init::Rng;
 use hinrec_nn::layers::{co_attention, CoAttentionTables};
+use hinrec_nn::slot_ops::{CoAttentionPool, Slots};
 
 const P: usize = 512;
 const K: usize = 100;

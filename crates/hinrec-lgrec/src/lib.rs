@@ -14,7 +14,7 @@
 //!
 //! `F` and `G` depend only on a neighbour's id, so each batch evaluates them
 //! once over its unique ids and gathers; embedding rows are updated row-wise
-//! ([`hinrec_nn::optim::EmbeddingTable`]).
+//! ([`hinrec_nn::embedding::EmbeddingTable`]).
 //!
 //! ```no_run
 //! use hinrec_lgrec::{Lgrec, LgrecConfig};
@@ -31,7 +31,9 @@
 //! # Ok(()) }
 //! ```
 
-pub mod model;
+pub mod network;
 pub mod params;
+pub mod train;
 
-pub use model::{Explanation, Lgrec, LgrecConfig, LgrecError, Variant};
+pub use network::{Explanation, Lgrec};
+pub use params::{LgrecConfig, LgrecError, Variant};

@@ -8,9 +8,9 @@
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 
 use crate::bias::{bias_act, Activation};
-use crate::copool::SoftmaxWeightedRows;
 use crate::init::Rng;
 use crate::layers::Linear;
+use crate::slot_ops::SoftmaxWeightedRows;
 
 /// `softmax(v K^T) M` row by row: `v` is `(n, d)`, `keys` and `values` are
 /// `(m, d)`; returns `(n, d)` (reda.txt eq. 3-5).

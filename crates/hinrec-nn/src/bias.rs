@@ -11,7 +11,7 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use num_traits::Float;
 
-use crate::copool::{contiguous, flat, float_grads};
+use crate::slot_ops::{contiguous, flat, float_grads};
 
 /// The activation applied after the bias.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

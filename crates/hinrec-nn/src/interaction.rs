@@ -13,7 +13,7 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDTyp
 use num_traits::Float;
 use rayon::prelude::*;
 
-use crate::copool::{contiguous, flat, float_grads};
+use crate::slot_ops::{contiguous, flat, float_grads};
 
 /// `out[(x k + n) k + l] = a[x, n] * b[x, l]` for rows `a[x]`, `b[x]` of
 /// `k` sub-vectors of width `d`: `a`, `b` are `(p, k d)` and the result

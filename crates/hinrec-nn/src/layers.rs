@@ -3,8 +3,8 @@
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 
 use crate::bias::{bias_act, Activation};
-use crate::copool::{CoAttentionPool, Slots, SoftmaxWeightedRows, WeightedRows, MAX_PRODUCT};
 use crate::init::Rng;
+use crate::slot_ops::{CoAttentionPool, Slots, SoftmaxWeightedRows, WeightedRows, MAX_PRODUCT};
 
 /// `y = x W + b` with `W` of shape `(in, out)`.
 #[derive(Debug, Clone)]

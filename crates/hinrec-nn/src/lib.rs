@@ -6,14 +6,17 @@
 //!   [`attention::WeightAttention`];
 //! - [`interaction`]: REDA's pair-wise interaction layer as one fused op;
 //! - [`bias`]: a row-broadcast bias and activation as one op;
+//! - [`slot_ops`]: the fused ops over neighbour slots behind co-attention
+//!   (pooling of `FA G^T`, weighted and softmax-weighted row sums), each
+//!   with its own backward and gradient check;
 //! - [`layers`]: [`layers::Linear`], [`layers::Mlp`], masked
 //!   [`layers::co_attention`] and the translation score;
 //! - [`loss`]: hinge, BPR, sigmoid cross-entropy with logits, L2;
 //! - [`optim`]: [`optim::Adam`] for dense parameters (moments exposed, so
-//!   they are saved and a resumed run continues exactly) and
-//!   [`optim::EmbeddingTable`], whose rows live outside candle and are
-//!   updated row-wise: a batch gathers its unique rows into a small leaf
-//!   tensor and only those rows see the gradient and the optimizer;
+//!   they are saved and a resumed run continues exactly);
+//! - [`embedding`]'s [`embedding::EmbeddingTable`] rows live outside candle
+//!   and are updated row-wise: a batch gathers its unique rows into a small
+//!   leaf tensor and only those rows see the gradient and the optimizer;
 //! - [`checkpoint`]: named tensors to safetensors, written atomically;
 //! - [`gradcheck`]: finite-difference checks used by the tests of every layer.
 //!
@@ -31,11 +34,12 @@
 pub mod attention;
 pub mod bias;
 pub mod checkpoint;
-pub mod copool;
+pub mod embedding;
 pub mod gradcheck;
 pub mod init;
 pub mod interaction;
 pub mod layers;
 pub mod loss;
 pub mod optim;
+pub mod slot_ops;
 pub mod trainer;

@@ -38,10 +38,11 @@
 //! # Ok::<(), hinrec_reda::RedaError>(())
 //! ```
 
-pub mod model;
+pub mod network;
 pub mod params;
 mod softmax;
 pub mod train;
 
-pub use model::{Explanation, Reda, RedaConfig, RedaError, Variant};
+pub use network::{Explanation, Reda};
+pub use params::{RedaConfig, RedaError, Variant};
 pub use train::{sample_triples, RelationTriple};

@@ -16,7 +16,8 @@ use rand::seq::SliceRandom;
 use rand::Rng as _;
 use rand_chacha::ChaCha8Rng;
 
-use crate::model::{Reda, RedaConfig, RedaError, Result};
+use crate::network::Reda;
+use crate::params::{RedaConfig, RedaError, Result};
 
 /// One training example of a user: the positive relation (i_t, j_t), a
 /// context relation (i_c, j_c) of two other items the user has, and the

@@ -377,10 +377,10 @@ macro_rules! float_grads {
     ($like:expr, $x:expr, $y:expr, |$t:ident| $body:expr) => {
         if $like.dtype() == candle_core::DType::F64 {
             type $t = f64;
-            $crate::copool::grad_pair::<f64>($body, $x, $y)
+            $crate::slot_ops::grad_pair::<f64>($body, $x, $y)
         } else {
             type $t = f32;
-            $crate::copool::grad_pair::<f32>($body, $x, $y)
+            $crate::slot_ops::grad_pair::<f32>($body, $x, $y)
         }
     };
 }

@@ -1,0 +1,146 @@
+//! Embedding tables kept outside candle and updated row-wise with lazy
+//! Adam.
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Result, Tensor, Var};
+
+use crate::optim::{AdamConfig, AdamStep};
+
+/// An embedding table kept outside candle and updated row-wise.
+///
+/// [`EmbeddingTable::gather`] copies the rows a batch touches into a small
+/// leaf variable; the model works on that; [`EmbeddingTable::apply`] takes its
+/// gradient and runs Adam on those rows only (lazy Adam: a row's moments
+/// change only when the row is in a batch; bias correction uses the table's
+/// step count). Neither the gradient nor the optimizer ever touches the
+/// whole table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddingTable {
+    rows: usize,
+    dim: usize,
+    data: Vec<f32>,
+    m: Vec<f32>,
+    v: Vec<f32>,
+    step: u64,
+}
+
+impl EmbeddingTable {
+    /// A table with the given values (row-major, `rows x dim`).
+    pub fn new(rows: usize, dim: usize, data: Vec<f32>) -> Self {
+        assert_eq!(data.len(), rows * dim, "table data has the wrong length");
+        EmbeddingTable {
+            rows,
+            dim,
+            m: vec![0.0; data.len()],
+            v: vec![0.0; data.len()],
+            data,
+            step: 0,
+        }
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Row width.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Row `r`.
+    pub fn row(&self, r: u32) -> &[f32] {
+        &self.data[r as usize * self.dim..(r as usize + 1) * self.dim]
+    }
+
+    /// The rows `ids` (distinct) as a `(ids.len(), dim)` leaf variable.
+    pub fn gather(&self, ids: &[u32], dtype: DType, dev: &Device) -> Result<Var> {
+        let mut buf = Vec::with_capacity(ids.len() * self.dim);
+        for &r in ids {
+            buf.extend_from_slice(self.row(r));
+        }
+        Var::from_tensor(&Tensor::from_vec(buf, (ids.len(), self.dim), dev)?.to_dtype(dtype)?)
+    }
+
+    /// The whole table as a constant tensor (for evaluation).
+    pub fn tensor(&self, dtype: DType, dev: &Device) -> Result<Tensor> {
+        Tensor::from_vec(self.data.clone(), (self.rows, self.dim), dev)?.to_dtype(dtype)
+    }
+
+    /// One lazy-Adam step on rows `ids` with their gradient `grad`
+    /// (`(ids.len(), dim)`).
+    pub fn apply(&mut self, ids: &[u32], grad: &Tensor, cfg: &AdamConfig) -> Result<()> {
+        self.step += 1;
+        let g: Vec<f32> = grad.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let k = AdamStep::new(cfg, self.step);
+        let d = self.dim;
+        for (n, &r) in ids.iter().enumerate() {
+            let rows = r as usize * d..(r as usize + 1) * d;
+            k.apply(
+                &mut self.data[rows.clone()],
+                &mut self.m[rows.clone()],
+                &mut self.v[rows],
+                &g[n * d..(n + 1) * d],
+            );
+        }
+        Ok(())
+    }
+
+    /// The state to checkpoint: values, moments and step.
+    pub fn state(&self, prefix: &str) -> Result<HashMap<String, Tensor>> {
+        let dev = Device::Cpu;
+        let shape = (self.rows, self.dim);
+        Ok(HashMap::from([
+            (
+                format!("{prefix}.rows"),
+                Tensor::from_vec(self.data.clone(), shape, &dev)?,
+            ),
+            (
+                format!("{prefix}.adam.m"),
+                Tensor::from_vec(self.m.clone(), shape, &dev)?,
+            ),
+            (
+                format!("{prefix}.adam.v"),
+                Tensor::from_vec(self.v.clone(), shape, &dev)?,
+            ),
+            (
+                format!("{prefix}.adam.step"),
+                Tensor::new(&[self.step as f64], &dev)?,
+            ),
+        ]))
+    }
+
+    /// Restores what [`EmbeddingTable::state`] saved.
+    pub fn from_state(prefix: &str, t: &HashMap<String, Tensor>) -> Result<Self> {
+        let get = |k: String| {
+            t.get(&k)
+                .cloned()
+                .ok_or_else(|| candle_core::Error::Msg(format!("checkpoint lacks {k}")))
+        };
+        let w = get(format!("{prefix}.rows"))?;
+        let (rows, dim) = w.dims2()?;
+        let flat =
+            |x: Tensor| -> Result<Vec<f32>> { x.to_dtype(DType::F32)?.flatten_all()?.to_vec1() };
+        let (m, v) = (
+            flat(get(format!("{prefix}.adam.m"))?)?,
+            flat(get(format!("{prefix}.adam.v"))?)?,
+        );
+        if m.len() != rows * dim || v.len() != rows * dim {
+            return Err(candle_core::Error::Msg(format!(
+                "{prefix}: the Adam moments do not match the {rows} x {dim} rows"
+            )));
+        }
+        let step = get(format!("{prefix}.adam.step"))?
+            .flatten_all()?
+            .to_vec1::<f64>()?;
+        Ok(EmbeddingTable {
+            rows,
+            dim,
+            data: flat(w)?,
+            m,
+            v,
+            step: step.first().copied().unwrap_or(0.0) as u64,
+        })
+    }
+}
