@@ -8,7 +8,6 @@
 
 mod real_data;
 mod reproduce;
-mod results;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -53,7 +52,7 @@ fn main() -> Result<()> {
     hinrec::configure_threads();
     match Cli::parse().task {
         Task::Reproduce(args) => reproduce::run(&args),
-        Task::Render { out } => results::render_file(&out),
+        Task::Render { out } => hinrec::results::render_file(&out),
         Task::RealData { data_root } => real_data::run(&data_root),
         Task::Ci => {
             cargo(&["fmt", "--all", "--", "--check"])?;

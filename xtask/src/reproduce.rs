@@ -18,11 +18,8 @@ use hinrec::registry::{parse_toml, Experiment, FullRanking, ModelEntry, MODELS};
 use hinrec::train::{AnyParams, CheckpointPolicy, EpochReport, Progress};
 use hinrec::tune::tune;
 use indicatif::{ProgressBar, ProgressStyle};
-use rand::seq::IndexedRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
-use crate::results::{cell, cpu, git_commit, load_store, save_record, Record, SeedRun};
+use hinrec::results::{cell, cpu, git_commit, load_store, save_record, Record, SeedRun};
 
 /// Arguments of `cargo xtask reproduce`.
 #[derive(clap::Args)]
@@ -234,7 +231,7 @@ fn run_experiment(
             // The audit is printed, never recorded.
             audits.push((
                 sampled.clone(),
-                max_over_epochs(&std::mem::take(&mut f.audit)),
+                Metrics::max_over(&std::mem::take(&mut f.audit)),
             ));
         }
         runs.push(SeedRun {
@@ -279,21 +276,8 @@ fn run_experiment(
 fn full_target(full: FullRanking, test: &Interactions, data_seed: u64) -> Option<Interactions> {
     match full {
         FullRanking::UpTo(max) => (test.n_users() * test.n_items() <= max).then(|| test.clone()),
-        FullRanking::SampledUsers(n) => Some(sample_test_users(test, n, data_seed)),
+        FullRanking::SampledUsers(n) => Some(test.sample_users(n, data_seed ^ 0xf011)),
     }
-}
-
-/// `n` of `test`'s users with items, sampled with `seed`, and their test
-/// items (all users when fewer).
-fn sample_test_users(test: &Interactions, n: usize, seed: u64) -> Interactions {
-    let users: Vec<u32> = (0..test.n_users() as u32)
-        .filter(|&u| test.user_degree(u) > 0)
-        .collect();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xf011);
-    let keep: std::collections::HashSet<u32> =
-        users.choose_multiple(&mut rng, n).copied().collect();
-    let pairs: Vec<(u32, u32)> = test.pairs().filter(|(u, _)| keep.contains(u)).collect();
-    Interactions::from_pairs(test.n_users(), test.n_items(), &pairs)
 }
 
 fn describe(label: &str, exp: &Experiment, full: &Option<Interactions>, searched: bool) -> String {
@@ -341,23 +325,6 @@ fn command(model: &str, dataset: &str, args: &Args) -> String {
         c += " --no-grid";
     }
     c
-}
-
-/// Each metric's maximum over epochs, taken separately (the LGRec authors'
-/// released code reports the best test HR@10 and, from a possibly
-/// different epoch, the best test NDCG@10).
-fn max_over_epochs(per_epoch: &[Metrics]) -> Metrics {
-    let mut max = Metrics {
-        count: per_epoch.first().map_or(0, |m| m.count),
-        ..Metrics::default()
-    };
-    for m in per_epoch {
-        for (name, &v) in &m.values {
-            let e = max.values.entry(name.clone()).or_insert(v);
-            *e = e.max(v);
-        }
-    }
-    max
 }
 
 /// Per-epoch lines and a bar over the epoch's batches.
@@ -410,17 +377,6 @@ fn batch_bar(prefix: &str) -> ProgressBar {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn max_over_epochs_takes_each_metric_separately() {
-        let m = |hr: f64, ndcg: f64| Metrics {
-            values: [("HR@10".to_string(), hr), ("NDCG@10".to_string(), ndcg)].into(),
-            count: 7,
-        };
-        let max = max_over_epochs(&[m(0.5, 0.30), m(0.7, 0.20), m(0.6, 0.35)]);
-        assert_eq!(max, m(0.7, 0.35));
-        assert_eq!(max_over_epochs(&[]), Metrics::default());
-    }
 
     #[test]
     fn settings_get_their_own_record_name() {

@@ -198,6 +198,22 @@ impl Interactions {
         self.timestamps.is_some()
     }
 
+    /// The interactions of `n` of the users with any, drawn without
+    /// replacement with `seed` (all of them when fewer): full ranking on a
+    /// sample of test users where scoring every user is too costly.
+    pub fn sample_users(&self, n: usize, seed: u64) -> Interactions {
+        use rand::seq::IndexedRandom;
+        use rand::SeedableRng;
+        let users: Vec<u32> = (0..self.n_users as u32)
+            .filter(|&u| self.user_degree(u) > 0)
+            .collect();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let keep: std::collections::HashSet<u32> =
+            users.choose_multiple(&mut rng, n).copied().collect();
+        let pairs: Vec<(u32, u32)> = self.pairs().filter(|(u, _)| keep.contains(u)).collect();
+        Interactions::from_pairs(self.n_users, self.n_items, &pairs)
+    }
+
     /// Number of users with at least one interaction.
     pub fn active_users(&self) -> usize {
         (0..self.n_users as u32)
@@ -261,6 +277,16 @@ impl Interactions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_user_sample_keeps_whole_users_and_is_seeded() {
+        let x = Interactions::from_pairs(5, 4, &[(0, 1), (0, 2), (1, 1), (3, 0), (4, 3)]);
+        let s = x.sample_users(2, 9);
+        assert_eq!(s.active_users(), 2);
+        assert!((0..5).all(|u| s.user_degree(u) == 0 || s.user_degree(u) == x.user_degree(u)));
+        assert_eq!(s, x.sample_users(2, 9));
+        assert_eq!(x.sample_users(10, 9), x);
+    }
 
     fn rec(u: u32, i: u32, r: f32, t: i64) -> Record {
         Record {

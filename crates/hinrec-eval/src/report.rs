@@ -38,6 +38,23 @@ impl Metrics {
     pub fn get(&self, name: &str) -> Option<f64> {
         self.values.get(name).copied()
     }
+
+    /// Each metric's maximum over `per_epoch`, taken separately (the LGRec
+    /// authors' released code reports the best test HR@10 and, from a
+    /// possibly different epoch, the best test NDCG@10).
+    pub fn max_over(per_epoch: &[Metrics]) -> Metrics {
+        let mut max = Metrics {
+            count: per_epoch.first().map_or(0, |m| m.count),
+            ..Metrics::default()
+        };
+        for m in per_epoch {
+            for (name, &v) in &m.values {
+                let e = max.values.entry(name.clone()).or_insert(v);
+                *e = e.max(v);
+            }
+        }
+        max
+    }
 }
 
 /// An evaluation result with everything needed to re-run it.
@@ -120,6 +137,17 @@ pub fn mean_std(runs: &[&Metrics]) -> BTreeMap<String, (f64, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_over_epochs_takes_each_metric_separately() {
+        let m = |hr: f64, ndcg: f64| Metrics {
+            values: [("HR@10".to_string(), hr), ("NDCG@10".to_string(), ndcg)].into(),
+            count: 7,
+        };
+        let max = Metrics::max_over(&[m(0.5, 0.30), m(0.7, 0.20), m(0.6, 0.35)]);
+        assert_eq!(max, m(0.7, 0.35));
+        assert_eq!(Metrics::max_over(&[]), Metrics::default());
+    }
 
     #[test]
     fn mean_and_sample_std() {

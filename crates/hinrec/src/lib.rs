@@ -37,6 +37,7 @@ pub mod model_dir;
 pub mod models;
 pub mod recommend;
 pub mod registry;
+pub mod results;
 pub mod tune;
 
 /// Process-wide thread settings for the command-line tools; call first in

@@ -1,15 +1,17 @@
-//! docs/results.json (every record) and docs/results.md rendered from it
-//! beside the papers' numbers (docs/paper-numbers.toml).
+//! The results store of `cargo xtask reproduce`: docs/results.json (every
+//! record) and docs/results.md rendered from it beside the papers' numbers
+//! (docs/paper-numbers.toml, printed beside ours only).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use hinrec::eval::report::mean_std;
-use hinrec::eval::Metrics;
-use hinrec::train::FitSummary;
-use hinrec::tune::Trial;
+use hinrec_eval::report::mean_std;
+use hinrec_eval::Metrics;
+use hinrec_train::FitSummary;
+
+use crate::tune::Trial;
 use serde::{Deserialize, Serialize};
 
 /// One seed's results.
