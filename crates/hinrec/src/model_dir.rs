@@ -170,8 +170,11 @@ pub fn load(dir: &Path) -> Result<Loaded> {
     let info: RunInfo = toml::from_str(&text).with_context(|| format!("{}", cfg_path.display()))?;
     let entry =
         registry::model(&info.model).map_err(|e| anyhow::anyhow!("{}: {e}", cfg_path.display()))?;
-    let params = entry
-        .params(Some(&info.params), &toml::Table::new())
+    // The parameters exactly as trained: no preset or default on top.
+    let mut params = (entry.defaults)();
+    params
+        .set(&info.params)
+        .and_then(|()| params.check())
         .with_context(|| format!("{}", cfg_path.display()))?;
     let model = params.load(&dir.join(WEIGHTS))?;
     let dataset =
