@@ -135,14 +135,9 @@ pub fn run(args: &Args) -> Result<()> {
             if base.needs_hin() && data.hin.is_none() {
                 data.hin = Some(data.prepared.hin(&data.dataset));
             }
-            let rec = run_experiment(entry, exp, base.as_ref(), data, &cfg, args, &commit)?;
-            save_record(
-                &args.out,
-                Record {
-                    cpu: cpu.clone(),
-                    ..rec
-                },
-            )?;
+            let at = (commit.as_str(), cpu.as_str());
+            let rec = run_experiment(entry, exp, base.as_ref(), data, &cfg, args, at)?;
+            save_record(&args.out, rec)?;
         }
     }
     println!("updated {}/results.json and results.md", args.out.display());
@@ -156,7 +151,7 @@ fn run_experiment(
     data: &Loaded,
     cfg: &ExperimentConfig,
     args: &Args,
-    commit: &str,
+    (commit, cpu): (&str, &str),
 ) -> Result<Record> {
     let start = Instant::now();
     let (prepared, hin) = (&data.prepared, data.hin.as_ref());
@@ -268,7 +263,7 @@ fn run_experiment(
         command: command(entry.name, exp.dataset, args),
         commit: commit.into(),
         wall_s: start.elapsed().as_secs_f64(),
-        cpu: String::new(),
+        cpu: cpu.into(),
     })
 }
 

@@ -273,15 +273,15 @@ impl Scorer for BprMf {
     }
 
     fn score_pairs(&self, pairs: &[(u32, u32)], out: &mut [f32]) -> Result<(), ScoreError> {
-        crate::check_users(pairs.iter().map(|p| p.0), self.n_users())?;
-        score_pairs_by_user(self.n_items(), pairs, out, |u, items, o| {
+        score_pairs_by_user(self.n_users(), self.n_items(), pairs, out, |u, items, o| {
             self.score_user(u, items, o)
         })
     }
 
     fn score_users(&self, users: &[u32], out: &mut [f32]) -> Result<(), ScoreError> {
-        crate::check_users(users.iter().copied(), self.n_users())?;
-        score_users_by_user(self.n_items(), users, out, |u, o| self.score_user_all(u, o))
+        score_users_by_user(self.n_users(), self.n_items(), users, out, |u, o| {
+            self.score_user_all(u, o)
+        })
     }
 }
 

@@ -200,8 +200,8 @@ impl Scorer for ItemKnn {
     }
 
     fn score_pairs(&self, pairs: &[(u32, u32)], out: &mut [f32]) -> Result<(), ScoreError> {
-        crate::check_users(pairs.iter().map(|p| p.0), self.user_items.n_users())?;
-        score_pairs_by_user(self.n_items(), pairs, out, |u, items, o| {
+        let n_users = self.user_items.n_users();
+        score_pairs_by_user(n_users, self.n_items(), pairs, out, |u, items, o| {
             let mut all = vec![0f32; self.n_items()];
             self.score_user_all(u, &mut all);
             for (o, &i) in o.iter_mut().zip(items) {
@@ -211,8 +211,10 @@ impl Scorer for ItemKnn {
     }
 
     fn score_users(&self, users: &[u32], out: &mut [f32]) -> Result<(), ScoreError> {
-        crate::check_users(users.iter().copied(), self.user_items.n_users())?;
-        score_users_by_user(self.n_items(), users, out, |u, o| self.score_user_all(u, o))
+        let n_users = self.user_items.n_users();
+        score_users_by_user(n_users, self.n_items(), users, out, |u, o| {
+            self.score_user_all(u, o)
+        })
     }
 }
 

@@ -38,15 +38,3 @@ pub use hinrec_train::{EpochReport, Validation};
 pub use itemknn::{ItemKnn, ItemKnnConfig};
 pub use mostpop::MostPop;
 pub use params::MostPopParams;
-
-/// An error naming the first user id outside `0..n_users`.
-pub(crate) fn check_users(
-    users: impl Iterator<Item = u32>,
-    n_users: usize,
-) -> std::result::Result<(), hinrec_eval::ScoreError> {
-    let mut users = users;
-    match users.find(|&u| u as usize >= n_users) {
-        Some(u) => Err(format!("user {u} is outside the model's {n_users} users").into()),
-        None => Ok(()),
-    }
-}

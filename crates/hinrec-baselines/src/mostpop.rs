@@ -46,7 +46,8 @@ impl Scorer for MostPop {
     }
 
     fn score_pairs(&self, pairs: &[(u32, u32)], out: &mut [f32]) -> Result<(), ScoreError> {
-        score_pairs_by_user(self.n_items(), pairs, out, |_, items, o| {
+        // Popularity is the same for every user id.
+        score_pairs_by_user(usize::MAX, self.n_items(), pairs, out, |_, items, o| {
             for (o, &i) in o.iter_mut().zip(items) {
                 *o = self.counts[i as usize];
             }
@@ -54,7 +55,7 @@ impl Scorer for MostPop {
     }
 
     fn score_users(&self, users: &[u32], out: &mut [f32]) -> Result<(), ScoreError> {
-        score_users_by_user(self.n_items(), users, out, |_, o| {
+        score_users_by_user(usize::MAX, self.n_items(), users, out, |_, o| {
             o.copy_from_slice(&self.counts)
         })
     }

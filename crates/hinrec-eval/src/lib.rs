@@ -38,7 +38,7 @@ pub mod report;
 
 pub use metrics::{ranks_against, UserMetrics};
 pub use protocol::{
-    check_pairs, full_ranking, global_auc, sampled, score_pairs_by_user, score_users_by_user,
-    ScoreError, Scorer, MAX_SCORES_PER_CALL,
+    check_pairs, check_users, full_ranking, global_auc, sampled, score_pairs_by_user,
+    score_users_by_user, ScoreError, Scorer, MAX_SCORES_PER_CALL,
 };
 pub use report::{EvalReport, Metrics};

@@ -74,19 +74,7 @@ pub fn check_pairs(
     n_items: usize,
 ) -> Result<(), ScoreError> {
     check_len("score_pairs", out.len(), pairs.len())?;
-    match pairs
-        .iter()
-        .find(|p| p.0 as usize >= n_users || p.1 as usize >= n_items)
-    {
-        Some(&(u, i)) => Err(format!(
-            "pair ({u}, {i}) is outside the model's {n_users} users x {n_items} items"
-        )
-        .into()),
-        None => Ok(()),
-    }
-}
-
-fn check_ids(pairs: &[(u32, u32)], n_items: usize) -> Result<(), ScoreError> {
+    check_users(pairs.iter().map(|p| p.0), n_users)?;
     match pairs.iter().find(|p| p.1 as usize >= n_items) {
         Some(&(u, i)) => {
             Err(format!("pair ({u}, {i}): item {i} is outside the model's {n_items} items").into())
@@ -95,13 +83,23 @@ fn check_ids(pairs: &[(u32, u32)], n_items: usize) -> Result<(), ScoreError> {
     }
 }
 
+/// An error naming the first user id outside `0..n_users`.
+pub fn check_users(users: impl IntoIterator<Item = u32>, n_users: usize) -> Result<(), ScoreError> {
+    match users.into_iter().find(|&u| u as usize >= n_users) {
+        Some(u) => Err(format!("user {u} is outside the model's {n_users} users").into()),
+        None => Ok(()),
+    }
+}
+
 /// Consecutive pairs of one user and their output slots.
 type UserRun<'a> = (&'a [(u32, u32)], &'a mut [f32]);
 
-/// [`Scorer::score_pairs`] for a model that scores one user's items at a
-/// time without candle: `f(user, items, out)` runs in parallel over the
-/// runs of consecutive pairs of one user.
+/// [`Scorer::score_pairs`] for a model of `n_users x n_items` that scores
+/// one user's items at a time without candle: the pairs are checked, then
+/// `f(user, items, out)` runs in parallel over the runs of consecutive
+/// pairs of one user.
 pub fn score_pairs_by_user<F>(
+    n_users: usize,
     n_items: usize,
     pairs: &[(u32, u32)],
     out: &mut [f32],
@@ -110,8 +108,7 @@ pub fn score_pairs_by_user<F>(
 where
     F: Fn(u32, &[u32], &mut [f32]) + Sync,
 {
-    check_len("score_pairs", out.len(), pairs.len())?;
-    check_ids(pairs, n_items)?;
+    check_pairs(pairs, out, n_users, n_items)?;
     // One slice of pairs and of outputs per run of the same user.
     let mut runs: Vec<UserRun<'_>> = Vec::new();
     let (mut pairs, mut out) = (pairs, out);
@@ -131,9 +128,11 @@ where
     Ok(())
 }
 
-/// [`Scorer::score_users`] for a model that scores all items of one user
-/// at a time without candle: `f(user, row)` runs in parallel over users.
+/// [`Scorer::score_users`] for a model of `n_users x n_items` that scores
+/// all items of one user at a time without candle: the users are checked,
+/// then `f(user, row)` runs in parallel over users.
 pub fn score_users_by_user<F>(
+    n_users: usize,
     n_items: usize,
     users: &[u32],
     out: &mut [f32],
@@ -143,6 +142,7 @@ where
     F: Fn(u32, &mut [f32]) + Sync,
 {
     check_len("score_users", out.len(), users.len() * n_items)?;
+    check_users(users.iter().copied(), n_users)?;
     if n_items == 0 {
         return Ok(());
     }
@@ -158,8 +158,8 @@ fn candidate_scores<S: Scorer + ?Sized>(
     model: &S,
     negatives: &EvalNegatives,
 ) -> Result<Vec<f32>, ScoreError> {
+    // The model checks the ids (check_pairs).
     let pairs = negatives.candidate_pairs();
-    check_ids(&pairs, model.n_items())?;
     let mut scores = vec![0f32; pairs.len()];
     model.score_pairs(&pairs, &mut scores)?;
     Ok(scores)
@@ -285,7 +285,7 @@ mod tests {
             self.0[0].len()
         }
         fn score_pairs(&self, pairs: &[(u32, u32)], out: &mut [f32]) -> Result<(), ScoreError> {
-            score_pairs_by_user(self.n_items(), pairs, out, |u, items, out| {
+            score_pairs_by_user(self.0.len(), self.n_items(), pairs, out, |u, items, out| {
                 for (o, &i) in out.iter_mut().zip(items) {
                     *o = self.0[u as usize][i as usize];
                 }

@@ -6,14 +6,13 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use candle_core::{DType, Tensor};
-use hinrec_data::{EvalNegatives, Interactions};
-use hinrec_eval::{sampled, Metrics};
+use hinrec_data::Interactions;
 use hinrec_graph::{MetaPath, PairLabeler, RowRule};
 use hinrec_nn::loss::{bce_with_logits, hinge, l2};
 use hinrec_nn::optim::{Adam, AdamConfig};
 use hinrec_nn::trainer::{train as train_epochs, TrainStep, TrainerConfig};
 use hinrec_sample::unseen_item;
-use hinrec_train::{FitContext, FitSummary, Validation};
+use hinrec_train::{FitContext, FitSummary, Judge};
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
@@ -133,7 +132,6 @@ impl Lgrec {
             ..AdamConfig::default()
         };
         let adam = Adam::new(model.dense_vars(), adam_cfg)?;
-        let k = hinrec_train::metric_cutoff(&ctx.validation.metric).map_err(LgrecError::Config)?;
         let mut run = Training {
             model,
             adam,
@@ -141,10 +139,7 @@ impl Lgrec {
             train,
             labeler,
             n_paths: paths.len().max(1),
-            validation: ctx.validation.clone(),
-            audit: ctx.audit,
-            audited: Vec::new(),
-            k,
+            judge: ctx.judge().map_err(LgrecError::Config)?,
             seed: ctx.seed,
         };
         let trainer = TrainerConfig {
@@ -155,7 +150,7 @@ impl Lgrec {
         let mut summary = train_epochs(&mut run, &trainer, &mut *ctx.progress)?;
         // The neighbour-ranking BPR-MF and the labeler count too.
         summary.total_s = started.elapsed().as_secs_f64();
-        summary.audit = run.audited;
+        summary.audit = run.judge.into_audit();
         Ok((run.model, summary))
     }
 }
@@ -196,11 +191,8 @@ struct Training<'a> {
     train: &'a Interactions,
     labeler: Option<PairLabeler<'a>>,
     n_paths: usize,
-    validation: Validation<'a>,
-    /// Scored after every epoch and only reported ([`Lgrec::fit`]).
-    audit: Option<&'a EvalNegatives>,
-    audited: Vec<Metrics>,
-    k: usize,
+    /// Validation, and the audit of [`Lgrec::fit`].
+    judge: Judge<'a>,
     seed: u64,
 }
 
@@ -282,14 +274,7 @@ impl TrainStep for Training<'_> {
     }
 
     fn validate(&mut self) -> Result<Option<f64>> {
-        // The trainer validates once after each epoch: the audit's place.
-        if let Some(audit) = self.audit {
-            let m = sampled(&self.model, audit, &[self.k]).map_err(LgrecError::Score)?;
-            self.audited.push(m);
-        }
-        self.validation
-            .score(&self.model)
-            .map_err(LgrecError::Score)
+        self.judge.score(&self.model).map_err(LgrecError::Score)
     }
 
     fn state(&self) -> Result<HashMap<String, Tensor>> {

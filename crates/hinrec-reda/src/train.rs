@@ -5,13 +5,12 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use candle_core::{DType, Tensor, D};
-use hinrec_data::{EvalNegatives, Interactions};
-use hinrec_eval::{sampled, Metrics};
+use hinrec_data::Interactions;
 use hinrec_nn::loss::{bpr, l2};
 use hinrec_nn::optim::{Adam, AdamConfig};
 use hinrec_nn::trainer::{train as train_epochs, TrainStep, TrainerConfig};
 use hinrec_sample::unseen_item;
-use hinrec_train::{FitContext, FitSummary, Validation};
+use hinrec_train::{FitContext, FitSummary, Judge};
 use rand::seq::SliceRandom;
 use rand::Rng as _;
 use rand_chacha::ChaCha8Rng;
@@ -149,9 +148,7 @@ impl Reda {
             adam,
             adam_cfg,
             train,
-            validation: ctx.validation.clone(),
-            audit: ctx.audit,
-            audited: Vec::new(),
+            judge: ctx.judge().map_err(RedaError::Config)?,
             seed: ctx.seed,
             samples,
         };
@@ -162,7 +159,7 @@ impl Reda {
         };
         let mut summary = train_epochs(&mut run, &trainer, &mut *ctx.progress)?;
         summary.total_s = started.elapsed().as_secs_f64();
-        summary.audit = run.audited;
+        summary.audit = run.judge.into_audit();
         Ok((run.model, summary))
     }
 }
@@ -173,10 +170,8 @@ struct Training<'a> {
     adam: Adam,
     adam_cfg: AdamConfig,
     train: &'a Interactions,
-    validation: Validation<'a>,
-    /// Scored after every epoch and only reported ([`FitContext::audit`]).
-    audit: Option<&'a EvalNegatives>,
-    audited: Vec<Metrics>,
+    /// Validation, and the audit of [`FitContext::audit`].
+    judge: Judge<'a>,
     seed: u64,
     samples: usize,
 }
@@ -208,13 +203,7 @@ impl TrainStep for Training<'_> {
     }
 
     fn validate(&mut self) -> Result<Option<f64>> {
-        if let Some(audit) = self.audit {
-            let k =
-                hinrec_train::metric_cutoff(&self.validation.metric).map_err(RedaError::Config)?;
-            let m = sampled(&self.model, audit, &[k]).map_err(RedaError::Score)?;
-            self.audited.push(m);
-        }
-        self.validation.score(&self.model).map_err(RedaError::Score)
+        self.judge.score(&self.model).map_err(RedaError::Score)
     }
 
     fn state(&self) -> Result<HashMap<String, Tensor>> {

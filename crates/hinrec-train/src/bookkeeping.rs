@@ -87,6 +87,48 @@ impl<'a> Validation<'a> {
     }
 }
 
+/// What a trainer scores after each epoch: the validation metric that
+/// chooses the epoch, and the audit set, whose metrics (at the validation
+/// metric's cut-off) are only kept for [`FitSummary::audit`].
+#[derive(Debug, Clone)]
+pub struct Judge<'a> {
+    validation: Validation<'a>,
+    audit: Option<&'a EvalNegatives>,
+    k: usize,
+    audited: Vec<hinrec_eval::Metrics>,
+}
+
+impl<'a> Judge<'a> {
+    /// A judge of `validation` and, given one, the `audit` set; an unknown
+    /// metric name is an error.
+    pub fn new(
+        validation: Validation<'a>,
+        audit: Option<&'a EvalNegatives>,
+    ) -> Result<Self, String> {
+        let k = metric_cutoff(&validation.metric)?;
+        Ok(Judge {
+            validation,
+            audit,
+            k,
+            audited: Vec::new(),
+        })
+    }
+
+    /// Scores the audit set (if any), then returns the validation metric
+    /// of `model`.
+    pub fn score<S: Scorer + ?Sized>(&mut self, model: &S) -> Result<Option<f64>, ScoreError> {
+        if let Some(audit) = self.audit {
+            self.audited.push(sampled(model, audit, &[self.k])?);
+        }
+        self.validation.score(model)
+    }
+
+    /// The audit's metrics, one per epoch scored.
+    pub fn into_audit(self) -> Vec<hinrec_eval::Metrics> {
+        self.audited
+    }
+}
+
 /// One epoch as a progress display shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochReport {

@@ -11,7 +11,7 @@ use hinrec_graph::Hin;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::bookkeeping::{EpochReport, FitSummary, Validation};
+use crate::bookkeeping::{EpochReport, FitSummary, Judge, Validation};
 
 /// Why a model could not be checked, trained, saved or loaded.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +122,12 @@ pub struct FitContext<'a> {
 }
 
 impl<'a> FitContext<'a> {
+    /// The [`Judge`] of this fit's epochs: its validation and audit (an
+    /// unknown metric name is an error that says which there are).
+    pub fn judge(&self) -> Result<Judge<'a>, String> {
+        Judge::new(self.validation.clone(), self.audit)
+    }
+
     /// A context with no HIN, no dataset meta-paths, no checkpoints and no
     /// audit; set those fields where a fit needs them.
     pub fn new(

@@ -31,7 +31,8 @@ pub mod bookkeeping;
 pub mod contract;
 
 pub use bookkeeping::{
-    metric_cutoff, EarlyStopping, EpochReport, EpochTracker, FitSummary, Validation, ValidationData,
+    metric_cutoff, EarlyStopping, EpochReport, EpochTracker, FitSummary, Judge, Validation,
+    ValidationData,
 };
 pub use contract::{
     AnyParams, Callbacks, CheckpointPolicy, FitContext, Fitted, ModelError, ModelParams, Progress,
