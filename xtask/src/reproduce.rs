@@ -85,15 +85,20 @@ pub fn run(args: &Args) -> Result<()> {
         e.params(None, &sets)?;
     }
     if let Some(c) = &args.checkpoints {
-        let data = std::fs::canonicalize(&args.data_root).unwrap_or(args.data_root.clone());
-        let c = std::path::absolute(c).unwrap_or(c.clone());
         anyhow::ensure!(
-            !c.starts_with(&data),
-            "--checkpoints {} is inside the data folder {}",
+            !hinrec::paths::is_inside(c, &args.data_root),
+            "--checkpoints {} is inside the data folder {}: hinrec never writes under a data folder",
             c.display(),
-            data.display()
+            args.data_root.display()
         );
     }
+    anyhow::ensure!(
+        !hinrec::paths::is_inside(&args.out, &args.data_root),
+        "--out {} is inside the data folder {}: hinrec never writes under a data folder",
+        args.out.display(),
+        args.data_root.display()
+    );
+    hinrec::paths::check_writable(&args.out).context("--out")?;
     let commit = git_commit();
     let cpu = cpu();
     let mut cache: HashMap<(String, usize), Loaded> = HashMap::new();
@@ -189,6 +194,11 @@ fn run_experiment(
                 .as_ref()
                 .map(|d| d.join(exp.dataset).join(&name).join(format!("seed-{seed}"))),
             resume: args.resume,
+            tag: format!(
+                "{} {name} seed {seed}\n{}",
+                exp.dataset,
+                toml::to_string(&chosen.to_toml()?)?
+            ),
         };
         let run = FitRun {
             hin,

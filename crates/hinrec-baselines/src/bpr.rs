@@ -193,7 +193,7 @@ impl BprMf {
                 ("item_factors", Array::F32(&self.items, vec![ni, d])),
                 ("item_bias", Array::F32(&self.bias, vec![ni])),
             ],
-            [("model".into(), "bpr".into())].into(),
+            "bpr",
         )
     }
 

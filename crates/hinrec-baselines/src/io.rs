@@ -15,13 +15,11 @@ pub enum Array<'a> {
     U32(&'a [u32], Vec<usize>),
 }
 
-/// Writes `arrays` (and string metadata) to `path` through a temporary file
-/// and a rename, so a crash never leaves a half-written model.
-pub fn save(
-    path: &Path,
-    arrays: Vec<(&str, Array<'_>)>,
-    meta: HashMap<String, String>,
-) -> Result<()> {
+/// Writes `arrays` and the model's name (the one metadata key, so the
+/// bytes never depend on a hash map's order) to `path` through a temporary
+/// file and a rename, so a crash never leaves a half-written model.
+pub fn save(path: &Path, arrays: Vec<(&str, Array<'_>)>, model: &str) -> Result<()> {
+    let meta = HashMap::from([("model".to_string(), model.to_string())]);
     let buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = arrays
         .into_iter()
         .map(|(name, a)| match a {
@@ -56,7 +54,7 @@ pub fn save(
     let tmp = path.with_extension("safetensors.tmp");
     let io = |e| BaselineError::Io {
         path: path.to_path_buf(),
-        source: e,
+        error: e,
     };
     std::fs::write(&tmp, bytes).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
@@ -73,7 +71,7 @@ impl Loaded {
     pub fn read(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| BaselineError::Io {
             path: path.to_path_buf(),
-            source: e,
+            error: e,
         })?;
         let l = Loaded {
             path: path.to_path_buf(),
@@ -157,7 +155,7 @@ mod tests {
                 ("a", Array::F32(&a, vec![2, 2])),
                 ("b", Array::U32(&b, vec![2])),
             ],
-            [("model".to_string(), "x".to_string())].into(),
+            "x",
         )
         .unwrap();
         let l = Loaded::read(&p).unwrap();
@@ -166,6 +164,24 @@ mod tests {
         assert_eq!(l.meta("model").unwrap(), "x");
         assert!(l.f32("b").is_err());
         assert!(l.f32("zz").is_err());
+        let bytes = std::fs::read(&p).unwrap();
+        for _ in 0..5 {
+            save(&p, vec![("a", Array::F32(&a, vec![2, 2]))], "x").unwrap();
+            save(
+                &p,
+                vec![
+                    ("a", Array::F32(&a, vec![2, 2])),
+                    ("b", Array::U32(&b, vec![2])),
+                ],
+                "x",
+            )
+            .unwrap();
+            assert_eq!(
+                std::fs::read(&p).unwrap(),
+                bytes,
+                "the same arrays, the same bytes"
+            );
+        }
         std::fs::write(&p, b"garbage").unwrap();
         assert!(Loaded::read(&p).is_err());
     }

@@ -127,7 +127,7 @@ impl ItemKnn {
         let x = &self.user_items;
         let users: Vec<u32> = x.pairs().map(|p| p.0).collect();
         let items: Vec<u32> = x.pairs().map(|p| p.1).collect();
-        let shape = [("n_users", x.n_users()), ("n_items", x.n_items())];
+        let counts = [x.n_users() as u32, x.n_items() as u32];
         io::save(
             path,
             vec![
@@ -139,12 +139,9 @@ impl ItemKnn {
                 ("sims", Array::F32(&self.sims, vec![self.sims.len()])),
                 ("train_users", Array::U32(&users, vec![users.len()])),
                 ("train_items", Array::U32(&items, vec![items.len()])),
+                ("counts", Array::U32(&counts, vec![2])),
             ],
-            shape
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .chain([("model".to_string(), "itemknn".to_string())])
-                .collect(),
+            "itemknn",
         )
     }
 
@@ -155,9 +152,11 @@ impl ItemKnn {
             path: path.to_path_buf(),
             message: m,
         };
-        let num =
-            |k: &str| -> Result<usize> { l.meta(k)?.parse().map_err(|_| bad(format!("bad {k}"))) };
-        let (nu, ni) = (num("n_users")?, num("n_items")?);
+        let (counts, _) = l.u32("counts")?;
+        let [nu, ni] = counts[..] else {
+            return Err(bad(format!("counts holds {} values, want 2", counts.len())));
+        };
+        let (nu, ni) = (nu as usize, ni as usize);
         let (users, _) = l.u32("train_users")?;
         let (items, _) = l.u32("train_items")?;
         let (ptr, _) = l.u32("ptr")?;

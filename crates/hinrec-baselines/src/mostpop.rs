@@ -28,7 +28,7 @@ impl MostPop {
         io::save(
             path,
             vec![("counts", Array::F32(&self.counts, vec![n]))],
-            [("model".into(), "mostpop".into())].into(),
+            "mostpop",
         )
     }
 

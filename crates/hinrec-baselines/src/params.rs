@@ -12,7 +12,7 @@ impl From<BaselineError> for ModelError {
     fn from(e: BaselineError) -> Self {
         match e {
             BaselineError::Config(m) => ModelError::Params(m),
-            BaselineError::Io { path, source } => ModelError::file(&path, source),
+            BaselineError::Io { path, error } => ModelError::file(&path, error),
             BaselineError::Format { path, message } => ModelError::file(&path, message),
             other => ModelError::other(other),
         }
@@ -127,7 +127,18 @@ impl ModelParams for BprConfig {
     }
 
     fn load(&self, path: &Path) -> Result<BprMf, ModelError> {
-        Ok(BprMf::load(path)?)
+        let m = BprMf::load(path)?;
+        if m.dim() != self.dim {
+            return Err(ModelError::file(
+                path,
+                format!(
+                    "factors have dimension {}, the parameters say dim = {}",
+                    m.dim(),
+                    self.dim
+                ),
+            ));
+        }
+        Ok(m)
     }
 }
 

@@ -6,11 +6,13 @@ use std::path::{Path, PathBuf};
 use crate::error::{DataError, Result};
 use crate::ids::IdMap;
 use crate::interactions::{Interactions, Record};
-use crate::manifest::{Columns, EntitySpec, Format, InteractionFile, Manifest, RelationSpec};
-use crate::negatives::EvalNegatives;
-use crate::npy::{read_npy, Matrix};
+use crate::manifest::{
+    Columns, EntitySpec, Format, IdKind, InteractionFile, Manifest, RelationSpec,
+};
+use crate::negatives::{Against, EvalNegatives, Ids};
+use crate::npy::{parse_npy, Matrix};
 use crate::split::Split;
-use crate::text;
+use crate::text::{self, FileDigest};
 
 /// An entity type and its ids.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +57,16 @@ pub struct Features {
     pub matrix: Matrix,
 }
 
+/// A file a dataset was read from, and what it held.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourceFile {
+    /// The path as the manifest gives it (relative to its folder).
+    pub file: String,
+    /// Size and SHA-256 of the bytes read.
+    #[serde(flatten)]
+    pub digest: FileDigest,
+}
+
 /// A loaded dataset.
 #[derive(Debug, Clone)]
 pub struct Dataset {
@@ -85,6 +97,8 @@ pub struct Dataset {
     pub relations: Vec<Relation>,
     /// Dense features.
     pub features: Vec<Features>,
+    /// Every file read, in the order read (none for generated data).
+    pub sources: Vec<SourceFile>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -126,6 +140,8 @@ impl Dataset {
         // 1. Interaction files, as text ids.
         let mut raw = Vec::new();
         let mut rows = 0usize;
+        let mut sources = Sources::default();
+        let mut line_lists: Vec<(PathBuf, usize)> = Vec::new();
         let mut files: Vec<(&InteractionFile, Part)> =
             m.interactions.iter().map(|f| (f, Part::All)).collect();
         if let Some(s) = &m.split {
@@ -134,12 +150,22 @@ impl Dataset {
             files.push((&s.test, Part::Test));
         }
         for (f, part) in &files {
-            rows += read_interactions(m, root, f, *part, &item_names, &mut raw)?;
+            let before = raw.len();
+            let read = read_interactions(m, root, f, *part, &item_names, &mut raw)?;
+            rows += raw.len() - before;
+            if f.format == Format::LineList {
+                line_lists.push((root.join(&f.file), read.lines));
+            }
+            sources.add(&f.file, read.digest);
         }
 
         // 2. Dense ids: users and items are those with interactions.
         // A declared count makes the id space exactly base..base+count.
-        let declared = |e: usize| m.entities[e].count.map(|n| IdMap::contiguous(n, m.id_base));
+        let declared = |e: usize| {
+            m.entities[e]
+                .count
+                .map(|n| IdMap::contiguous(n, m.id_base_of(e)))
+        };
         let users = declared(user_entity)
             .unwrap_or_else(|| IdMap::from_originals(raw.iter().map(|r| r.user.as_str())));
         let mut item_maps: Vec<IdMap> = item_entities
@@ -160,6 +186,18 @@ impl Dataset {
             item_offsets.push(item_offsets.last().copied().unwrap_or(0) + map.len() as u32);
         }
         let (n_users, n_items) = (users.len(), *item_offsets.last().unwrap_or(&0) as usize);
+        for (path, lines) in &line_lists {
+            // Line k is user k: a missing line would shift every later user.
+            if *lines != n_users {
+                return Err(DataError::file(
+                    path,
+                    format!(
+                        "{lines} lines for {n_users} users: line k lists the items of user k - 1 + id_base, \
+                         so every user needs a line (an empty one for none)"
+                    ),
+                ));
+            }
+        }
         let mut parts: [Vec<Record>; 4] = Default::default();
         for r in &raw {
             let rec = Record {
@@ -203,11 +241,12 @@ impl Dataset {
         for (d, &e) in item_entities.iter().enumerate() {
             entities[e].ids = std::mem::take(&mut item_maps[d]);
         }
-        let raw_relations = m
-            .relations
-            .iter()
-            .map(|r| read_relation(m, root, r))
-            .collect::<Result<Vec<_>>>()?;
+        let mut raw_relations = Vec::with_capacity(m.relations.len());
+        for r in &m.relations {
+            let (rows, digest) = read_relation(m, root, r)?;
+            sources.add(&r.file, digest);
+            raw_relations.push(rows);
+        }
         let interaction_entities: Vec<usize> = std::iter::once(user_entity)
             .chain(item_entities.iter().copied())
             .collect();
@@ -275,7 +314,9 @@ impl Dataset {
         for f in &m.features {
             let e = m.entity_index(&f.entity).expect("validated");
             let path = root.join(&f.file);
-            let mat = read_npy(&path)?;
+            let (bytes, digest) = text::read_file(&path)?;
+            sources.add(&f.file, digest);
+            let mat = parse_npy(&bytes).map_err(|m| DataError::file(&path, m))?;
             let ids = &entities[e].ids;
             let mut data = Vec::with_capacity(ids.len() * mat.cols);
             for k in 0..ids.len() as u32 {
@@ -283,7 +324,7 @@ impl Dataset {
                 let row = orig
                     .parse::<i64>()
                     .ok()
-                    .map(|v| v - m.id_base)
+                    .map(|v| v - m.id_base_of(e))
                     .filter(|&r| r >= 0 && (r as usize) < mat.rows)
                     .ok_or_else(|| {
                         DataError::Invalid(format!(
@@ -291,7 +332,7 @@ impl Dataset {
                             path.display(),
                             f.entity,
                             mat.rows,
-                            m.id_base
+                            m.id_base_of(e)
                         ))
                     })?;
                 data.extend_from_slice(mat.row(row as usize));
@@ -321,16 +362,27 @@ impl Dataset {
             given_negatives: None,
             relations,
             features,
+            sources: Vec::new(),
         };
         if let Some(neg) = m.split.as_ref().and_then(|s| s.negatives.as_ref()) {
             let path = root.join(neg);
-            let negs = EvalNegatives::read(&path, ds.users(), &|s| ds.item_id(s))?;
-            if let Some(split) = &ds.given_split {
-                negs.validate(&split.test, &[&split.train, &split.valid, &split.test])
-                    .map_err(|e| DataError::Invalid(format!("{}: {e}", path.display())))?;
-            }
+            let (_, digest) = text::read_file(&path)?;
+            sources.add(neg, digest);
+            let negs = match &ds.given_split {
+                Some(split) => {
+                    let known = [&split.train, &split.valid, &split.test];
+                    let against = Against {
+                        name: "test",
+                        test: &split.test,
+                        known: &known,
+                    };
+                    EvalNegatives::read(&path, &ds, Some(&against))?
+                }
+                None => EvalNegatives::read(&path, &ds, None)?,
+            };
             ds.given_negatives = Some(negs);
         }
+        ds.sources = sources.0;
         Ok(ds)
     }
 
@@ -396,28 +448,40 @@ impl Dataset {
 }
 
 fn check_id(path: &Path, line: usize, spec: &EntitySpec, raw: &str, base: i64) -> Result<()> {
-    if let Some(count) = spec.count {
-        let v: i64 = raw.parse().map_err(|_| {
-            DataError::parse(
-                path,
-                line,
-                format!("{} id {raw:?} is not an integer", spec.name),
-            )
-        })?;
-        if v < base || v >= base + count as i64 {
-            return Err(DataError::parse(
-                path,
-                line,
-                format!(
-                    "{} id {v} is out of range {}..={}",
-                    spec.name,
-                    base,
-                    base + count as i64 - 1
-                ),
-            ));
-        }
+    if spec.ids == IdKind::Tokens {
+        return Ok(());
     }
-    Ok(())
+    let base = base as u64;
+    let last = match spec.count {
+        Some(count) => base + count as u64 - 1,
+        None => u64::from(u32::MAX),
+    };
+    let hint = if spec.count.is_some() {
+        String::new()
+    } else {
+        format!(
+            " (ids are numeric by default; for free-form ids set ids = \"tokens\" on entity {:?} in the manifest)",
+            spec.name
+        )
+    };
+    let digits = !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit());
+    match raw.parse::<u64>() {
+        Ok(v) if digits && (base..=last).contains(&v) => Ok(()),
+        Ok(v) if digits => Err(DataError::parse(
+            path,
+            line,
+            format!("{} id {v} is out of range {base}..={last}{hint}", spec.name),
+        )),
+        _ => Err(DataError::parse(
+            path,
+            line,
+            format!(
+                "{} id {} is not a whole number from {base}{hint}",
+                spec.name,
+                text::show(raw)
+            ),
+        )),
+    }
 }
 
 fn read_interactions(
@@ -427,7 +491,7 @@ fn read_interactions(
     part: Part,
     item_names: &[String],
     out: &mut Vec<RawRecord>,
-) -> Result<usize> {
+) -> Result<text::TextFile> {
     let path = root.join(&f.file);
     let sep = f.separator.as_deref().unwrap_or(&m.separator);
     let cols: Columns = f.columns.unwrap_or(m.columns);
@@ -436,16 +500,16 @@ fn read_interactions(
         .iter()
         .position(|n| n == item_name)
         .expect("validated");
-    let user_spec = &m.entities[m.entity_index(&m.user).expect("validated")];
-    let item_spec = &m.entities[m.entity_index(item_name).expect("validated")];
-    let mut rows = 0usize;
+    let user_e = m.entity_index(&m.user).expect("validated");
+    let item_e = m.entity_index(item_name).expect("validated");
+    let (user_spec, user_base) = (&m.entities[user_e], m.id_base_of(user_e));
+    let (item_spec, item_base) = (&m.entities[item_e], m.id_base_of(item_e));
     text::for_each_line(&path, |line_no, line| {
         let mut fields = Vec::with_capacity(8);
         text::split_fields(line, sep, &mut fields);
         let mut push = |user: &str, item: &str, rating, timestamp| -> Result<()> {
-            check_id(&path, line_no, user_spec, user, m.id_base)?;
-            check_id(&path, line_no, item_spec, item, m.id_base)?;
-            rows += 1;
+            check_id(&path, line_no, user_spec, user, user_base)?;
+            check_id(&path, line_no, item_spec, item, item_base)?;
             out.push(RawRecord {
                 user: user.to_string(),
                 domain,
@@ -481,28 +545,34 @@ fn read_interactions(
                 Ok(())
             }
             Format::LineList => {
-                let user = (line_no as i64 - 1 + m.id_base).to_string();
+                let user = (line_no as i64 - 1 + user_base).to_string();
                 for item in fields.iter().filter(|s| !s.is_empty()) {
                     push(&user, item, None, None)?;
                 }
                 Ok(())
             }
         }
-    })?;
-    Ok(rows)
+    })
 }
+
+/// A relation line as read: source id, destination id, weight.
+type RawEdge = (String, String, f32);
 
 fn read_relation(
     m: &Manifest,
     root: &Path,
     r: &RelationSpec,
-) -> Result<Vec<(String, String, f32)>> {
+) -> Result<(Vec<RawEdge>, FileDigest)> {
     let path = root.join(&r.file);
     let sep = r.separator.as_deref().unwrap_or(&m.separator);
-    let src_spec = &m.entities[m.entity_index(&r.src).expect("validated")];
-    let dst_spec = &m.entities[m.entity_index(&r.dst).expect("validated")];
+    let (src_e, dst_e) = (
+        m.entity_index(&r.src).expect("validated"),
+        m.entity_index(&r.dst).expect("validated"),
+    );
+    let (src_spec, src_base) = (&m.entities[src_e], m.id_base_of(src_e));
+    let (dst_spec, dst_base) = (&m.entities[dst_e], m.id_base_of(dst_e));
     let mut out = Vec::new();
-    text::for_each_line(&path, |line_no, line| {
+    let read = text::for_each_line(&path, |line_no, line| {
         let mut fields = Vec::with_capacity(8);
         text::split_fields(line, sep, &mut fields);
         let s = text::field(&path, line_no, &fields, r.columns.src, &r.src)?;
@@ -511,16 +581,46 @@ fn read_relation(
             Some(c) => text::parse_field::<f32>(&path, line_no, &fields, c, "weight")?,
             None => 1.0,
         };
-        check_id(&path, line_no, src_spec, s, m.id_base)?;
+        check_id(&path, line_no, src_spec, s, src_base)?;
         let dsts: Vec<&str> = match &r.multi_separator {
             Some(ms) => d.split(ms.as_str()).filter(|x| !x.is_empty()).collect(),
             None => vec![d],
         };
         for d in dsts {
-            check_id(&path, line_no, dst_spec, d, m.id_base)?;
+            check_id(&path, line_no, dst_spec, d, dst_base)?;
             out.push((s.to_string(), d.to_string(), w));
         }
         Ok(())
     })?;
-    Ok(out)
+    Ok((out, read.digest))
+}
+
+/// The files a dataset was read from, each once.
+#[derive(Default)]
+struct Sources(Vec<SourceFile>);
+
+impl Sources {
+    fn add(&mut self, file: &str, digest: FileDigest) {
+        if !self.0.iter().any(|s| s.file == file) {
+            self.0.push(SourceFile {
+                file: file.to_string(),
+                digest,
+            });
+        }
+    }
+}
+
+impl Ids for Dataset {
+    fn user_id(&self, original: &str) -> Option<u32> {
+        self.users().get(original)
+    }
+    fn item_id(&self, original: &str) -> Option<u32> {
+        Dataset::item_id(self, original)
+    }
+    fn user_name(&self, user: u32) -> String {
+        self.users().original(user).to_string()
+    }
+    fn item_name(&self, item: u32) -> String {
+        self.item_original(item)
+    }
 }

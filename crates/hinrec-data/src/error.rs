@@ -7,12 +7,21 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// A file could not be opened or read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (shown in the message, so not chained as
+        /// a source: a report prints it once).
+        error: std::io::Error,
+    },
+    /// A whole file is malformed (not gzip, not NPY, truncated, ...).
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
     },
     /// A line of a data file is malformed.
     #[error("{path}:{line}: {message}")]
@@ -38,6 +47,15 @@ pub enum DataError {
         /// What is wrong with it.
         message: String,
     },
+    /// Something about one user, named by its internal id until
+    /// [`DataError::with_names`] gives it the data's own.
+    #[error("user {user}: {message}")]
+    User {
+        /// The user (internal id, or the data's id after `with_names`).
+        user: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A request that cannot be satisfied by the data (a split of an empty
     /// set, too few items to sample negatives from, ...).
     #[error("{0}")]
@@ -46,10 +64,18 @@ pub enum DataError {
 
 impl DataError {
     /// An [`DataError::Io`] for `path`.
-    pub fn io(path: &Path, source: std::io::Error) -> Self {
+    pub fn io(path: &Path, error: std::io::Error) -> Self {
         DataError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
+        }
+    }
+
+    /// A [`DataError::File`] for `path`.
+    pub fn file(path: &Path, message: impl Into<String>) -> Self {
+        DataError::File {
+            path: path.to_path_buf(),
+            message: message.into(),
         }
     }
 
@@ -67,6 +93,25 @@ impl DataError {
         DataError::Manifest {
             path: path.to_path_buf(),
             message: message.into(),
+        }
+    }
+}
+
+impl DataError {
+    /// The error with internal user ids replaced by the data's own.
+    pub fn with_names(self, ids: &dyn crate::negatives::Ids) -> Self {
+        match self {
+            DataError::User { user, message } => {
+                let name = user
+                    .parse::<u32>()
+                    .map(|u| ids.user_name(u))
+                    .unwrap_or(user);
+                DataError::User {
+                    user: name,
+                    message,
+                }
+            }
+            other => other,
         }
     }
 }

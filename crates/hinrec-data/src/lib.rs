@@ -8,7 +8,10 @@
 //! candidates every model is compared on, and [`synthetic`] generates a small
 //! heterogeneous dataset for demos and tests.
 //!
-//! Bad input never panics: every error names the file and line.
+//! Bad input never panics: every error names the file and line (columns
+//! count from 0, as in manifests). Ids are numeric and checked unless an
+//! entity declares `ids = "tokens"`; every file read is hashed
+//! ([`Dataset::sources`], [`DataFingerprint`]).
 //!
 //! ```
 //! use hinrec_data::{synthetic, SplitRule, EvalNegatives};
@@ -26,6 +29,7 @@
 pub mod dataset;
 pub mod error;
 pub mod filter;
+pub mod fingerprint;
 pub mod ids;
 pub mod interactions;
 pub mod manifest;
@@ -37,10 +41,11 @@ pub mod stats;
 pub mod synthetic;
 pub mod text;
 
-pub use dataset::{Dataset, Entity, Features, Relation};
+pub use dataset::{Dataset, Entity, Features, Relation, SourceFile};
 pub use error::{DataError, Result};
+pub use fingerprint::DataFingerprint;
 pub use ids::IdMap;
 pub use interactions::{Interactions, Record};
 pub use manifest::Manifest;
-pub use negatives::EvalNegatives;
+pub use negatives::{Against, EvalNegatives, Ids, PlainIds};
 pub use split::{Split, SplitRule};

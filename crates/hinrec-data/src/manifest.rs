@@ -23,6 +23,20 @@ pub enum Format {
     LineList,
 }
 
+/// What the ids of an entity type look like in the files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdKind {
+    /// Integers from the manifest's `id_base` (up to `id_base + count - 1`
+    /// when `count` is declared, else up to 4294967295); anything else
+    /// (`abc`, `-5`, `0` with `id_base = 1`, a number too large) is an
+    /// error naming the file and line.
+    #[default]
+    Numeric,
+    /// Free-form tokens (`M`, `Comedy`, `u_17`): any non-empty field.
+    Tokens,
+}
+
 /// An entity type of the heterogeneous graph.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,6 +51,17 @@ pub struct EntitySpec {
     /// `id_base..id_base + count`, and anything else is an error.
     #[serde(default)]
     pub count: Option<usize>,
+    /// How its ids look: `numeric` (the default, checked) or `tokens`.
+    #[serde(default, skip_serializing_if = "is_numeric")]
+    pub ids: IdKind,
+    /// This entity's smallest numeric id, where it differs from the
+    /// manifest's `id_base` (MovieLens-1M counts occupations from 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_base: Option<i64>,
+}
+
+fn is_numeric(k: &IdKind) -> bool {
+    *k == IdKind::Numeric
 }
 
 /// Column positions (0-based) of an interaction file.
@@ -160,7 +185,8 @@ pub struct RelationSpec {
 }
 
 /// A dense feature matrix (NPY, float16/32/64, C order), row *r* for the
-/// entity whose id is `r + id_base`.
+/// entity whose id is `r + id_base` (the entity's own, else the
+/// manifest's).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeatureSpec {
@@ -199,7 +225,7 @@ pub struct Manifest {
     /// Default field separator (`"\t"`; `" "` means any whitespace).
     #[serde(default = "tab")]
     pub separator: String,
-    /// Smallest numeric id in the files (0 or 1).
+    /// Smallest numeric id in the files (usually 0 or 1).
     #[serde(default)]
     pub id_base: i64,
     /// Entity type of users.
@@ -240,8 +266,9 @@ fn tab() -> String {
 impl Manifest {
     /// Parses and validates manifest text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &Path) -> Result<Self> {
-        let m: Manifest =
-            toml::from_str(text).map_err(|e| DataError::manifest(origin, e.to_string()))?;
+        let text = crate::text::strip_bom(text);
+        let m: Manifest = toml::from_str(text)
+            .map_err(|e| DataError::manifest(origin, e.to_string().trim().to_string()))?;
         m.validate(origin)?;
         Ok(m)
     }
@@ -250,6 +277,15 @@ impl Manifest {
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
         Self::parse(&text, path)
+    }
+
+    /// The smallest numeric id of entity `e` (its own `id_base`, else the
+    /// manifest's).
+    pub fn id_base_of(&self, e: usize) -> i64 {
+        self.entities
+            .get(e)
+            .and_then(|x| x.id_base)
+            .unwrap_or(self.id_base)
     }
 
     /// Index of an entity type by name.
@@ -282,9 +318,46 @@ impl Manifest {
     fn validate(&self, origin: &Path) -> Result<()> {
         let err = |m: String| Err(DataError::manifest(origin, m));
         let known = |n: &str| self.entity_index(n).is_some();
+        let bases = std::iter::once(("the manifest", self.id_base)).chain(
+            self.entities
+                .iter()
+                .filter_map(|e| e.id_base.map(|b| (e.name.as_str(), b))),
+        );
+        for (whose, base) in bases {
+            if !(0..=i64::from(u32::MAX)).contains(&base) {
+                return err(format!(
+                    "id_base = {base} of {whose}: want 0 to 4294967295 (the smallest id in the files)"
+                ));
+            }
+        }
+        if let (Some(_), Some(_)) = (&self.implicit, &self.split) {
+            return err(
+                "[implicit] cannot be combined with [split]: the given split is used as it is \
+                 (filter its files, or drop [split] and let hinrec split the filtered data)"
+                    .into(),
+            );
+        }
         for (i, e) in self.entities.iter().enumerate() {
             if self.entities[..i].iter().any(|o| o.name == e.name) {
                 return err(format!("entity {:?} is declared twice", e.name));
+            }
+            if let Some(n) = e.count {
+                let base = self.id_base_of(i);
+                let last = (base as u64).checked_add(n as u64);
+                if n == 0 || last.is_none_or(|l| l > u64::from(u32::MAX) + 1) {
+                    return err(format!(
+                        "entity {:?}: count = {n} does not fit (want 1 to {} ids from id_base {})",
+                        e.name,
+                        u64::from(u32::MAX) + 1 - base as u64,
+                        base
+                    ));
+                }
+                if e.ids == IdKind::Tokens {
+                    return err(format!(
+                        "entity {:?}: a count needs numeric ids, not ids = \"tokens\"",
+                        e.name
+                    ));
+                }
             }
             if let Some(c) = &e.code {
                 let mut chars = c.chars();

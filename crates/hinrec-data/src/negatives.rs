@@ -2,6 +2,7 @@
 //! interacted with, in the `test.negative` format (`(user,item)\tneg\tneg...`,
 //! original ids), so every model of a table ranks the same candidates.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -39,9 +40,13 @@ impl EvalNegatives {
         for (u, i) in test.pairs() {
             let taken: usize = known.iter().map(|k| k.user_degree(u)).sum();
             if n_items.saturating_sub(taken) < n {
-                return Err(DataError::Invalid(format!(
-                    "user {u} has too few unseen items for {n} negatives"
-                )));
+                return Err(DataError::User {
+                    user: u.to_string(),
+                    message: format!(
+                        "{} unseen item(s), too few for {n} negatives (lower `negatives`)",
+                        n_items.saturating_sub(taken)
+                    ),
+                });
             }
             seen.clear();
             let mut negs = Vec::with_capacity(n);
@@ -96,21 +101,16 @@ impl EvalNegatives {
         self.pairs.is_empty()
     }
 
-    /// Writes the `test.negative` format with original ids.
-    pub fn write(
-        &self,
-        path: &Path,
-        users: &IdMap,
-        item_name: &dyn Fn(u32) -> String,
-    ) -> Result<()> {
+    /// Writes the `test.negative` format with the data's own ids.
+    pub fn write(&self, path: &Path, ids: &dyn Ids) -> Result<()> {
         let mut f = std::io::BufWriter::new(
             std::fs::File::create(path).map_err(|e| DataError::io(path, e))?,
         );
         for ((u, i), negs) in self.pairs.iter().zip(&self.negatives) {
-            let mut line = format!("({},{})", users.original(*u), item_name(*i));
+            let mut line = format!("({},{})", ids.user_name(*u), ids.item_name(*i));
             for &j in negs {
                 line.push('\t');
-                line.push_str(&item_name(j));
+                line.push_str(&ids.item_name(j));
             }
             line.push('\n');
             f.write_all(line.as_bytes())
@@ -119,84 +119,177 @@ impl EvalNegatives {
         f.flush().map_err(|e| DataError::io(path, e))
     }
 
-    /// Reads the `test.negative` format; ids are resolved with `users` and
-    /// `item_id`, and any unknown id is an error naming the line.
-    pub fn read(path: &Path, users: &IdMap, item_id: &dyn Fn(&str) -> Option<u32>) -> Result<Self> {
+    /// Reads the `test.negative` format (`(user,item)\tneg\tneg...`).
+    ///
+    /// Every line must hold the same number of distinct negatives, and the
+    /// file must end with a line break (a file cut short mid-line is
+    /// refused). With `against = Some(check)`, each line's pair must be a
+    /// pair of `check.test`, every such pair must have exactly one line,
+    /// and no negative may be an item the user has in `check.known`.
+    /// Errors give the file, the line and the file's own ids.
+    pub fn read(path: &Path, ids: &dyn Ids, against: Option<&Against<'_>>) -> Result<Self> {
+        let (bytes, _) = text::read_file(path)?;
+        let text = text::decode(&bytes, false).map_err(|m| DataError::file(path, m))?;
+        Self::parse(path, &text, ids, against)
+    }
+
+    /// [`EvalNegatives::read`] of bytes in memory; `origin` names them.
+    pub fn parse(
+        origin: &Path,
+        bytes: &[u8],
+        ids: &dyn Ids,
+        against: Option<&Against<'_>>,
+    ) -> Result<Self> {
+        let path = origin;
         let mut out = EvalNegatives::default();
-        text::for_each_line(path, |line_no, line| {
+        let mut first: Option<(usize, usize)> = None;
+        let mut line_of: HashMap<(u32, u32), usize> = HashMap::new();
+        let (_, ends_with_newline) = text::lines_of(path, bytes, |line_no, line| {
+            let err = |m: String| DataError::parse(path, line_no, m);
             let mut fields = Vec::with_capacity(128);
             text::split_fields(line, "\t", &mut fields);
             let head = fields[0];
+            let bad_head = || {
+                err(format!(
+                    "expected \"(user,item)\", found {}",
+                    text::show(head)
+                ))
+            };
             let inner = head
                 .strip_prefix('(')
                 .and_then(|h| h.strip_suffix(')'))
-                .ok_or_else(|| {
-                    DataError::parse(
-                        path,
-                        line_no,
-                        format!("expected \"(user,item)\", found {head:?}"),
-                    )
-                })?;
-            let (us, is) = inner.split_once(',').ok_or_else(|| {
-                DataError::parse(
-                    path,
-                    line_no,
-                    format!("expected \"(user,item)\", found {head:?}"),
-                )
-            })?;
-            let u = users.get(us.trim()).ok_or_else(|| {
-                DataError::parse(path, line_no, format!("unknown user id {us:?}"))
-            })?;
-            let lookup = |s: &str| {
-                item_id(s).ok_or_else(|| {
-                    DataError::parse(path, line_no, format!("unknown item id {s:?}"))
-                })
-            };
-            let i = lookup(is.trim())?;
-            let negs = fields[1..]
-                .iter()
-                .filter(|s| !s.is_empty())
-                .map(|s| lookup(s))
-                .collect::<Result<Vec<_>>>()?;
-            if negs.is_empty() {
-                return Err(DataError::parse(
-                    path,
-                    line_no,
-                    "no negative items on the line",
-                ));
+                .ok_or_else(bad_head)?;
+            let (us, is) = inner.split_once(',').ok_or_else(bad_head)?;
+            let (us, is) = (us.trim(), is.trim());
+            let u = ids
+                .user_id(us)
+                .ok_or_else(|| err(format!("unknown user id {}", text::show(us))))?;
+            let i = ids
+                .item_id(is)
+                .ok_or_else(|| err(format!("unknown item id {}", text::show(is))))?;
+            let mut negs = Vec::with_capacity(fields.len() - 1);
+            for s in fields[1..].iter().filter(|s| !s.is_empty()) {
+                let j = ids
+                    .item_id(s)
+                    .ok_or_else(|| err(format!("unknown item id {}", text::show(s))))?;
+                if j == i || negs.contains(&j) {
+                    return Err(err(format!(
+                        "item {} appears twice on the line",
+                        text::show(s)
+                    )));
+                }
+                negs.push(j);
+            }
+            match first {
+                _ if negs.is_empty() => return Err(err("no negative items on the line".into())),
+                None => first = Some((line_no, negs.len())),
+                Some((l, n)) if n != negs.len() => {
+                    return Err(err(format!(
+                        "{} negative(s), line {l} has {n}: every line must have the same number",
+                        negs.len()
+                    )))
+                }
+                Some(_) => {}
+            }
+            if let Some(prev) = line_of.insert((u, i), line_no) {
+                return Err(err(format!("pair ({us},{is}) is on line {prev} too")));
+            }
+            if let Some(a) = against {
+                if !a.test.contains(u, i) {
+                    return Err(err(format!(
+                        "pair ({us},{is}) is not a pair of the {} split",
+                        a.name
+                    )));
+                }
+                if let Some(&j) = negs
+                    .iter()
+                    .find(|&&j| a.known.iter().any(|k| k.contains(u, j)))
+                {
+                    return Err(err(format!(
+                        "negative item {} is an item of user {us} (in training, validation or test data)",
+                        ids.item_name(j)
+                    )));
+                }
             }
             out.pairs.push((u, i));
             out.negatives.push(negs);
             Ok(())
         })?;
+        if !ends_with_newline {
+            return Err(DataError::file(
+                path,
+                "the last line has no line break: the file looks cut short \
+                 (end it with a newline if it is complete)",
+            ));
+        }
+        if let Some(a) = against {
+            if let Some((u, i)) = a.test.pairs().find(|p| !line_of.contains_key(p)) {
+                return Err(DataError::file(
+                    path,
+                    format!(
+                        "pair ({},{}) of the {} split has no line ({} lines for {} pairs)",
+                        ids.user_name(u),
+                        ids.item_name(i),
+                        a.name,
+                        out.len(),
+                        a.test.nnz()
+                    ),
+                ));
+            }
+        }
         Ok(out)
     }
 
-    /// Checks that the pairs are exactly the pairs of `test` and that no
-    /// negative is an item of the user in `known`.
-    pub fn validate(&self, test: &Interactions, known: &[&Interactions]) -> Result<()> {
-        let mut want: Vec<(u32, u32)> = test.pairs().collect();
-        let mut have = self.pairs.clone();
-        want.sort_unstable();
-        have.sort_unstable();
-        if want != have {
-            return Err(DataError::Invalid(format!(
-                "stored negatives cover {} test pairs, the test set has {}",
-                have.len(),
-                want.len()
-            )));
-        }
-        for (&(u, _), negs) in self.pairs.iter().zip(&self.negatives) {
-            if let Some(j) = negs
-                .iter()
-                .find(|&&j| known.iter().any(|k| k.contains(u, j)))
-            {
-                return Err(DataError::Invalid(format!(
-                    "negative item {j} of user {u} is one of the user's items"
-                )));
-            }
-        }
-        Ok(())
+    /// Negatives per pair (every pair has the same number).
+    pub fn per_pair(&self) -> usize {
+        self.negatives.first().map_or(0, Vec::len)
+    }
+}
+
+/// What stored negatives must agree with ([`EvalNegatives::read`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Against<'a> {
+    /// The split's name in messages (`test`, `validation`).
+    pub name: &'a str,
+    /// The held-out pairs: each needs exactly one line.
+    pub test: &'a Interactions,
+    /// Every interaction of the users a negative must avoid.
+    pub known: &'a [&'a Interactions],
+}
+
+/// The way between internal ids and the ids in a dataset's files.
+pub trait Ids {
+    /// A user's internal id.
+    fn user_id(&self, original: &str) -> Option<u32>;
+    /// An item's internal id.
+    fn item_id(&self, original: &str) -> Option<u32>;
+    /// A user's id in the files.
+    fn user_name(&self, user: u32) -> String;
+    /// An item's id in the files.
+    fn item_name(&self, item: u32) -> String;
+}
+
+/// [`Ids`] of one user and one item [`IdMap`].
+#[derive(Debug, Clone, Copy)]
+pub struct PlainIds<'a> {
+    /// Users.
+    pub users: &'a IdMap,
+    /// Items.
+    pub items: &'a IdMap,
+}
+
+impl Ids for PlainIds<'_> {
+    fn user_id(&self, original: &str) -> Option<u32> {
+        self.users.get(original)
+    }
+    fn item_id(&self, original: &str) -> Option<u32> {
+        self.items.get(original)
+    }
+    fn user_name(&self, user: u32) -> String {
+        self.users.original(user).to_string()
+    }
+    fn item_name(&self, item: u32) -> String {
+        self.items.original(item).to_string()
     }
 }
 
@@ -230,37 +323,98 @@ mod tests {
             negs,
             EvalNegatives::sample(&test, &[&train, &test], 10, 3).unwrap()
         );
-        negs.validate(&test, &[&train, &test]).unwrap();
         for ns in &negs.negatives {
             let mut s = ns.clone();
             s.sort();
             s.dedup();
             assert_eq!(s.len(), 10);
         }
-        let users = IdMap::contiguous(2, 1);
-        let items = IdMap::contiguous(30, 1);
+        let (users, items) = (IdMap::contiguous(2, 1), IdMap::contiguous(30, 1));
+        let ids = PlainIds {
+            users: &users,
+            items: &items,
+        };
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("test.negative");
-        negs.write(&p, &users, &|i| items.original(i).to_string())
-            .unwrap();
-        let back = EvalNegatives::read(&p, &users, &|s| items.get(s)).unwrap();
+        negs.write(&p, &ids).unwrap();
+        let against = Against {
+            name: "test",
+            test: &test,
+            known: &[&train, &test],
+        };
+        let back = EvalNegatives::read(&p, &ids, Some(&against)).unwrap();
         assert_eq!(back, negs);
         assert!(std::fs::read_to_string(&p).unwrap().starts_with("(1,6)\t"));
     }
 
+    /// The error reading `text` as a negatives file of users 1-2 and items
+    /// 1-9, checked against test pairs (1,2) and (2,3) with training items
+    /// (1,4) and (2,5).
+    fn read_err(text: &str) -> String {
+        let (users, items) = (IdMap::contiguous(2, 1), IdMap::contiguous(9, 1));
+        let ids = PlainIds {
+            users: &users,
+            items: &items,
+        };
+        let test = Interactions::from_pairs(2, 9, &[(0, 1), (1, 2)]);
+        let train = Interactions::from_pairs(2, 9, &[(0, 3), (1, 4)]);
+        let against = Against {
+            name: "test",
+            test: &test,
+            known: &[&train, &test],
+        };
+        match EvalNegatives::parse(Path::new("n"), text.as_bytes(), &ids, Some(&against)) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
     #[test]
-    fn too_few_items_and_bad_lines_are_errors() {
+    fn bad_lines_are_errors_with_the_line_and_the_files_ids() {
+        assert_eq!(read_err("(1,2)\t6\t7\n(2,3)\t6\t7\n"), "");
+        let cases = [
+            ("(1,2)\t6\n1,2\t3\n", "n:2: expected \"(user,item)\""),
+            ("(1,2)\t19\n", "n:1: unknown item id \"19\""),
+            // A line cut short: one candidate where the first has two.
+            (
+                "(1,2)\t6\t7\n(2,3)\t6\n",
+                "n:2: 1 negative(s), line 1 has 2",
+            ),
+            // The last line cut mid-id.
+            (
+                "(1,2)\t6\t7\n(2,3)\t6\t7",
+                "the last line has no line break",
+            ),
+            (
+                "(1,2)\t6\t6\n(2,3)\t6\t7\n",
+                "n:1: item \"6\" appears twice",
+            ),
+            (
+                "(1,2)\t6\t7\n(1,2)\t6\t7\n",
+                "n:2: pair (1,2) is on line 1 too",
+            ),
+            (
+                "(1,2)\t6\t7\n(2,6)\t8\t7\n",
+                "n:2: pair (2,6) is not a pair of the test split",
+            ),
+            (
+                "(1,2)\t6\t4\n(2,3)\t6\t7\n",
+                "n:1: negative item 4 is an item of user 1",
+            ),
+            (
+                "(1,2)\t6\t7\n",
+                "n: pair (2,3) of the test split has no line",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = read_err(text);
+            assert!(e.contains(want), "{text:?}: {e:?} lacks {want:?}");
+        }
+    }
+
+    #[test]
+    fn too_few_items_is_an_error() {
         let test = Interactions::from_pairs(1, 3, &[(0, 0)]);
         assert!(EvalNegatives::sample(&test, &[&test], 5, 0).is_err());
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("n");
-        let users = IdMap::contiguous(2, 1);
-        let items = IdMap::contiguous(3, 1);
-        std::fs::write(&p, "(1,2)\t3\n1,2\t3\n").unwrap();
-        let e = EvalNegatives::read(&p, &users, &|s| items.get(s)).unwrap_err();
-        assert!(e.to_string().contains(":2: expected"), "{e}");
-        std::fs::write(&p, "(1,2)\t9\n").unwrap();
-        let e = EvalNegatives::read(&p, &users, &|s| items.get(s)).unwrap_err();
-        assert!(e.to_string().contains(":1: unknown item id \"9\""), "{e}");
     }
 }

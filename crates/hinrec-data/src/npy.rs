@@ -25,60 +25,90 @@ impl Matrix {
 /// Reads a 1-D or 2-D little-endian float16/32/64 NPY file in C order.
 pub fn read_npy(path: &Path) -> Result<Matrix> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    parse_npy(&bytes).map_err(|m| DataError::parse(path, 1, m))
+    parse_npy(&bytes).map_err(|m| DataError::file(path, m))
 }
 
-fn parse_npy(bytes: &[u8]) -> std::result::Result<Matrix, String> {
+/// Parses NPY bytes ([`read_npy`] without the file): every length is
+/// checked arithmetic, and the header is read as text by characters, so
+/// no input makes it panic.
+pub fn parse_npy(bytes: &[u8]) -> std::result::Result<Matrix, String> {
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err("not an NPY file (bad magic)".into());
     }
     let (header_len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        1 => (
+            usize::from(u16::from_le_bytes([bytes[8], bytes[9]])),
+            10usize,
+        ),
         2 | 3 if bytes.len() >= 12 => (
             u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
             12,
         ),
+        2 | 3 => return Err("truncated NPY header".into()),
         v => return Err(format!("unsupported NPY version {v}")),
     };
-    let header = bytes
-        .get(start..start + header_len)
+    let end = start
+        .checked_add(header_len)
+        .filter(|&e| e <= bytes.len())
         .ok_or("truncated NPY header")?;
-    let header = std::str::from_utf8(header).map_err(|_| "NPY header is not text")?;
-    let descr = dict_value(header, "descr").ok_or("NPY header lacks 'descr'")?;
-    let quote = descr.chars().next().unwrap_or('\'');
-    let descr = descr[1..].split(quote).next().unwrap_or("");
-    if dict_value(header, "fortran_order").is_some_and(|v| v.starts_with("True")) {
-        return Err("Fortran-order NPY is not supported".into());
+    let header = std::str::from_utf8(&bytes[start..end]).map_err(|_| "NPY header is not text")?;
+    let dict = parse_header(header)?;
+    let get = |key: &str| {
+        dict.iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .ok_or_else(|| format!("NPY header lacks '{key}'"))
+    };
+    let descr = get("descr")?;
+    let width = match descr {
+        "'<f2'" | "\"<f2\"" => 2,
+        "'<f4'" | "\"<f4\"" => 4,
+        "'<f8'" | "\"<f8\"" => 8,
+        d => {
+            return Err(format!(
+                "unsupported dtype {} (want '<f2', '<f4' or '<f8')",
+                crate::text::show(d)
+            ))
+        }
+    };
+    match get("fortran_order")? {
+        "False" => {}
+        "True" => return Err("Fortran-order NPY is not supported".into()),
+        v => return Err(format!("bad fortran_order {}", crate::text::show(v))),
     }
-    let shape = dict_value(header, "shape").ok_or("NPY header lacks 'shape'")?;
-    let dims: Vec<usize> = shape
-        .trim_start_matches('(')
-        .split(')')
-        .next()
-        .unwrap_or("")
+    let shape = get("shape")?;
+    let inner = shape
+        .strip_prefix('(')
+        .and_then(|s| s.strip_suffix(')'))
+        .ok_or_else(|| format!("bad shape {}", crate::text::show(shape)))?;
+    let dims: Vec<usize> = inner
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| format!("bad shape {shape}")))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| format!("bad shape {}", crate::text::show(shape)))
+        })
         .collect::<std::result::Result<_, _>>()?;
     let (rows, cols) = match dims[..] {
         [r] => (r, 1),
         [r, c] => (r, c),
-        _ => return Err(format!("expected a 1-D or 2-D array, shape is {shape}")),
+        _ => {
+            return Err(format!(
+                "expected a 1-D or 2-D array, shape is {}",
+                crate::text::show(shape)
+            ))
+        }
     };
-    let body = &bytes[start + header_len..];
-    let n = rows * cols;
-    let width = match descr {
-        "<f2" => 2,
-        "<f4" => 4,
-        "<f8" => 8,
-        d => return Err(format!("unsupported dtype {d} (want <f2, <f4 or <f8)")),
-    };
-    if body.len() != n * width {
+    let body = &bytes[end..];
+    let need = rows
+        .checked_mul(cols)
+        .and_then(|n| n.checked_mul(width))
+        .ok_or_else(|| format!("shape {rows}x{cols} is too large"))?;
+    if body.len() != need {
         return Err(format!(
-            "data holds {} bytes, shape {rows}x{cols} of {descr} needs {}",
-            body.len(),
-            n * width
+            "data holds {} bytes, shape {rows}x{cols} of {descr} needs {need}",
+            body.len()
         ));
     }
     let data = match width {
@@ -92,19 +122,86 @@ fn parse_npy(bytes: &[u8]) -> std::result::Result<Matrix, String> {
             .collect(),
         _ => body
             .chunks_exact(8)
-            .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32)
+            .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
             .collect(),
     };
     Ok(Matrix { rows, cols, data })
 }
 
-fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
-    let at = header
-        .find(&format!("'{key}'"))
-        .or_else(|| header.find(&format!("\"{key}\"")))?;
-    let rest = &header[at + key.len() + 2..];
-    let rest = rest.trim_start().strip_prefix(':')?.trim_start();
-    Some(rest)
+/// The `{'key': value, ...}` of an NPY header as (key, value text) pairs;
+/// values are a quoted string, a parenthesised tuple or a bare word.
+fn parse_header(header: &str) -> std::result::Result<Vec<(String, String)>, String> {
+    let bad = || format!("malformed NPY header {}", crate::text::show(header.trim()));
+    let body = header
+        .trim()
+        .strip_prefix('{')
+        .and_then(|h| h.strip_suffix('}'))
+        .ok_or_else(bad)?;
+    let mut chars = body.chars().peekable();
+    let mut out = Vec::new();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace() || *c == ',') {
+            chars.next();
+        }
+        let Some(q) = chars.next() else { break };
+        if q != '\'' && q != '"' {
+            return Err(bad());
+        }
+        let key: String = chars.by_ref().take_while(|&c| c != q).collect();
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.next() != Some(':') {
+            return Err(bad());
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut value = String::new();
+        match chars.next() {
+            Some(c @ ('\'' | '"')) => {
+                value.push(c);
+                let mut closed = false;
+                for d in chars.by_ref() {
+                    value.push(d);
+                    if d == c {
+                        closed = true;
+                        break;
+                    }
+                }
+                if !closed {
+                    return Err(bad());
+                }
+            }
+            Some('(') => {
+                value.push('(');
+                let mut closed = false;
+                for d in chars.by_ref() {
+                    value.push(d);
+                    if d == ')' {
+                        closed = true;
+                        break;
+                    }
+                }
+                if !closed {
+                    return Err(bad());
+                }
+            }
+            Some(c) => {
+                value.push(c);
+                while let Some(&d) = chars.peek() {
+                    if d == ',' {
+                        break;
+                    }
+                    value.push(d);
+                    chars.next();
+                }
+            }
+            None => return Err(bad()),
+        }
+        out.push((key, value.trim().to_string()));
+    }
+    Ok(out)
 }
 
 /// IEEE 754 half to single precision.
@@ -171,5 +268,51 @@ mod tests {
         assert!(parse_npy(&npy("<f4", "(2, 2)", &[0; 8])).is_err());
         assert!(parse_npy(&npy("<i8", "(1,)", &[0; 8])).is_err());
         assert!(parse_npy(b"hello world").is_err());
+    }
+
+    fn with_header(h: &str) -> Vec<u8> {
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend((h.len() as u16).to_le_bytes());
+        out.extend(h.as_bytes());
+        out
+    }
+
+    #[test]
+    fn malformed_headers_are_errors_not_panics() {
+        let cases = [
+            // descr cut short, a multi-byte character where a slice would cut.
+            "{'descr': '",
+            "{'descr': 'é",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2, }",
+            "{'descr': '<f4', 'fortran_order': Maybe, 'shape': (1,), }",
+            "{'descr': <f4, 'fortran_order': False, 'shape': (1,), }",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (-1,), }",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2, 3), }",
+            "{'descr'}",
+            "no braces",
+            "{'é': 'é'}",
+        ];
+        for h in cases {
+            assert!(parse_npy(&with_header(h)).is_err(), "{h:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn a_shape_whose_size_overflows_is_an_error() {
+        let h = format!(
+            "{{'descr': '<f8', 'fortran_order': False, 'shape': ({}, {}), }}",
+            usize::MAX / 2,
+            3
+        );
+        let e = parse_npy(&with_header(&h)).unwrap_err();
+        assert!(e.contains("too large"), "{e}");
+        // A 2^62 x 4 f4 array overflows only at the width multiplication.
+        let h = format!(
+            "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, 1), }}",
+            1usize << 62
+        );
+        assert!(parse_npy(&with_header(&h))
+            .unwrap_err()
+            .contains("too large"));
     }
 }

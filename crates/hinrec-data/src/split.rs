@@ -161,6 +161,29 @@ impl SplitRule {
     }
 }
 
+impl SplitRule {
+    /// Checks the rule's numbers before any data is read.
+    pub fn check(&self) -> Result<()> {
+        match *self {
+            SplitRule::GlobalRatio { train, valid } => {
+                check_fraction(train, "train")?;
+                check_fraction(valid, "valid")?;
+                if train + valid > 1.0 {
+                    return Err(DataError::Invalid(format!(
+                        "train {train} + valid {valid} exceeds 1"
+                    )));
+                }
+                Ok(())
+            }
+            SplitRule::UserRatio { train } => check_fraction(train, "train"),
+            SplitRule::UserCount { count: 0 } => Err(DataError::Invalid(
+                "user-count: count must be at least 1".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 fn check_fraction(x: f64, what: &str) -> Result<()> {
     if (0.0..=1.0).contains(&x) && x.is_finite() {
         Ok(())

@@ -228,6 +228,7 @@ pub fn generate(cfg: &SyntheticConfig) -> Result<Dataset> {
             relation("user_user", 0, 0, user_user),
         ],
         features: Vec::new(),
+        sources: Vec::new(),
         manifest,
     };
     Ok(ds)
@@ -247,6 +248,8 @@ pub fn manifest(cfg: &SyntheticConfig) -> Manifest {
         name: name.into(),
         code: Some(code.into()),
         count: Some(count),
+        ids: Default::default(),
+        id_base: None,
     };
     let rel = |name: &str, file: &str, src: &str, dst: &str| RelationSpec {
         name: name.into(),

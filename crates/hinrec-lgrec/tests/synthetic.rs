@@ -200,12 +200,13 @@ fn resuming_from_a_checkpoint_reaches_the_same_model() {
     let ckpt = CheckpointPolicy {
         dir: Some(dir.path().to_path_buf()),
         resume: true,
+        tag: "lgrec test".into(),
     };
     let (whole, _) = fit(3, CheckpointPolicy::default());
     let (_, first) = fit(2, ckpt.clone());
     let (resumed, second) = fit(3, ckpt);
     assert_eq!((first, second), (vec![1, 2], vec![3]));
-    assert!(dir.path().join("best.safetensors").exists());
+    assert!(dir.path().join("epoch-00003/best.safetensors").exists());
     let pairs: Vec<(u32, u32)> = (0..20).map(|u| (u, (u * 7) % 30)).collect();
     assert_eq!(
         whole.score_pairs(&pairs).unwrap(),

@@ -8,14 +8,18 @@
 //! optimisation step on a batch of them, a validation score, and its whole
 //! state (weights and optimizer moments) as named tensors. [`train`] seeds
 //! each epoch's stream from the model's seed and the epoch number alone,
-//! cuts the epoch into batches, writes `best.safetensors` whenever
-//! validation improves and `last.safetensors` (state plus the loop's own
-//! bookkeeping) after every epoch, both atomically; with `resume` it
-//! continues from `last.safetensors` and reaches the same weights as an
+//! cuts the epoch into batches, and after every epoch writes one checkpoint
+//! folder `epoch-N` holding `last.safetensors` (state plus the loop's own
+//! bookkeeping), `best.safetensors` (the best epoch's state so far) and
+//! `run.toml` (the run's tag): the folder is written under a temporary
+//! name and renamed, so last and best move together; older folders are
+//! removed after. With `resume` it continues from the newest complete
+//! folder whose tag matches and reaches the same weights as an
 //! uninterrupted run. No model writes its own epoch or batch loop.
 
 use std::collections::HashMap;
 use std::ops::Range;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
@@ -93,11 +97,133 @@ pub struct TrainerConfig {
     pub epochs: usize,
     /// Epochs without validation improvement before stopping.
     pub patience: usize,
-    /// Folder for `last.safetensors` and `best.safetensors` (none keeps
-    /// the best state in memory only), and whether to continue from
-    /// `last.safetensors` there.
+    /// Folder for the `epoch-N` checkpoint folders (none keeps the best
+    /// state in memory only), whether to continue from the newest, and the
+    /// run's tag.
     pub checkpoints: CheckpointPolicy,
 }
+
+/// The checkpoint folder of epoch `e`.
+fn epoch_dir(dir: &Path, e: usize) -> PathBuf {
+    dir.join(format!("epoch-{e:05}"))
+}
+
+/// The complete checkpoint folders in `dir`, newest first.
+fn checkpoints_in(dir: &Path) -> std::io::Result<Vec<(usize, PathBuf)>> {
+    let mut out = Vec::new();
+    if !dir.exists() {
+        return Ok(out);
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let e = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("epoch-"))
+            .and_then(|n| n.parse::<usize>().ok());
+        if let Some(e) = e {
+            out.push((e, entry.path()));
+        }
+    }
+    out.sort_by_key(|e| std::cmp::Reverse(e.0));
+    Ok(out)
+}
+
+/// Writes epoch `e`'s checkpoint folder: `last` and `best` (a hard link
+/// to the previous folder's when the best did not change) and the tag,
+/// under a temporary name renamed into place; then removes older folders
+/// and any leftover temporary one.
+fn write_checkpoint(
+    dir: &Path,
+    e: usize,
+    last: &HashMap<String, Tensor>,
+    best: Option<&HashMap<String, Tensor>>,
+    tag: &str,
+) -> candle_core::Result<()> {
+    let io = |what: &str, p: &Path, err: std::io::Error| {
+        candle_core::Error::Msg(format!("{what} {}: {err}", p.display()))
+    };
+    let tmp = dir.join(format!("epoch-{e:05}.tmp"));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|x| io("removing", &tmp, x))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|x| io("creating", &tmp, x))?;
+    checkpoint::save(&tmp.join(LAST), last)?;
+    let previous = checkpoints_in(dir)
+        .map_err(|x| io("reading", dir, x))?
+        .into_iter()
+        .find(|(p, _)| *p < e);
+    match (best, &previous) {
+        (Some(b), _) => checkpoint::save(&tmp.join(BEST), b)?,
+        (None, Some((_, prev))) if prev.join(BEST).exists() => {
+            let (from, to) = (prev.join(BEST), tmp.join(BEST));
+            if std::fs::hard_link(&from, &to).is_err() {
+                std::fs::copy(&from, &to).map_err(|x| io("copying", &from, x))?;
+            }
+        }
+        (None, _) => {}
+    }
+    let run = tmp.join(RUN);
+    std::fs::write(&run, tag).map_err(|x| io("writing", &run, x))?;
+    let target = epoch_dir(dir, e);
+    if target.exists() {
+        std::fs::remove_dir_all(&target).map_err(|x| io("removing", &target, x))?;
+    }
+    std::fs::rename(&tmp, &target).map_err(|x| io("renaming", &tmp, x))?;
+    for (old, path) in checkpoints_in(dir).map_err(|x| io("reading", dir, x))? {
+        if old != e {
+            std::fs::remove_dir_all(&path).map_err(|x| io("removing", &path, x))?;
+        }
+    }
+    Ok(())
+}
+
+/// The newest checkpoint in `dir`: its last state (tracker removed), the
+/// tracker, and its best state; an error when its tag is not `tag`.
+type Resumed = (
+    HashMap<String, Tensor>,
+    [f64; 7],
+    Option<HashMap<String, Tensor>>,
+);
+
+fn read_checkpoint(dir: &Path, tag: &str) -> candle_core::Result<Option<Resumed>> {
+    let found = checkpoints_in(dir)
+        .map_err(|x| candle_core::Error::Msg(format!("reading {}: {x}", dir.display())))?;
+    let Some((_, newest)) = found.into_iter().next() else {
+        return Ok(None);
+    };
+    let run = newest.join(RUN);
+    let saved = std::fs::read_to_string(&run).unwrap_or_default();
+    if saved != tag {
+        return Err(candle_core::Error::Msg(format!(
+            "{} was written by a run with other settings (model, data, seed or parameters): \
+             resume with the settings it was started with, or start over without resuming",
+            run.display()
+        )));
+    }
+    let last_path = newest.join(LAST);
+    let mut state = checkpoint::load(&last_path)?;
+    let t = state
+        .remove(TRACKER_KEY)
+        .ok_or_else(|| {
+            candle_core::Error::Msg(format!("{} lacks {TRACKER_KEY}", last_path.display()))
+        })?
+        .to_vec1::<f64>()?;
+    let t: [f64; 7] = t.try_into().map_err(|_| {
+        candle_core::Error::Msg(format!("{}: bad {TRACKER_KEY}", last_path.display()))
+    })?;
+    let best_path = newest.join(BEST);
+    let best = if best_path.exists() {
+        Some(checkpoint::load(&best_path)?)
+    } else {
+        None
+    };
+    Ok(Some((state, t, best)))
+}
+
+const LAST: &str = "last.safetensors";
+const BEST: &str = "best.safetensors";
+const RUN: &str = "run.toml";
 
 /// Key of the loop's bookkeeping inside a checkpoint.
 const TRACKER_KEY: &str = "trainer.tracker";
@@ -114,27 +240,14 @@ pub fn train<M: TrainStep>(
     if let Some(d) = dir {
         std::fs::create_dir_all(d).map_err(candle_core::Error::from)?;
     }
-    let last = dir.map(|d| d.join("last.safetensors"));
-    let best_path = dir.map(|d| d.join("best.safetensors"));
+    let tag = &cfg.checkpoints.tag;
     let mut tracker = EpochTracker::new(cfg.patience, model.samples_per_epoch());
     let mut best: Option<HashMap<String, Tensor>> = None;
-    if let (true, Some(last)) = (cfg.checkpoints.resume, &last) {
-        if last.exists() {
-            let mut state = checkpoint::load(last)?;
-            let t = state
-                .remove(TRACKER_KEY)
-                .ok_or_else(|| {
-                    candle_core::Error::Msg(format!("{} lacks {TRACKER_KEY}", last.display()))
-                })?
-                .to_vec1::<f64>()?;
-            let t: [f64; 7] = t.try_into().map_err(|_| {
-                candle_core::Error::Msg(format!("{}: bad {TRACKER_KEY}", last.display()))
-            })?;
+    if let (true, Some(d)) = (cfg.checkpoints.resume, dir) {
+        if let Some((state, t, b)) = read_checkpoint(d, tag)? {
             model.load_state(&state)?;
             tracker = EpochTracker::resume(cfg.patience, model.samples_per_epoch(), t);
-            if let Some(p) = best_path.as_ref().filter(|p| p.exists()) {
-                best = Some(checkpoint::load(p)?);
-            }
+            best = b;
         }
     }
     while tracker.epochs() < cfg.epochs && !tracker.should_stop() {
@@ -144,23 +257,15 @@ pub fn train<M: TrainStep>(
         let train_s = t.elapsed().as_secs_f64();
         let valid = model.validate()?;
         let (report, keep) = tracker.record(epoch, loss, train_s, valid);
-        if keep || last.is_some() {
+        if keep || dir.is_some() {
             let state = model.state()?;
-            // `best` before `last`: a crash between the two leaves a `last`
-            // whose best epoch is on disk; the newer `best` is written
-            // again, identically, when the resumed run repeats the epoch.
-            if keep {
-                if let Some(p) = &best_path {
-                    checkpoint::save(p, &state)?;
-                }
-            }
-            if let Some(p) = &last {
+            if let Some(d) = dir {
                 let mut with_tracker = state.clone();
                 with_tracker.insert(
                     TRACKER_KEY.into(),
                     Tensor::new(&tracker.state(), &Device::Cpu)?,
                 );
-                checkpoint::save(p, &with_tracker)?;
+                write_checkpoint(d, epoch, &with_tracker, keep.then_some(&state), tag)?;
             }
             if keep {
                 best = Some(state);
@@ -270,6 +375,7 @@ mod tests {
             checkpoints: CheckpointPolicy {
                 dir: Some(dir.path().to_path_buf()),
                 resume,
+                tag: "toy".into(),
             },
         };
         let mut whole = Toy { w: 0.0, m: 0.0 };
@@ -295,6 +401,40 @@ mod tests {
         assert_eq!((resumed.w, resumed.m), (whole.w, whole.m));
         assert_eq!(s_resumed.best_epoch, s_whole.best_epoch);
         assert_eq!(s_resumed.best_valid, s_whole.best_valid);
+    }
+
+    #[test]
+    fn one_complete_checkpoint_folder_with_last_best_and_tag() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = |tag: &str, resume| TrainerConfig {
+            epochs: 4,
+            patience: 100,
+            checkpoints: CheckpointPolicy {
+                dir: Some(dir.path().to_path_buf()),
+                resume,
+                tag: tag.into(),
+            },
+        };
+        let mut toy = Toy { w: 0.0, m: 0.0 };
+        train(&mut toy, &cfg("a", false), &mut Silent).unwrap();
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["epoch-00004"], "older folders are removed");
+        let newest = dir.path().join("epoch-00004");
+        for f in [LAST, BEST, RUN] {
+            assert!(newest.join(f).is_file(), "{f} missing");
+        }
+        // A resume with another tag (other parameters) is refused.
+        let mut other = Toy { w: 0.0, m: 0.0 };
+        let e = train(&mut other, &cfg("b", true), &mut Silent).unwrap_err();
+        assert!(e.to_string().contains("other settings"), "{e}");
+        // A leftover temporary folder of a crashed write is ignored.
+        std::fs::create_dir(dir.path().join("epoch-00005.tmp")).unwrap();
+        let mut again = Toy { w: 0.0, m: 0.0 };
+        train(&mut again, &cfg("a", true), &mut Silent).unwrap();
+        assert_eq!((again.w, again.m), (toy.w, toy.m));
     }
 
     #[test]

@@ -86,6 +86,7 @@ fn resumed_training_matches_an_uninterrupted_run() {
     let ckpt = |resume| CheckpointPolicy {
         dir: Some(dir.path().to_path_buf()),
         resume,
+        tag: "reda test".into(),
     };
     let (whole, _) = Reda::fit(&cfg(3), &mut context(&split, &valid, 1, &mut Silent)).unwrap();
     let mut silent = Silent;

@@ -68,6 +68,10 @@ pub struct CheckpointPolicy {
     pub dir: Option<PathBuf>,
     /// Continue from the last checkpoint there when it exists.
     pub resume: bool,
+    /// What the run was started with (its model, data, seed and every
+    /// parameter, as text): written into every checkpoint, and a resume
+    /// from a checkpoint with another tag is an error.
+    pub tag: String,
 }
 
 /// What a long fit tells its caller.

@@ -102,6 +102,11 @@ impl ExperimentConfig {
         if self.negatives == 0 {
             bail!("negatives must be positive");
         }
+        for (key, rule) in [("split", &self.split), ("valid_split", &self.valid_split)] {
+            if let Some(r) = rule {
+                r.check().context(key)?;
+            }
+        }
         Ok(())
     }
 
@@ -175,14 +180,18 @@ impl Prepared {
                 &all,
                 cfg.negatives,
                 cfg.data_seed.wrapping_add(2),
-            )?,
+            )
+            .map_err(|e| e.with_names(ds))
+            .context("sampling the test negatives")?,
         };
         let mut valid_negatives = EvalNegatives::sample(
             &split.valid,
             &all[..2],
             cfg.negatives,
             cfg.data_seed.wrapping_add(3),
-        )?;
+        )
+        .map_err(|e| e.with_names(ds))
+        .context("sampling the validation negatives")?;
         if cfg.valid_users > 0 {
             valid_negatives = valid_negatives.subsample(cfg.valid_users, cfg.data_seed);
         }

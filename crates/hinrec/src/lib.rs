@@ -35,6 +35,7 @@ pub use hinrec_train as train;
 pub mod experiment;
 pub mod model_dir;
 pub mod models;
+pub mod paths;
 pub mod recommend;
 pub mod registry;
 pub mod results;

@@ -81,8 +81,9 @@ enum Command {
         /// `meta_paths=["UIUI"]`); after the config file; repeatable.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
-        /// Seed of the model's random choices.
-        #[arg(long, default_value_t = 1)]
+        /// Seed of the model's random choices (0 to 2^63 - 1, what a TOML
+        /// integer holds).
+        #[arg(long, default_value_t = 1, value_parser = seed_parser())]
         seed: u64,
         /// Output directory (written beside and renamed into place).
         #[arg(long)]
@@ -105,7 +106,8 @@ enum Command {
         model_dir: PathBuf,
         #[arg(long, value_enum, default_value = "sampled")]
         protocol: Protocol,
-        /// Negatives file in the test.negative format (default: the stored one).
+        /// Negatives file in the test.negative format (default: the stored
+        /// one); checked against the test split.
         #[arg(long)]
         negatives: Option<PathBuf>,
         /// Cutoffs.
@@ -178,6 +180,11 @@ enum Command {
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Seeds a TOML file can hold (its integers are signed 64-bit).
+fn seed_parser() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(..=i64::MAX as u64)
+}
+
 fn main() {
     hinrec::configure_threads();
     if let Err(e) = run(Cli::parse()) {
@@ -235,9 +242,12 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let mut loaded = model_dir::load(&model_dir)?;
             if let Some(path) = negatives {
-                let ds = &loaded.dataset;
-                loaded.prepared.test_negatives =
-                    hinrec::data::EvalNegatives::read(&path, ds.users(), &|s| ds.item_id(s))?;
+                loaded.prepared.test_negatives = model_dir::read_negatives(
+                    &path,
+                    &loaded.dataset,
+                    &loaded.prepared.split,
+                    true,
+                )?;
             }
             let p = &loaded.prepared;
             let (scorer, name, seed) = (loaded.model.as_ref(), loaded.entry.name, loaded.info.seed);
@@ -463,7 +473,19 @@ fn train(req: &TrainRequest<'_>) -> Result<()> {
     };
     let params = models::params(entry, &cfg, &registry::parse_sets(req.sets)?)?;
     model_dir::check_target(req.out, req.force)?;
+    // Held until the new directory is in place: a second run into the same
+    // --out fails here instead of mixing its files with ours.
+    let _lock = model_dir::lock(req.out)?;
     let ds = req.data.load()?;
+    for data in std::iter::once(&ds.root).chain(req.data.data_root.as_ref()) {
+        if hinrec::paths::is_inside(req.out, data) {
+            bail!(
+                "--out {} is inside the data folder {}: hinrec never writes under a data folder",
+                req.out.display(),
+                data.display()
+            );
+        }
+    }
     let prepared = Prepared::new(&ds, &cfg)?;
     eprintln!(
         "split {}: train {}, valid {}, test {}",
@@ -486,32 +508,28 @@ fn train(req: &TrainRequest<'_>) -> Result<()> {
         config: cfg.clone(),
         params: models::resolved(params.as_ref(), &prepared).to_toml()?,
     };
+    // The run's tag: every checkpoint carries it, and a resume from one
+    // with another tag is refused. Serialising it here also proves the
+    // config can be written before any training.
+    let tag = toml::to_string_pretty(&info).context("the run's settings cannot be written")?;
     let ckpt = checkpoint_dir(req.out);
-    let run_file = ckpt.join("run.toml");
-    let run_text = toml::to_string_pretty(&info)?;
     if req.resume {
-        match std::fs::read_to_string(&run_file) {
-            Ok(saved) if saved != run_text => bail!(
-                "--resume: {} was started with other settings (model, data, seed or parameters); \
-                 run without --resume to start over",
-                run_file.display()
-            ),
-            Ok(_) => eprintln!("resuming from {}", ckpt.display()),
-            Err(_) => eprintln!(
+        if ckpt.exists() {
+            eprintln!("resuming from {}", ckpt.display());
+        } else {
+            eprintln!(
                 "no checkpoint at {}: starting from the first epoch",
                 ckpt.display()
-            ),
+            );
         }
     } else if ckpt.exists() {
         std::fs::remove_dir_all(&ckpt).with_context(|| format!("removing {}", ckpt.display()))?;
     }
-    std::fs::create_dir_all(&ckpt).with_context(|| format!("creating {}", ckpt.display()))?;
-    std::fs::write(&run_file, &run_text)
-        .with_context(|| format!("writing {}", run_file.display()))?;
     let hin = params.needs_hin().then(|| prepared.hin(&ds));
     let checkpoints = CheckpointPolicy {
         dir: Some(ckpt.clone()),
         resume: req.resume,
+        tag,
     };
     let run = (hin.as_ref(), req.seed, checkpoints);
     let fitted = fit_with_bar(entry.name, params.as_ref(), &prepared, &cfg, run, true)?;

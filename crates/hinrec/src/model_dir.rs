@@ -1,12 +1,21 @@
-//! A trained model on disk: weights (safetensors), the run's config, and the
-//! split and negatives it used (original ids), so evaluation and
-//! recommendation re-create exactly what training saw.
+//! A trained model on disk: weights (safetensors), the run's config, what
+//! it was trained on, the split and negatives it used (original ids), and
+//! a checksum of every file, so evaluation and recommendation re-create
+//! exactly what training saw or refuse with an error that says what
+//! differs.
+//!
+//! The directory is written whole beside its target and then swapped in
+//! (one `renameat2(RENAME_EXCHANGE)` on Linux), under a lock, so at every
+//! moment the target is either the previous complete directory or the new
+//! one.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use hinrec_data::{Dataset, EvalNegatives, Interactions, Split};
+use hinrec_data::{Against, DataFingerprint, Dataset, EvalNegatives, Interactions, Split};
 use serde::{Deserialize, Serialize};
 
 use hinrec_train::{FitSummary, TrainedModel};
@@ -14,7 +23,7 @@ use hinrec_train::{FitSummary, TrainedModel};
 use crate::experiment::{ExperimentConfig, Prepared};
 use crate::registry::{self, ModelEntry};
 
-/// What `config.toml` in a model directory holds.
+/// What `config.toml` in a model directory holds: what was asked.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunInfo {
@@ -36,20 +45,163 @@ pub struct RunInfo {
     pub params: toml::Table,
 }
 
+/// What `provenance.toml` holds: what the model was trained on and what
+/// its weights file holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provenance {
+    /// The dataset: counts, hashes of the files read and of the content.
+    pub trained_on: DataFingerprint,
+    /// Every tensor of `model.safetensors`: dtype and shape.
+    pub tensors: BTreeMap<String, TensorInfo>,
+}
+
+/// A tensor's dtype and shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorInfo {
+    /// `F32`, `U32`, ...
+    pub dtype: String,
+    /// Dimensions.
+    pub shape: Vec<usize>,
+}
+
+/// What `train.json` holds: how training ended, the same bytes for the
+/// same run (wall-clock figures go to `timing.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainOutcome {
+    /// Epochs run.
+    pub epochs: usize,
+    /// Epoch whose parameters were kept.
+    pub best_epoch: usize,
+    /// Its validation metric.
+    pub best_valid: Option<f64>,
+}
+
 const WEIGHTS: &str = "model.safetensors";
 const CONFIG: &str = "config.toml";
+const PROVENANCE: &str = "provenance.toml";
+const SUMS: &str = "SHA256SUMS";
+const TRAIN: &str = "train.json";
+/// Not in SHA256SUMS: it differs between two runs of the same training.
+const TIMING: &str = "timing.json";
+
+/// The hidden names beside `dir` that writing it uses.
+struct Beside {
+    parent: PathBuf,
+    name: String,
+}
+
+impl Beside {
+    fn of(dir: &Path) -> Result<Self> {
+        let name = dir
+            .file_name()
+            .with_context(|| format!("--out {} has no folder name", dir.display()))?
+            .to_string_lossy()
+            .to_string();
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        Ok(Beside { parent, name })
+    }
+
+    fn path(&self, what: &str) -> PathBuf {
+        self.parent.join(format!(".{}.{what}", self.name))
+    }
+
+    /// Folders a crashed write left: `.NAME.new-PID` and `.NAME.old-PID`.
+    fn leftovers(&self, kind: &str) -> Vec<PathBuf> {
+        let prefix = format!(".{}.{kind}-", self.name);
+        let Ok(rd) = std::fs::read_dir(&self.parent) else {
+            return Vec::new();
+        };
+        let mut out: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|e| e.path())
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// The lock a `train` holds on its `--out` from the first check to the
+/// last rename; dropped, it is released (and the kernel releases it when
+/// the process dies).
+pub struct OutLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl OutLock {
+    /// The lock file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Takes the lock on `dir` (a file `.NAME.lock` beside it), or fails
+/// naming the run that holds it. Under the lock, leftovers of a crashed
+/// write are cleaned: a `.NAME.new-*` folder is removed, and a
+/// `.NAME.old-*` folder (a previous directory moved aside by a write that
+/// died before the swap) is renamed back when `dir` is missing.
+pub fn lock(dir: &Path) -> Result<OutLock> {
+    let b = Beside::of(dir)?;
+    std::fs::create_dir_all(&b.parent)
+        .with_context(|| format!("--out {}: creating {}", dir.display(), b.parent.display()))?;
+    let path = b.path("lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| {
+            format!(
+                "--out {}: creating the lock {}",
+                dir.display(),
+                path.display()
+            )
+        })?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "--out {}: another hinrec train is writing it (it holds {}); wait for it or pick another --out",
+            dir.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
+    for stale in b.leftovers("new") {
+        std::fs::remove_dir_all(&stale)
+            .with_context(|| format!("removing the unfinished {}", stale.display()))?;
+    }
+    for old in b.leftovers("old") {
+        if !dir.exists() {
+            std::fs::rename(&old, dir)
+                .with_context(|| format!("restoring {} to {}", old.display(), dir.display()))?;
+            eprintln!(
+                "restored {} from {} (a write was interrupted while replacing it)",
+                dir.display(),
+                old.display()
+            );
+        } else {
+            std::fs::remove_dir_all(&old).with_context(|| format!("removing {}", old.display()))?;
+        }
+    }
+    Ok(OutLock { _file: file, path })
+}
 
 /// Fails unless `dir` can become a model directory: absent, an empty
 /// folder, or (with `force`) a folder to replace; its parent is created
 /// and must be writable. Run before training, so a long fit never ends in
 /// an unwritable path.
 pub fn check_target(dir: &Path, force: bool) -> Result<()> {
-    let parent = match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(parent)
-        .with_context(|| format!("--out {}: creating {}", dir.display(), parent.display()))?;
+    let b = Beside::of(dir)?;
+    std::fs::create_dir_all(&b.parent)
+        .with_context(|| format!("--out {}: creating {}", dir.display(), b.parent.display()))?;
     if dir.exists() {
         if !dir.is_dir() {
             bail!("--out {} is a file, not a folder", dir.display());
@@ -65,15 +217,22 @@ pub fn check_target(dir: &Path, force: bool) -> Result<()> {
             );
         }
     }
-    let probe = parent.join(format!(".hinrec-probe-{}", std::process::id()));
-    std::fs::write(&probe, b"").with_context(|| format!("{} is not writable", parent.display()))?;
+    let probe = b.path(&format!("probe-{}", std::process::id()));
+    std::fs::write(&probe, b"").with_context(|| {
+        format!(
+            "--out {}: {} is not writable",
+            dir.display(),
+            b.parent.display()
+        )
+    })?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
 }
 
 /// Writes a model directory: everything goes into a folder beside `dir`,
-/// which then replaces `dir` by renames, so `dir` is at every moment
-/// either the old complete directory or the new one.
+/// which then replaces `dir` in one step, so `dir` is at every moment
+/// either the old complete directory or the new one. The caller holds
+/// [`lock`] on `dir`.
 pub fn save(
     dir: &Path,
     info: &RunInfo,
@@ -82,32 +241,41 @@ pub fn save(
     prepared: &Prepared,
     summary: Option<&FitSummary>,
 ) -> Result<()> {
-    let name = dir
-        .file_name()
-        .with_context(|| format!("--out {} has no folder name", dir.display()))?
-        .to_string_lossy()
-        .to_string();
-    let beside = |what: &str| dir.with_file_name(format!(".{name}.{what}-{}", std::process::id()));
-    let tmp = beside("new");
+    let b = Beside::of(dir)?;
+    let tmp = b.path(&format!("new-{}", std::process::id()));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
     }
-    write_dir(&tmp, info, model, ds, prepared)?;
-    if let Some(s) = summary {
-        let p = tmp.join("train.json");
-        std::fs::write(&p, serde_json::to_string_pretty(s)?)
-            .with_context(|| format!("writing {}", p.display()))?;
+    write_dir(&tmp, info, model, ds, prepared, summary)?;
+    replace(&tmp, dir, &b)
+}
+
+/// Puts the complete folder `new` at `dir`: a plain rename when `dir` does
+/// not exist; else an atomic exchange (Linux), or on other systems `dir`
+/// moved aside, `new` renamed in, the old one removed ([`lock`] restores
+/// it if a crash falls between the two renames).
+fn replace(new: &Path, dir: &Path, b: &Beside) -> Result<()> {
+    if !dir.exists() {
+        return std::fs::rename(new, dir)
+            .with_context(|| format!("renaming {} to {}", new.display(), dir.display()));
     }
-    let old = beside("old");
-    let had_old = dir.exists();
-    if had_old {
-        std::fs::rename(dir, &old).with_context(|| format!("moving {} aside", dir.display()))?;
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::{renameat_with, RenameFlags, CWD};
+        if renameat_with(CWD, new, CWD, dir, RenameFlags::EXCHANGE).is_ok() {
+            // `new` now holds the previous directory.
+            return std::fs::remove_dir_all(new)
+                .with_context(|| format!("removing the previous directory at {}", new.display()));
+        }
     }
-    std::fs::rename(&tmp, dir).with_context(|| format!("renaming into {}", dir.display()))?;
-    if had_old {
-        std::fs::remove_dir_all(&old).with_context(|| format!("removing {}", old.display()))?;
-    }
-    Ok(())
+    let old = b.path(&format!("old-{}", std::process::id()));
+    std::fs::rename(dir, &old).with_context(|| format!("moving {} aside", dir.display()))?;
+    std::fs::rename(new, dir).with_context(|| format!("renaming into {}", dir.display()))?;
+    std::fs::remove_dir_all(&old).with_context(|| format!("removing {}", old.display()))
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 fn write_dir(
@@ -116,13 +284,22 @@ fn write_dir(
     model: &dyn TrainedModel,
     ds: &Dataset,
     prepared: &Prepared,
+    summary: Option<&FitSummary>,
 ) -> Result<()> {
     let split_dir = dir.join("split");
     std::fs::create_dir_all(&split_dir)
         .with_context(|| format!("creating {}", split_dir.display()))?;
-    model.save(&dir.join(WEIGHTS))?;
-    let text = toml::to_string_pretty(info)?;
-    std::fs::write(dir.join(CONFIG), text).with_context(|| format!("writing {}", dir.display()))?;
+    let weights = dir.join(WEIGHTS);
+    model.save(&weights)?;
+    let provenance = Provenance {
+        trained_on: DataFingerprint::of(ds),
+        tensors: tensors_of(&weights)?,
+    };
+    write_file(&dir.join(CONFIG), toml::to_string_pretty(info)?.as_bytes())?;
+    write_file(
+        &dir.join(PROVENANCE),
+        toml::to_string_pretty(&provenance)?.as_bytes(),
+    )?;
     let s = &prepared.split;
     for (name, part) in [
         ("train.tsv", &s.train),
@@ -133,16 +310,130 @@ fn write_dir(
         for (u, i) in part.pairs() {
             let _ = writeln!(body, "{}\t{}", ds.users().original(u), ds.item_original(i));
         }
-        let p = split_dir.join(name);
-        std::fs::write(&p, body).with_context(|| format!("writing {}", p.display()))?;
+        write_file(&split_dir.join(name), body.as_bytes())?;
     }
-    let item = |i: u32| ds.item_original(i);
     prepared
         .test_negatives
-        .write(&split_dir.join("test.negative"), ds.users(), &item)?;
+        .write(&split_dir.join("test.negative"), ds)?;
     prepared
         .valid_negatives
-        .write(&split_dir.join("valid.negative"), ds.users(), &item)?;
+        .write(&split_dir.join("valid.negative"), ds)?;
+    if let Some(s) = summary {
+        let outcome = TrainOutcome {
+            epochs: s.epochs,
+            best_epoch: s.best_epoch,
+            best_valid: s.best_valid,
+        };
+        write_file(
+            &dir.join(TRAIN),
+            serde_json::to_string_pretty(&outcome)?.as_bytes(),
+        )?;
+        write_file(
+            &dir.join(TIMING),
+            serde_json::to_string_pretty(s)?.as_bytes(),
+        )?;
+    }
+    write_sums(dir)
+}
+
+/// The dtype and shape of every tensor in a safetensors file.
+fn tensors_of(path: &Path) -> Result<BTreeMap<String, TensorInfo>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(st
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let info = TensorInfo {
+                dtype: format!("{:?}", view.dtype()),
+                shape: view.shape().to_vec(),
+            };
+            (name, info)
+        })
+        .collect())
+}
+
+/// Every file under `dir` (relative, `/`-separated, sorted) except
+/// SHA256SUMS itself and timing.json.
+fn files_to_sum(dir: &Path) -> Result<Vec<String>> {
+    fn walk(root: &Path, sub: &Path, out: &mut Vec<String>) -> Result<()> {
+        let here = root.join(sub);
+        for e in std::fs::read_dir(&here).with_context(|| format!("reading {}", here.display()))? {
+            let e = e?;
+            let rel = sub.join(e.file_name());
+            if e.file_type()?.is_dir() {
+                walk(root, &rel, out)?;
+            } else {
+                let s = rel
+                    .to_str()
+                    .with_context(|| format!("{}: a file name that is not UTF-8", rel.display()))?
+                    .replace('\\', "/");
+                if s != SUMS && s != TIMING {
+                    out.push(s);
+                }
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, Path::new(""), &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
+/// Writes SHA256SUMS (`sha256sum -c` reads it) over [`files_to_sum`].
+fn write_sums(dir: &Path) -> Result<()> {
+    let mut body = String::new();
+    for f in files_to_sum(dir)? {
+        let (_, d) = hinrec_data::text::read_file(&dir.join(&f))?;
+        let _ = writeln!(body, "{}  {f}", d.sha256);
+    }
+    write_file(&dir.join(SUMS), body.as_bytes())
+}
+
+/// Checks every file of `dir` against SHA256SUMS: a changed, missing or
+/// extra file is an error that names it.
+fn verify_sums(dir: &Path) -> Result<()> {
+    let path = dir.join(SUMS);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "{}: no readable {SUMS} (not a complete model directory, or written by an older hinrec: retrain it)",
+            dir.display()
+        )
+    })?;
+    let mut listed = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let Some((sum, file)) = line.split_once("  ") else {
+            bail!(
+                "{}:{}: expected \"<sha256>  <file>\"",
+                path.display(),
+                n + 1
+            );
+        };
+        let (_, d) = hinrec_data::text::read_file(&dir.join(file))
+            .with_context(|| format!("{} lists {file}", path.display()))?;
+        if d.sha256 != sum {
+            bail!(
+                "{}: checksum differs from {SUMS} (the file is corrupt or was changed after training)",
+                dir.join(file).display()
+            );
+        }
+        listed.push(file.to_string());
+    }
+    listed.sort();
+    let present = files_to_sum(dir)?;
+    if let Some(extra) = present.iter().find(|f| !listed.contains(f)) {
+        bail!(
+            "{}: not listed in {SUMS} (a file added after training)",
+            dir.join(extra).display()
+        );
+    }
+    for need in [CONFIG, PROVENANCE, WEIGHTS] {
+        if !listed.iter().any(|f| f == need) {
+            bail!("{}: {SUMS} does not list {need}", dir.display());
+        }
+    }
     Ok(())
 }
 
@@ -150,6 +441,8 @@ fn write_dir(
 pub struct Loaded {
     /// Its config.
     pub info: RunInfo,
+    /// What it was trained on.
+    pub provenance: Provenance,
     /// Its registry entry.
     pub entry: &'static ModelEntry,
     /// The model.
@@ -160,14 +453,51 @@ pub struct Loaded {
     pub prepared: Prepared,
 }
 
-/// Reads a model directory written by [`save`].
+/// Reads a model directory written by [`save`]: checksums, then the
+/// config, the weights against the recorded tensor shapes and the
+/// parameters, the dataset against what training read, and the split
+/// and negatives against the dataset. Any mismatch is an error that says
+/// what differs.
 pub fn load(dir: &Path) -> Result<Loaded> {
-    let cfg_path = dir.join(CONFIG);
-    if !cfg_path.is_file() {
+    if !dir.is_dir() {
+        let moved = Beside::of(dir)
+            .map(|b| b.leftovers("old"))
+            .unwrap_or_default();
+        if let Some(old) = moved.first() {
+            bail!(
+                "{} does not exist; {} holds the previous directory (a write was interrupted): rename it back",
+                dir.display(),
+                old.display()
+            );
+        }
+        bail!(
+            "{} is not a model directory (no such folder)",
+            dir.display()
+        );
+    }
+    if !dir.join(CONFIG).is_file() {
         bail!("{} is not a model directory (no {CONFIG})", dir.display());
     }
-    let text = std::fs::read_to_string(&cfg_path)?;
+    verify_sums(dir)?;
+    let cfg_path = dir.join(CONFIG);
+    let text = std::fs::read_to_string(&cfg_path)
+        .with_context(|| format!("reading {}", cfg_path.display()))?;
     let info: RunInfo = toml::from_str(&text).with_context(|| format!("{}", cfg_path.display()))?;
+    let prov_path = dir.join(PROVENANCE);
+    let text = std::fs::read_to_string(&prov_path)
+        .with_context(|| format!("reading {}", prov_path.display()))?;
+    let provenance: Provenance =
+        toml::from_str(&text).with_context(|| format!("{}", prov_path.display()))?;
+    let weights = dir.join(WEIGHTS);
+    let tensors = tensors_of(&weights)?;
+    if tensors != provenance.tensors {
+        bail!(
+            "{}: the tensors differ from {}: {}",
+            weights.display(),
+            prov_path.display(),
+            tensor_differences(&provenance.tensors, &tensors).join("; ")
+        );
+    }
     let entry =
         registry::model(&info.model).map_err(|e| anyhow::anyhow!("{}: {e}", cfg_path.display()))?;
     // The parameters exactly as trained: no preset or default on top.
@@ -176,7 +506,7 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         .set(&info.params)
         .and_then(|()| params.check())
         .with_context(|| format!("{}", cfg_path.display()))?;
-    let model = params.load(&dir.join(WEIGHTS))?;
+    let model = params.load(&weights)?;
     let dataset =
         hinrec_data::registry::load(&info.data, info.data_root.as_deref()).with_context(|| {
             format!(
@@ -185,6 +515,25 @@ pub fn load(dir: &Path) -> Result<Loaded> {
                 cfg_path.display()
             )
         })?;
+    let now = DataFingerprint::of(&dataset);
+    let differ = provenance.trained_on.differences(&now);
+    if !differ.is_empty() {
+        bail!(
+            "{} was trained on other data than {:?} holds now:\n  {}\nretrain the model on the data as it is, or restore the data it was trained on",
+            dir.display(),
+            info.data,
+            differ.join("\n  ")
+        );
+    }
+    if model.n_items() != dataset.n_items() {
+        bail!(
+            "{}: the model scores {} items, dataset {:?} has {}",
+            weights.display(),
+            model.n_items(),
+            info.data,
+            dataset.n_items()
+        );
+    }
     let split_dir = dir.join("split");
     let read = |name: &str| read_pairs(&split_dir.join(name), &dataset);
     let split = Split {
@@ -192,11 +541,9 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         valid: read("valid.tsv")?,
         test: read("test.tsv")?,
     };
-    let item_id = |s: &str| dataset.item_id(s);
-    let test_negatives =
-        EvalNegatives::read(&split_dir.join("test.negative"), dataset.users(), &item_id)?;
+    let test_negatives = read_negatives(&split_dir.join("test.negative"), &dataset, &split, true)?;
     let valid_negatives =
-        EvalNegatives::read(&split_dir.join("valid.negative"), dataset.users(), &item_id)?;
+        read_negatives(&split_dir.join("valid.negative"), &dataset, &split, false)?;
     let prepared = Prepared {
         dataset: info.dataset.clone(),
         split_label: info.split.clone(),
@@ -207,11 +554,59 @@ pub fn load(dir: &Path) -> Result<Loaded> {
     };
     Ok(Loaded {
         info,
+        provenance,
         entry,
         model,
         dataset,
         prepared,
     })
+}
+
+fn tensor_differences(
+    then: &BTreeMap<String, TensorInfo>,
+    now: &BTreeMap<String, TensorInfo>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, t) in then {
+        match now.get(name) {
+            None => out.push(format!("{name} is missing")),
+            Some(n) if n != t => out.push(format!(
+                "{name} is {} {:?}, recorded {} {:?}",
+                n.dtype, n.shape, t.dtype, t.shape
+            )),
+            Some(_) => {}
+        }
+    }
+    for name in now.keys().filter(|n| !then.contains_key(*n)) {
+        out.push(format!("{name} is not recorded"));
+    }
+    out
+}
+
+/// Stored negatives of `split`'s test pairs (`test`) or validation pairs,
+/// checked against the split: each line's pair is a held-out pair, each
+/// held-out pair has one line, no negative is an item the user has.
+pub fn read_negatives(
+    path: &Path,
+    ds: &Dataset,
+    split: &Split,
+    test: bool,
+) -> Result<EvalNegatives> {
+    let all = [&split.train, &split.valid, &split.test];
+    let against = if test {
+        Against {
+            name: "test",
+            test: &split.test,
+            known: &all,
+        }
+    } else {
+        Against {
+            name: "validation",
+            test: &split.valid,
+            known: &all[..2],
+        }
+    };
+    Ok(EvalNegatives::read(path, ds, Some(&against))?)
 }
 
 fn read_pairs(path: &Path, ds: &Dataset) -> Result<Interactions> {
@@ -223,16 +618,17 @@ fn read_pairs(path: &Path, ds: &Dataset) -> Result<Interactions> {
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
     {
+        let show = hinrec_data::text::show;
         let (u, i) = line
             .split_once('\t')
             .with_context(|| format!("{}:{}: expected user<TAB>item", path.display(), n + 1))?;
         let u = ds
             .users()
             .get(u)
-            .with_context(|| format!("{}:{}: unknown user {u:?}", path.display(), n + 1))?;
+            .with_context(|| format!("{}:{}: unknown user {}", path.display(), n + 1, show(u)))?;
         let i = ds
             .item_id(i)
-            .with_context(|| format!("{}:{}: unknown item {i:?}", path.display(), n + 1))?;
+            .with_context(|| format!("{}:{}: unknown item {}", path.display(), n + 1, show(i)))?;
         pairs.push((u, i));
     }
     Ok(Interactions::from_pairs(ds.n_users(), ds.n_items(), &pairs))

@@ -101,16 +101,25 @@ pub fn load_store(out: &Path) -> Result<Store> {
 /// re-renders results.md. The file is read at each save, so records
 /// another command saved meanwhile are kept.
 pub fn save_record(out: &Path, rec: Record) -> Result<()> {
+    // Two commands saving at once would each drop the other's record.
+    let lock_path = out.join(".results.lock");
+    let lock = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("creating {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("locking {}", lock_path.display()))?;
     let mut store = load_store(out)?;
     store
         .records
         .retain(|r| !(r.dataset == rec.dataset && r.model == rec.model));
     store.records.push(rec);
-    let path = out.join("results.json");
-    let tmp = out.join("results.json.tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(&store)?)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    crate::paths::write_atomic(
+        &out.join("results.json"),
+        serde_json::to_string_pretty(&store)?.as_bytes(),
+    )?;
     write_markdown(out, &store)
 }
 
@@ -124,10 +133,10 @@ fn write_markdown(out: &Path, store: &Store) -> Result<()> {
     let path = out.join("paper-numbers.toml");
     let papers: PaperFile = match std::fs::read_to_string(&path) {
         Ok(text) => toml::from_str(&text).with_context(|| format!("{}", path.display()))?,
-        Err(_) => PaperFile { entry: Vec::new() },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => PaperFile { entry: Vec::new() },
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
-    std::fs::write(out.join("results.md"), render(store, &papers))?;
-    Ok(())
+    crate::paths::write_atomic(&out.join("results.md"), render(store, &papers).as_bytes())
 }
 
 /// The short commit of HEAD, with `+dirty` when tracked files have
