@@ -10,17 +10,42 @@
 //! - AUC = share of (positive, negative) pairs with the positive strictly
 //!   higher.
 
+/// Up to this many positives, [`ranks_against`] counts instead of sorting.
+const COUNT_BELOW: usize = 8;
+
 /// Ranks (0-based) of `pos` scores among the `neg` scores and each other.
 ///
 /// A negative with an equal score ranks above the positive (ties count
 /// against it); among positives with equal scores the earlier one ranks
-/// first. NaN scores count as the lowest possible. `neg` is sorted in place
-/// (descending). Also returns, for each positive, the number of negatives it
+/// first. NaN scores count as the lowest possible. `neg` may be reordered
+/// (NaN replaced; sorted descending when there are many positives). Also returns, for each positive, the number of negatives it
 /// beats strictly (for AUC).
 pub fn ranks_against(pos: &[f32], neg: &mut [f32]) -> (Vec<usize>, Vec<usize>) {
     let clean = |x: f32| if x.is_nan() { f32::NEG_INFINITY } else { x };
     for x in neg.iter_mut() {
         *x = clean(*x);
+    }
+    // A few positives: count the negatives at or above each in one pass
+    // each (the same counts as the sorted search below, without the sort
+    // that dominated full ranking's time).
+    if pos.len() <= COUNT_BELOW {
+        let mut ranks = Vec::with_capacity(pos.len());
+        let mut beaten = Vec::with_capacity(pos.len());
+        for (k, &p) in pos.iter().enumerate() {
+            let p = clean(p);
+            let above_neg = neg.iter().filter(|&&x| x >= p).count();
+            let above_pos = pos
+                .iter()
+                .enumerate()
+                .filter(|&(j, &q)| {
+                    let q = clean(q);
+                    q > p || (q == p && j < k)
+                })
+                .count();
+            ranks.push(above_neg + above_pos);
+            beaten.push(neg.len() - above_neg);
+        }
+        return (ranks, beaten);
     }
     neg.sort_unstable_by(|a, b| b.total_cmp(a));
     let mut ranks = Vec::with_capacity(pos.len());
@@ -104,6 +129,37 @@ mod tests {
         assert_eq!(b, [0]);
         let (r, _) = ranks_against(&[f32::NAN], &mut [f32::NAN, -1.0]);
         assert_eq!(r, [2]);
+    }
+
+    #[test]
+    fn counting_and_sorting_give_the_same_ranks() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for n_pos in [1, 3, 8, 9, 30] {
+            for _ in 0..20 {
+                // Coarse values, so ties are common.
+                let mut v = || (rng.random_range(0..20) as f32) / 4.0;
+                let pos: Vec<f32> = (0..n_pos).map(|_| v()).collect();
+                let neg: Vec<f32> = (0..100).map(|_| v()).collect();
+                let got = ranks_against(&pos, &mut neg.clone());
+                // Reference: the sorted search on its own.
+                let mut sorted = neg.clone();
+                sorted.sort_unstable_by(|a, b| b.total_cmp(a));
+                let want: Vec<usize> = pos
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &p)| {
+                        sorted.partition_point(|&x| x >= p)
+                            + pos
+                                .iter()
+                                .enumerate()
+                                .filter(|&(j, &q)| q > p || (q == p && j < k))
+                                .count()
+                    })
+                    .collect();
+                assert_eq!(got.0, want, "{n_pos} positives");
+            }
+        }
     }
 
     #[test]
