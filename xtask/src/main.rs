@@ -3,9 +3,12 @@
 //! - `reproduce`: every registered model on its registry entry's
 //!   experiments, and docs/results.md (ours beside the papers').
 //! - `render`: docs/results.md again from docs/results.json.
+//! - `glrs-retrieval`: GLRS's retrieval study and query time against
+//!   catalogue size (docs/glrs-retrieval.md).
 //! - `real-data`: the checks CI runs where ../shared/datasets exists.
 //! - `ci`: everything .ci/run runs.
 
+mod glrs;
 mod real_data;
 mod reproduce;
 
@@ -27,6 +30,9 @@ enum Task {
     /// Train and evaluate the registry's models on their papers'
     /// experiments; update docs/results.md.
     Reproduce(reproduce::Args),
+    /// GLRS's retrieval study: recall against items scanned for M x K,
+    /// query time against catalogue size.
+    GlrsRetrieval(glrs::Args),
     /// Re-render docs/results.md from docs/results.json.
     Render {
         /// Folder of results.json and paper-numbers.toml.
@@ -49,9 +55,10 @@ enum Task {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<()> {
-    hinrec::configure_threads();
+    hinrec::configure_threads(None);
     match Cli::parse().task {
         Task::Reproduce(args) => reproduce::run(&args),
+        Task::GlrsRetrieval(args) => glrs::run(&args),
         Task::Render { out } => hinrec::results::render_file(&out),
         Task::RealData { data_root } => real_data::run(&data_root),
         Task::Ci => {

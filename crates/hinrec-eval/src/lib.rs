@@ -34,6 +34,7 @@
 
 pub mod metrics;
 pub mod protocol;
+pub mod pruned;
 pub mod report;
 
 pub use metrics::{ranks_against, UserMetrics};
@@ -41,4 +42,5 @@ pub use protocol::{
     check_pairs, check_users, full_ranking, global_auc, sampled, score_pairs_by_user,
     score_users_by_user, ScoreError, Scorer, MAX_SCORES_PER_CALL,
 };
+pub use pruned::{candidate_recall, Candidates, Pruned};
 pub use report::{EvalReport, Metrics};

@@ -56,7 +56,7 @@ impl<S: Scorer + ?Sized> Scorer for &S {
 /// are scored in blocks of `MAX_SCORES_PER_CALL / n_items`.
 pub const MAX_SCORES_PER_CALL: usize = 1 << 23;
 
-fn check_len(what: &str, got: usize, want: usize) -> Result<(), ScoreError> {
+pub(crate) fn check_len(what: &str, got: usize, want: usize) -> Result<(), ScoreError> {
     if got == want {
         Ok(())
     } else {

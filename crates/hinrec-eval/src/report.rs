@@ -34,6 +34,11 @@ impl Metrics {
         Metrics { values, count: n }
     }
 
+    /// Whether it holds no value.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
     /// A value by name.
     pub fn get(&self, name: &str) -> Option<f64> {
         self.values.get(name).copied()

@@ -25,6 +25,13 @@ impl Rng {
         (0..n).map(|_| d.sample(&mut self.0)).collect()
     }
 
+    /// `n` draws from U(-a, a).
+    pub fn uniform(&mut self, n: usize, a: f64) -> Vec<f64> {
+        use rand::Rng as _;
+        let a = a.abs();
+        (0..n).map(|_| self.0.random_range(-a..=a)).collect()
+    }
+
     /// A `rows x cols` tensor with Xavier (Glorot) normal values:
     /// std = sqrt(2 / (fan_in + fan_out)), as LGRec's authors initialise.
     pub fn xavier_normal(

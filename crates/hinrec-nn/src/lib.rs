@@ -12,6 +12,7 @@
 //! - [`layers`]: [`layers::Linear`], [`layers::Mlp`], masked
 //!   [`layers::co_attention`] and the translation score;
 //! - [`loss`]: hinge, BPR, sigmoid cross-entropy with logits, L2;
+//! - [`normalize`]: row-wise L2 normalisation as one op with its gradient;
 //! - [`optim`]: [`optim::Adam`] for dense parameters (moments exposed, so
 //!   they are saved and a resumed run continues exactly);
 //! - [`embedding`]'s [`embedding::EmbeddingTable`] rows live outside candle
@@ -40,6 +41,7 @@ pub mod init;
 pub mod interaction;
 pub mod layers;
 pub mod loss;
+pub mod normalize;
 pub mod optim;
 pub mod slot_ops;
 pub mod trainer;

@@ -202,6 +202,12 @@ pub trait TrainedModel: Scorer + Send + Sync {
     fn explain(&self, _user: u32, _item: u32) -> Result<Vec<Reason>, ModelError> {
         Ok(Vec::new())
     }
+
+    /// The items a retrieval index proposes for `user` (GLRS's probed
+    /// clusters), where the model has one; `None` ranks every item.
+    fn candidates(&self, _user: u32) -> Option<Vec<u32>> {
+        None
+    }
 }
 
 /// A model's parameters. Their `Default` holds the model's defaults (the

@@ -240,6 +240,47 @@ impl Prepared {
         Ok(self.report(name, "full", seed, ks, metrics, t))
     }
 
+    /// Full ranking within the model's retrieval candidates (GLRS's
+    /// probed clusters, Algorithm 1): items outside them never rank, a
+    /// test item outside them is a miss. Adds `CandidateRecall` (the share
+    /// of each user's test items among the candidates) and `Scanned` (the
+    /// share of items scored per user), averaged over test users.
+    pub fn evaluate_pruned(
+        &self,
+        model: &dyn hinrec_train::TrainedModel,
+        name: &str,
+        seed: u64,
+        ks: &[usize],
+    ) -> Result<EvalReport> {
+        let t = Instant::now();
+        let s = &self.split;
+        if model.candidates(0).is_none() {
+            bail!("{name} has no retrieval index: evaluate it with --protocol full");
+        }
+        let cands = |u: u32| model.candidates(u);
+        let pruned = hinrec_eval::Pruned {
+            scorer: model,
+            candidates: &cands,
+        };
+        let mut metrics = full_ranking(&pruned, &s.test, &[&s.train, &s.valid], ks)
+            .map_err(anyhow::Error::from_boxed)?;
+        metrics.values.insert(
+            "CandidateRecall".into(),
+            hinrec_eval::candidate_recall(&s.test, &cands),
+        );
+        let users: Vec<u32> = (0..s.test.n_users() as u32)
+            .filter(|&u| s.test.user_degree(u) > 0)
+            .collect();
+        let n = model.n_items().max(1) as f64;
+        let scanned: f64 = users
+            .iter()
+            .map(|&u| cands(u).map_or(1.0, |c| c.len() as f64 / n))
+            .sum::<f64>()
+            / users.len().max(1) as f64;
+        metrics.values.insert("Scanned".into(), scanned);
+        Ok(self.report(name, "pruned", seed, ks, metrics, t))
+    }
+
     /// Per-user AUC over all unseen items (HHFAN eq. 12) and the global AUC
     /// over the stored labeled pairs (DURation), as `AUC` and `GAUC`.
     pub fn evaluate_auc<S: Scorer + ?Sized>(

@@ -24,8 +24,10 @@
 //! ```
 
 pub use hinrec_baselines as baselines;
+pub use hinrec_cluster as cluster;
 pub use hinrec_data as data;
 pub use hinrec_eval as eval;
+pub use hinrec_glrs as glrs;
 pub use hinrec_graph as graph;
 pub use hinrec_lgrec as lgrec;
 pub use hinrec_reda as reda;
@@ -42,15 +44,35 @@ pub mod results;
 pub mod tune;
 
 /// Process-wide thread settings for the command-line tools; call first in
-/// `main`, before any thread starts.
+/// `main`, before any thread starts. `threads` is rayon's pool size
+/// (default: `RAYON_NUM_THREADS`, else every core).
 ///
 /// candle runs elementwise ops on its own spinning thread pool besides
 /// rayon's. Our tensors are small (a batch is a few hundred rows), so that
 /// pool only competes with rayon for the cores: one LGRec epoch on
 /// lgrec-ml100k ran 10-15% faster without it (docs/lgrec.md). An explicit
 /// `CANDLE_NUM_THREADS` is left alone.
-pub fn configure_threads() {
+///
+/// candle 0.11 splits each matrix product over `RAYON_NUM_THREADS` threads
+/// (it ignores `CANDLE_NUM_THREADS` there); on our products of a few
+/// hundred rows the split costs more than it saves (GLRS's towers trained
+/// 2.3x faster unsplit, docs/performance.md). So candle's products run on
+/// the calling thread and our own rayon pool keeps its threads.
+pub fn configure_threads(threads: Option<usize>) {
     if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
         std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
+    let n = threads
+        .or_else(|| {
+            std::env::var("RAYON_NUM_THREADS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+        })
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    std::env::set_var("RAYON_NUM_THREADS", "1");
+    // Fails only when a pool exists already (a second call): keep it.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global();
 }

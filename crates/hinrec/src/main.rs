@@ -52,6 +52,9 @@ enum Protocol {
     Sampled,
     /// All items except the user's training and validation items.
     Full,
+    /// Full ranking within the model's retrieval candidates (GLRS's
+    /// probed clusters).
+    Pruned,
     /// Per-user AUC over unseen items and global AUC over labeled pairs.
     Auc,
 }
@@ -129,9 +132,14 @@ enum Command {
         #[arg(short = 'k', long = "k", default_value_t = 10)]
         k: usize,
         /// Also print why, where the model can say (LGRec's attention and
-        /// meta-path labels, REDA's attention over the user's items).
+        /// meta-path labels, REDA's attention over the user's items, GLRS's
+        /// attention over its spaces).
         #[arg(long)]
         explain: bool,
+        /// Score every item, even for a model with a retrieval index (GLRS
+        /// ranks only the items of the clusters it probes by default).
+        #[arg(long)]
+        exhaustive: bool,
     },
     /// The registered models: name, paper, parameters' defaults.
     Models {
@@ -186,8 +194,13 @@ fn seed_parser() -> clap::builder::RangedU64ValueParser<u64> {
 }
 
 fn main() {
-    hinrec::configure_threads();
-    if let Err(e) = run(Cli::parse()) {
+    let cli = Cli::parse();
+    let threads = match &cli.command {
+        Command::Train { threads, .. } => *threads,
+        _ => None,
+    };
+    hinrec::configure_threads(threads);
+    if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
@@ -215,12 +228,7 @@ fn run(cli: Cli) -> Result<()> {
             resume,
             threads,
         } => {
-            if let Some(n) = threads {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(n.max(1))
-                    .build_global()
-                    .context("setting the thread count")?;
-            }
+            let _ = threads; // set in main, before any thread started
             let req = TrainRequest {
                 model: &model,
                 data: &data,
@@ -254,6 +262,7 @@ fn run(cli: Cli) -> Result<()> {
             let report = match protocol {
                 Protocol::Sampled => p.evaluate_sampled(scorer, name, seed, &k)?,
                 Protocol::Full => p.evaluate_full(scorer, name, seed, &k)?,
+                Protocol::Pruned => p.evaluate_pruned(scorer, name, seed, &k)?,
                 Protocol::Auc => p.evaluate_auc(scorer, name, seed)?,
             };
             print_report(&report, json)?;
@@ -263,6 +272,7 @@ fn run(cli: Cli) -> Result<()> {
             user,
             k,
             explain,
+            exhaustive,
         } => {
             let loaded = model_dir::load(&model_dir)?;
             let ds = &loaded.dataset;
@@ -271,8 +281,19 @@ fn run(cli: Cli) -> Result<()> {
                 .get(&user)
                 .with_context(|| format!("user {user:?} is not in dataset {}", ds.name))?;
             let model = loaded.model.as_ref();
-            let top = hinrec::recommend::top_k(model, &loaded.prepared.split, u, k)
-                .map_err(anyhow::Error::from_boxed)?;
+            let split = &loaded.prepared.split;
+            let top = match model.candidates(u).filter(|_| !exhaustive) {
+                Some(c) => {
+                    eprintln!(
+                        "{} of {} items scored (the model's retrieval index; --exhaustive scores all)",
+                        c.len(),
+                        model.n_items()
+                    );
+                    hinrec::recommend::top_k_within(model, split, u, &c, k)
+                }
+                None => hinrec::recommend::top_k(model, split, u, k),
+            }
+            .map_err(anyhow::Error::from_boxed)?;
             println!("rank\titem\tscore");
             for (r, (i, score)) in top.iter().enumerate() {
                 println!("{}\t{}\t{score:.4}", r + 1, ds.item_original(*i));

@@ -29,3 +29,27 @@ pub fn top_k<S: Scorer + ?Sized>(
     items.sort_unstable_by(by_score);
     Ok(items)
 }
+
+/// [`top_k`] among `candidates` only (a retrieval index's items for the
+/// user, GLRS's Algorithm 1): only they are scored.
+pub fn top_k_within<S: Scorer + ?Sized>(
+    model: &S,
+    split: &Split,
+    user: u32,
+    candidates: &[u32],
+    k: usize,
+) -> Result<Vec<(u32, f32)>, ScoreError> {
+    let known: std::collections::HashSet<u32> = split.known_items(user).collect();
+    let pairs: Vec<(u32, u32)> = candidates
+        .iter()
+        .filter(|i| !known.contains(i))
+        .map(|&i| (user, i))
+        .collect();
+    let mut scores = vec![0f32; pairs.len()];
+    model.score_pairs(&pairs, &mut scores)?;
+    let mut items: Vec<(u32, f32)> = pairs.iter().map(|p| p.1).zip(scores).collect();
+    let by_score = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    items.sort_unstable_by(by_score);
+    items.truncate(k);
+    Ok(items)
+}

@@ -33,6 +33,13 @@ pub struct Experiment {
     pub ks: &'static [usize],
     /// Full ranking.
     pub full: FullRanking,
+    /// The protocol's keys over [`crate::experiment::ExperimentConfig`]'s
+    /// defaults, TOML (`split`, `valid_split`, `metric`, ...; empty: the
+    /// defaults).
+    pub protocol: &'static str,
+    /// Cut-offs of the full ranking, and of the pruned ranking where the
+    /// model has a retrieval index.
+    pub full_ks: &'static [usize],
 }
 
 /// A model of the registry.
@@ -160,6 +167,8 @@ const fn baseline(dataset: &'static str, grid: fn() -> Vec<String>) -> Experimen
         valid_users: 0,
         ks: CUTOFFS_5_10_15,
         full: FullRanking::UpTo(usize::MAX),
+        protocol: "",
+        full_ks: CUTOFF_10,
     }
 }
 
@@ -172,28 +181,64 @@ const fn lgrec(dataset: &'static str, settings: &'static str, valid_users: usize
         valid_users,
         ks: CUTOFF_10,
         full: LGREC_FULL,
+        protocol: "",
+        full_ks: CUTOFF_10,
     }
 }
 
 const BASELINE_DATASETS: [&str; 4] = ["lgrec-ml100k", "lastfm", "yelp", "reda-lastfm"];
 
-const MOSTPOP_EXPERIMENTS: [Experiment; 4] = [
+/// GLRS's protocols (glrs.txt section 4.1): Yelp Madison's given split (3
+/// test items per user), one training item per user carved for
+/// validation; MovieLens-100K with a seeded half of each user's
+/// interactions as test and a tenth of the rest for validation; both
+/// ranked in full at 15, the epoch chosen on validation Recall@15.
+const GLRS_MADISON: &str = "valid_split = { kind = \"user-count\", count = 1 }\nmetric = \"Recall@15\"\nsampled_validation = false";
+const GLRS_MOVIELENS: &str = "split = { kind = \"user-ratio\", train = 0.5 }\nvalid_split = { kind = \"user-ratio\", train = 0.9 }\nmetric = \"Recall@15\"\nsampled_validation = false";
+const CUTOFF_15: &[usize] = &[15];
+
+/// An experiment on one of GLRS's protocols.
+const fn on_glrs(
+    dataset: &'static str,
+    protocol: &'static str,
+    grid: fn() -> Vec<String>,
+) -> Experiment {
+    Experiment {
+        dataset,
+        settings: "",
+        grid,
+        grid_settings: "",
+        valid_users: 0,
+        ks: CUTOFF_10,
+        full: FullRanking::UpTo(usize::MAX),
+        protocol,
+        full_ks: CUTOFF_15,
+    }
+}
+
+const MOSTPOP_EXPERIMENTS: [Experiment; 6] = [
     baseline(BASELINE_DATASETS[0], no_grid),
     baseline(BASELINE_DATASETS[1], no_grid),
     baseline(BASELINE_DATASETS[2], no_grid),
     baseline(BASELINE_DATASETS[3], no_grid),
+    on_glrs("glrs-yelp-madison", GLRS_MADISON, no_grid),
+    on_glrs("movielens", GLRS_MOVIELENS, no_grid),
 ];
-const ITEMKNN_EXPERIMENTS: [Experiment; 4] = [
+const ITEMKNN_EXPERIMENTS: [Experiment; 6] = [
     baseline(BASELINE_DATASETS[0], itemknn_grid),
     baseline(BASELINE_DATASETS[1], itemknn_grid),
     baseline(BASELINE_DATASETS[2], itemknn_grid),
     baseline(BASELINE_DATASETS[3], itemknn_grid),
+    on_glrs("glrs-yelp-madison", GLRS_MADISON, itemknn_grid),
+    on_glrs("movielens", GLRS_MOVIELENS, itemknn_grid),
 ];
-const BPR_EXPERIMENTS: [Experiment; 4] = [
+const BPR_EXPERIMENTS: [Experiment; 6] = [
     baseline(BASELINE_DATASETS[0], bpr_grid),
     baseline(BASELINE_DATASETS[1], bpr_grid),
     baseline(BASELINE_DATASETS[2], bpr_grid),
     baseline(BASELINE_DATASETS[3], bpr_grid),
+    on_glrs("glrs-yelp-madison", GLRS_MADISON, bpr_grid),
+    on_glrs("movielens", GLRS_MOVIELENS, bpr_grid),
 ];
 /// lgrec.txt Table 2: Yelp's validation runs on 2,000 sampled users with a
 /// 15-epoch cap (docs/lgrec.md).
@@ -210,11 +255,65 @@ const REDA_EXPERIMENTS: [Experiment; 1] = [Experiment {
     valid_users: 0,
     ks: CUTOFFS_5_10_15,
     full: FullRanking::SampledUsers(200),
+    protocol: "",
+    full_ks: CUTOFF_10,
 }];
 
 const LGREC_DEMO: &str =
     "dim = 32\nk_user = 20\nk_item = 20\nepochs = 6\nbpr_epochs = 30\nlr = 0.005";
 const REDA_DEMO: &str = "dim = 32\nmemory_slots = 10\nepochs = 4\nuser_pairs = 100\ntriples_per_interaction = 2\nbatch = 1000";
+
+const GLRS_DEMO: &str = "epochs = 30\nlr = 0.002\nclusters = 8\npatience = 5\nhard_negatives = 5\nlocal_tries = 1\npruned_validation = true";
+
+/// A GLRS variant's entry (glrs.txt Tables 2-4).
+const fn glrs(name: &'static str, about: &'static str, preset: &'static str) -> ModelEntry {
+    ModelEntry {
+        name,
+        table: "glrs",
+        paper: "glrs-global-local-attention.txt",
+        about,
+        preset,
+        defaults: params::<hinrec_glrs::GlrsConfig>,
+        demo: GLRS_DEMO,
+        experiments: &GLRS_EXPERIMENTS,
+    }
+}
+
+/// Tables 2 and 4 (Madison, MovieLens half split) and Table 6
+/// (lgrec-ml100k's leave-one-out with 100 stored negatives).
+const GLRS_EXPERIMENTS: [Experiment; 3] = [
+    Experiment {
+        settings: GLRS_PRUNED,
+        ..on_glrs("glrs-yelp-madison", GLRS_MADISON, glrs_grid)
+    },
+    Experiment {
+        settings: GLRS_PRUNED,
+        ..on_glrs("movielens", GLRS_MOVIELENS, glrs_grid)
+    },
+    Experiment {
+        dataset: "lgrec-ml100k",
+        settings: "",
+        grid: glrs_grid,
+        grid_settings: "",
+        valid_users: 0,
+        ks: CUTOFF_10,
+        full: FullRanking::UpTo(usize::MAX),
+        protocol: "",
+        full_ks: CUTOFF_10,
+    },
+];
+
+/// Tables 2-4 rank within the probed clusters: so does validation there.
+const GLRS_PRUNED: &str = "pruned_validation = true";
+
+/// What GLRS's validation chooses among: hard-negative draws per
+/// triplet (section 3.1 suggests hard triplets; 1 is eq. 2 as written).
+fn glrs_grid() -> Vec<String> {
+    [1, 5]
+        .iter()
+        .map(|h| format!("hard_negatives = {h}"))
+        .collect()
+}
 
 /// Every model, in table order.
 pub static MODELS: &[ModelEntry] = &[
@@ -308,6 +407,40 @@ pub static MODELS: &[ModelEntry] = &[
         demo: REDA_DEMO,
         experiments: &REDA_EXPERIMENTS,
     },
+    glrs(
+        "glrs-ap",
+        "GLRS: attention over four global/local representation spaces, product loss (AP)",
+        "variant = \"ap\"",
+    ),
+    glrs(
+        "glrs-ad",
+        "GLRS with the distance loss in the attention network (AD)",
+        "variant = \"ad\"",
+    ),
+    glrs(
+        "glrs-gap",
+        "GLRS attention over the two global spaces, product loss (GAP)",
+        "variant = \"gap\"",
+    ),
+    glrs(
+        "glrs-gad",
+        "GLRS attention over the two global spaces, distance loss (GAD)",
+        "variant = \"gad\"",
+    ),
+    glrs(
+        "glrs-lap",
+        "GLRS attention over the two local spaces, product loss (LAP)",
+        "variant = \"lap\"",
+    ),
+    glrs(
+        "glrs-lad",
+        "GLRS attention over the two local spaces, distance loss (LAD)",
+        "variant = \"lad\"",
+    ),
+    glrs("glrs-gd", "GLRS's global space with the distance loss alone (GD)", "variant = \"gd\""),
+    glrs("glrs-gp", "GLRS's global space with the product loss alone (GP)", "variant = \"gp\""),
+    glrs("glrs-ld", "GLRS's local space with the distance loss alone (LD)", "variant = \"ld\""),
+    glrs("glrs-lp", "GLRS's local space with the product loss alone (LP)", "variant = \"lp\""),
 ];
 
 /// The entry named `name` (case and `_` ignored), or an error listing

@@ -23,6 +23,11 @@ pub struct SeedRun {
     pub sampled: Metrics,
     /// Full ranking of the test items.
     pub full: Metrics,
+    /// Full ranking within the model's retrieval candidates (GLRS's
+    /// probed clusters), with `CandidateRecall` and `Scanned`; empty for
+    /// models without an index.
+    #[serde(default, skip_serializing_if = "Metrics::is_empty")]
+    pub pruned: Metrics,
     /// Training summary.
     pub fit: Option<FitSummary>,
     /// Seconds to fit and evaluate.
@@ -225,10 +230,18 @@ pub fn render(store: &Store, papers: &PaperFile) -> String {
                 })
             })
             .collect();
-        let paper_name = paper
-            .values()
-            .next()
-            .map_or(String::new(), |p| format!(" ({} beside ours)", p.1));
+        let mut names: Vec<&str> = papers
+            .entry
+            .iter()
+            .filter(|e| e.dataset == ds)
+            .map(|e| e.paper.as_str())
+            .collect();
+        names.dedup();
+        let paper_name = if names.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} beside ours)", names.join("; "))
+        };
         let _ = writeln!(md, "## {ds}{paper_name}\n");
         let first = recs[0];
         let _ = writeln!(
@@ -265,6 +278,50 @@ pub fn render(store: &Store, papers: &PaperFile) -> String {
                 seeds.join(","),
                 r.wall_s
             );
+        }
+        // GLRS ranks every item at 15, and within its probed clusters.
+        let at15: Vec<&&Record> = recs
+            .iter()
+            .filter(|r| r.runs.iter().all(|x| x.full.get("Recall@15").is_some()))
+            .collect();
+        if !at15.is_empty() {
+            let _ = writeln!(
+                md,
+                "\nFull ranking at 15 (all items but the user's training and validation ones), and within the model's retrieval candidates where it has an index (pruned; GLRS: the K = 2 probed clusters of M = 20, Algorithm 1; a test item outside them is a miss). The paper's numbers are pruned.\n\n\
+                 | model | Recall@15 | Precision@15 | HR@15 | ARHR@15 | pruned Recall@15 | pruned Precision@15 | pruned HR@15 | pruned ARHR@15 | candidate recall | items scanned | paper Recall@15 | paper Precision@15 | paper HR@15 | paper ARHR@15 |\n\
+                 |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+            );
+            for r in at15 {
+                let f: Vec<&Metrics> = r.runs.iter().map(|x| &x.full).collect();
+                let pr: Vec<&Metrics> = r.runs.iter().map(|x| &x.pruned).collect();
+                let p = |m: &str| {
+                    paper
+                        .get(&(r.model.clone(), m.to_string()))
+                        .map_or("-".into(), |v| format!("{:.4}", v.0))
+                };
+                let mut cells: Vec<String> = ["Recall@15", "Precision@15", "HR@15", "ARHR@15"]
+                    .iter()
+                    .map(|m| cell(&f, m))
+                    .collect();
+                cells.extend(
+                    [
+                        "Recall@15",
+                        "Precision@15",
+                        "HR@15",
+                        "ARHR@15",
+                        "CandidateRecall",
+                        "Scanned",
+                    ]
+                    .iter()
+                    .map(|m| cell(&pr, m)),
+                );
+                cells.extend(
+                    ["Recall@15", "Precision@15", "HR@15", "ARHR@15"]
+                        .iter()
+                        .map(|m| p(m)),
+                );
+                let _ = writeln!(md, "| {} | {} |", r.model, cells.join(" | "));
+            }
         }
         // reda.txt reports cut-offs 5, 10 and 15: a second table where runs
         // measured them.

@@ -26,7 +26,8 @@ fn fixture_config() -> ExperimentConfig {
 }
 
 /// Sampled HR@10 of registered `model` with its demo settings plus
-/// `extra` (TOML).
+/// `extra` (TOML). A model with a retrieval index (GLRS) is measured as it
+/// serves and as its paper evaluates: within its candidates.
 fn hr10(
     ds: &Dataset,
     p: &Prepared,
@@ -41,11 +42,18 @@ fn hr10(
     let params = params(entry, cfg, &sets).unwrap();
     let hin = params.needs_hin().then(|| p.hin(ds));
     let f = fit_quiet(params.as_ref(), p, hin.as_ref(), cfg, seed).unwrap();
-    p.evaluate_sampled(f.model.as_ref(), model, seed, &[10])
-        .unwrap()
-        .metrics
-        .get("HR@10")
-        .unwrap()
+    let m = f.model.as_ref();
+    let cands = |u: u32| m.candidates(u);
+    let report = if m.candidates(0).is_some() {
+        let pruned = hinrec::eval::Pruned {
+            scorer: m,
+            candidates: &cands,
+        };
+        p.evaluate_sampled(&pruned, model, seed, &[10])
+    } else {
+        p.evaluate_sampled(m, model, seed, &[10])
+    };
+    report.unwrap().metrics.get("HR@10").unwrap()
 }
 
 #[test]
@@ -75,10 +83,18 @@ fn every_registered_model_beats_popularity_on_the_default_synthetic_data() {
     let cfg = ExperimentConfig::default();
     let p = Prepared::new(&ds, &cfg).unwrap();
     let pop = hr10(&ds, &p, &cfg, "mostpop", "", 3);
+    let mut below = Vec::new();
     for m in MODELS.iter().filter(|m| m.name != "mostpop") {
         let hr = hr10(&ds, &p, &cfg, m.name, "", 3);
-        assert!(hr > pop + 0.05, "{} {hr:.3} vs MostPop {pop:.3}", m.name);
+        eprintln!("{} {hr:.3} vs MostPop {pop:.3}", m.name);
+        if hr <= pop + 0.05 {
+            below.push(format!("{} {hr:.3}", m.name));
+        }
     }
+    assert!(
+        below.is_empty(),
+        "not 0.05 above MostPop's {pop:.3}: {below:?}"
+    );
 }
 
 /// `hinrec synth` output as a user's own data: the written manifest with
