@@ -20,7 +20,7 @@ use crate::params::{GlrsConfig, Space};
 pub(crate) type Entry = Arc<(Tables, Option<FitSummary>, SpaceNet)>;
 
 /// Spaces kept at most (oldest dropped first).
-const CAPACITY: usize = 16;
+const CAPACITY: usize = 64;
 
 fn store() -> &'static Mutex<Vec<(String, Entry)>> {
     static STORE: OnceLock<Mutex<Vec<(String, Entry)>>> = OnceLock::new();

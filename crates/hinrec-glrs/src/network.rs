@@ -337,6 +337,9 @@ pub struct Glrs {
     /// The k-means of the GD item space.
     pub(crate) clusters: KMeans,
     pub(crate) index: ClusterIndex,
+    /// Seconds each stage of the fit took (empty for a loaded model;
+    /// a stage served from the process's cache takes about none).
+    pub timings: Vec<(String, f64)>,
 }
 
 impl Glrs {
@@ -361,6 +364,7 @@ impl Glrs {
             channels,
             clusters,
             index,
+            timings: Vec::new(),
         })
     }
 

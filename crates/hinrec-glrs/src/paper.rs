@@ -222,16 +222,16 @@ pub struct ScalePoint {
     pub ms_exhaustive: f64,
 }
 
-/// `n` item rows drawn around the trained ones: a random trained row plus
-/// Gaussian noise of a tenth of its spread, renormalised (GLRS's vectors
-/// are unit length), for every space of the model.
-fn grown_tables(t: &Tables, n: usize, rng: &mut ChaCha8Rng) -> Tables {
+/// Item rows grown from the trained ones: row k is trained item
+/// `sources[k]`'s row plus Gaussian noise of a tenth of a unit vector's
+/// spread, renormalised (GLRS's vectors are unit length). Every space of
+/// an item grows from the same trained item.
+fn grown_tables(t: &Tables, sources: &[usize], rng: &mut ChaCha8Rng) -> Tables {
     let d = t.dim;
     let noise = Normal::new(0.0, 0.1 / (d as f64).sqrt())
         .unwrap_or_else(|_| Normal::new(0.0, 0.01).expect("a valid normal"));
-    let mut items = Vec::with_capacity(n * d);
-    for _ in 0..n {
-        let src = rng.random_range(0..t.n_items());
+    let mut items = Vec::with_capacity(sources.len() * d);
+    for &src in sources {
         let row: Vec<f32> = t.items[src * d..(src + 1) * d]
             .iter()
             .map(|&v| v + noise.sample(rng) as f32)
@@ -262,12 +262,10 @@ pub fn scaling(
     let mut out = Vec::new();
     for &n in sizes {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ n as u64);
-        let spaces: Vec<_> = model
-            .spaces()
-            .iter()
-            .map(|(s, t)| (*s, grown_tables(t, n, &mut rng)))
+        let sources: Vec<usize> = (0..n)
+            .map(|_| rng.random_range(0..model.n_items()))
             .collect();
-        let gd = grown_tables(model.gd(), n, &mut rng);
+        let gd = grown_tables(model.gd(), &sources, &mut rng);
         let m = clusters.clamp(1, n);
         let km = KMeans::fit(
             &gd.items,
@@ -278,6 +276,29 @@ pub fn scaling(
                 seed,
             },
         )?;
+        // An index keeps each list's rows together (as an IVF index
+        // stores its vectors): number the items cluster by cluster, so a
+        // probe reads contiguous rows.
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|&k| (km.assignment[k], k));
+        let sources: Vec<usize> = order.iter().map(|&k| sources[k]).collect();
+        let gd = Tables {
+            dim: gd.dim,
+            users: gd.users.clone(),
+            items: order
+                .iter()
+                .flat_map(|&k| gd.items[k * gd.dim..(k + 1) * gd.dim].iter().copied())
+                .collect(),
+        };
+        let km = KMeans {
+            assignment: order.iter().map(|&k| km.assignment[k]).collect(),
+            ..km
+        };
+        let spaces: Vec<_> = model
+            .spaces()
+            .iter()
+            .map(|(s, t)| (*s, grown_tables(t, &sources, &mut rng)))
+            .collect();
         let probe = probe.clamp(1, m);
         let big = Glrs::assemble(model.config(), spaces, gd, model.attention.clone(), km)?;
         let users: Vec<u32> = (0..big.n_users() as u32)

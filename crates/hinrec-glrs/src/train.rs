@@ -644,7 +644,14 @@ impl Glrs {
     pub fn fit(cfg: &GlrsConfig, ctx: &mut FitContext<'_>) -> Result<(Self, FitSummary)> {
         cfg.check()?;
         let started = Instant::now();
+        let mut timings: Vec<(String, f64)> = Vec::new();
+        let mut clock = Instant::now();
+        let mut lap = |what: &str, clock: &mut Instant| {
+            timings.push((what.to_string(), clock.elapsed().as_secs_f64()));
+            *clock = Instant::now();
+        };
         let (gd, mut last, gd_net) = Self::fit_space(cfg, ctx, Space::Gd, None, None, None)?;
+        lap("space gd", &mut clock);
         let clusters = Self::cluster(cfg, &gd, ctx.seed)?;
         let index = ClusterIndex::new(&clusters, Metric::L2);
         let probe = Probe {
@@ -654,6 +661,7 @@ impl Glrs {
         };
         let train = ctx.split.train.clone();
         let local = LocalSampler::new(&train, &gd, &clusters, cfg.local_clusters, cfg.local_tries);
+        lap("k-means and local candidates", &mut clock);
         let mut spaces = Vec::new();
         for &s in cfg.variant.spaces() {
             let tables = if s == Space::Gd {
@@ -663,6 +671,7 @@ impl Glrs {
                 // Local networks start from GD's, or fresh.
                 let init = (s.local() && cfg.local_init == LocalInit::Global).then_some(&gd_net);
                 let (t, summary, _) = Self::fit_space(cfg, ctx, s, local, Some(probe), init)?;
+                lap(&format!("space {}", s.name()), &mut clock);
                 last = summary.or(last);
                 t
             };
@@ -705,10 +714,13 @@ impl Glrs {
                     checkpoints: stage_checkpoints(ctx, "attention"),
                 };
                 last = Some(train_epochs(&mut run, &trainer, &mut *ctx.progress)?);
+                lap("attention", &mut clock);
                 Some(run.attention)
             }
         };
-        let model = Glrs::assemble(cfg, spaces, gd, attention, clusters)?;
+        let mut model = Glrs::assemble(cfg, spaces, gd, attention, clusters)?;
+        lap("precomputing the channels", &mut clock);
+        model.timings = timings;
         let mut summary = match last {
             Some(s) => s,
             // Every space came from the cache: report the fit as instant.

@@ -306,13 +306,18 @@ const GLRS_EXPERIMENTS: [Experiment; 3] = [
 /// Tables 2-4 rank within the probed clusters: so does validation there.
 const GLRS_PRUNED: &str = "pruned_validation = true";
 
-/// What GLRS's validation chooses among: hard-negative draws per
-/// triplet (section 3.1 suggests hard triplets; 1 is eq. 2 as written).
+/// What GLRS's validation chooses among: hard-negative draws per global
+/// triplet (section 3.1 suggests hard triplets; 1 is eq. 2 as written) and
+/// draws per positive when looking for a hard local one (1 keeps fewer,
+/// less hard local triplets).
 fn glrs_grid() -> Vec<String> {
-    [1, 5]
-        .iter()
-        .map(|h| format!("hard_negatives = {h}"))
-        .collect()
+    let mut out = Vec::new();
+    for h in [1, 5] {
+        for t in [1, 5] {
+            out.push(format!("hard_negatives = {h}\nlocal_tries = {t}"));
+        }
+    }
+    out
 }
 
 /// Every model, in table order.
