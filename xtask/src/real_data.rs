@@ -166,7 +166,7 @@ fn check_model_dir(root: &Path) -> Result<()> {
         ("lgrec-ml100k", "lgrec-ml100k"),
         ("hin/movielens", "hin/movielens"),
     ] {
-        copy_dir(&root.join(from), &data.join(to))?;
+        hinrec::paths::copy_dir(&root.join(from), &data.join(to))?;
     }
     let spec = data.join("lgrec-ml100k");
     let ds = registry::load(spec.to_str().context("a UTF-8 path")?, None)?;
@@ -218,21 +218,6 @@ fn check_model_dir(root: &Path) -> Result<()> {
         after.metrics.get("HR@10").unwrap_or(f64::NAN),
         t.elapsed().as_secs_f64()
     );
-    Ok(())
-}
-
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    for e in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
-        let e = e?;
-        let target = to.join(e.file_name());
-        if e.file_type()?.is_dir() {
-            copy_dir(&e.path(), &target)?;
-        } else {
-            std::fs::copy(e.path(), &target)
-                .with_context(|| format!("copying {}", e.path().display()))?;
-        }
-    }
     Ok(())
 }
 

@@ -309,26 +309,13 @@ fn pruned_metrics(
     ks: &[usize],
 ) -> Result<(Metrics, Metrics)> {
     let cands = |u: u32| model.candidates(u);
+    let exclude = [&s.train, &s.valid];
+    let m = hinrec::eval::pruned_ranking(model, &cands, target, &exclude, ks)
+        .map_err(anyhow::Error::from_boxed)?;
     let pruned = hinrec::eval::Pruned {
         scorer: model,
         candidates: &cands,
     };
-    let mut m = full_ranking(&pruned, target, &[&s.train, &s.valid], ks)
-        .map_err(anyhow::Error::from_boxed)?;
-    m.values.insert(
-        "CandidateRecall".into(),
-        hinrec::eval::candidate_recall(target, &cands),
-    );
-    let users: Vec<u32> = (0..target.n_users() as u32)
-        .filter(|&u| target.user_degree(u) > 0)
-        .collect();
-    let n = model.n_items().max(1) as f64;
-    let scanned = users
-        .iter()
-        .map(|&u| cands(u).map_or(1.0, |c| c.len() as f64 / n))
-        .sum::<f64>()
-        / users.len().max(1) as f64;
-    m.values.insert("Scanned".into(), scanned);
     let kept = target.filter(|r| {
         cands(r.user).is_some_and(|c| {
             target
@@ -337,8 +324,7 @@ fn pruned_metrics(
                 .any(|i| c.binary_search(i).is_ok())
         })
     });
-    let rule = full_ranking(&pruned, &kept, &[&s.train, &s.valid], ks)
-        .map_err(anyhow::Error::from_boxed)?;
+    let rule = full_ranking(&pruned, &kept, &exclude, ks).map_err(anyhow::Error::from_boxed)?;
     Ok((m, rule))
 }
 

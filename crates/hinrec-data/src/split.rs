@@ -91,18 +91,12 @@ impl SplitRule {
                 "cannot split an empty interaction set".into(),
             ));
         }
+        self.check()?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut held = Vec::new();
         let mut kept = Vec::new();
         match *self {
-            SplitRule::GlobalRatio { train, valid } => {
-                check_fraction(train, "train")?;
-                check_fraction(valid, "valid")?;
-                if train + valid > 1.0 {
-                    return Err(DataError::Invalid(format!(
-                        "train {train} + valid {valid} exceeds 1"
-                    )));
-                }
+            SplitRule::GlobalRatio { train, .. } => {
                 let mut all: Vec<Record> = data.records().collect();
                 all.shuffle(&mut rng);
                 let n_train = (train * all.len() as f64).round() as usize;
@@ -110,9 +104,6 @@ impl SplitRule {
                 kept = all;
             }
             _ => {
-                if let SplitRule::UserRatio { train } = *self {
-                    check_fraction(train, "train")?;
-                }
                 for u in 0..data.n_users() as u32 {
                     let mut recs: Vec<Record> = data.user_records(u).collect();
                     let n = recs.len();

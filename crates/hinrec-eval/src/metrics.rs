@@ -10,6 +10,19 @@
 //! - AUC = share of (positive, negative) pairs with the positive strictly
 //!   higher.
 
+/// Positives ranked above positive `k` (score `p`): higher, or equal and
+/// earlier. NaN counts as the lowest score.
+fn positives_above(pos: &[f32], k: usize, p: f32) -> usize {
+    let clean = |x: f32| if x.is_nan() { f32::NEG_INFINITY } else { x };
+    pos.iter()
+        .enumerate()
+        .filter(|&(j, &q)| {
+            let q = clean(q);
+            q > p || (q == p && j < k)
+        })
+        .count()
+}
+
 /// Up to this many positives, [`ranks_against`] counts instead of sorting.
 const COUNT_BELOW: usize = 8;
 
@@ -34,15 +47,7 @@ pub fn ranks_against(pos: &[f32], neg: &mut [f32]) -> (Vec<usize>, Vec<usize>) {
         for (k, &p) in pos.iter().enumerate() {
             let p = clean(p);
             let above_neg = neg.iter().filter(|&&x| x >= p).count();
-            let above_pos = pos
-                .iter()
-                .enumerate()
-                .filter(|&(j, &q)| {
-                    let q = clean(q);
-                    q > p || (q == p && j < k)
-                })
-                .count();
-            ranks.push(above_neg + above_pos);
+            ranks.push(above_neg + positives_above(pos, k, p));
             beaten.push(neg.len() - above_neg);
         }
         return (ranks, beaten);
@@ -53,15 +58,7 @@ pub fn ranks_against(pos: &[f32], neg: &mut [f32]) -> (Vec<usize>, Vec<usize>) {
     for (k, &p) in pos.iter().enumerate() {
         let p = clean(p);
         let above_neg = neg.partition_point(|&x| x >= p);
-        let above_pos = pos
-            .iter()
-            .enumerate()
-            .filter(|&(j, &q)| {
-                let q = clean(q);
-                q > p || (q == p && j < k)
-            })
-            .count();
-        ranks.push(above_neg + above_pos);
+        ranks.push(above_neg + positives_above(pos, k, p));
         beaten.push(neg.len() - above_neg);
     }
     (ranks, beaten)

@@ -56,7 +56,8 @@ impl<S: Scorer + ?Sized> Scorer for &S {
 /// are scored in blocks of `MAX_SCORES_PER_CALL / n_items`.
 pub const MAX_SCORES_PER_CALL: usize = 1 << 23;
 
-pub(crate) fn check_len(what: &str, got: usize, want: usize) -> Result<(), ScoreError> {
+/// An error unless `got` output slots match the `want` scores asked for.
+pub fn check_len(what: &str, got: usize, want: usize) -> Result<(), ScoreError> {
     if got == want {
         Ok(())
     } else {

@@ -79,6 +79,38 @@ impl<S: Scorer + ?Sized> Scorer for Pruned<'_, S> {
     }
 }
 
+/// Full ranking of `target` within `candidates` (a test item outside them
+/// is a miss), with `CandidateRecall` ([`candidate_recall`]) and `Scanned`
+/// (the mean share of the catalogue the candidates hold) added.
+pub fn pruned_ranking<S: Scorer + ?Sized>(
+    model: &S,
+    candidates: &Candidates<'_>,
+    target: &hinrec_data::Interactions,
+    exclude: &[&hinrec_data::Interactions],
+    ks: &[usize],
+) -> Result<crate::Metrics, ScoreError> {
+    let pruned = Pruned {
+        scorer: model,
+        candidates,
+    };
+    let mut m = crate::full_ranking(&pruned, target, exclude, ks)?;
+    m.values.insert(
+        "CandidateRecall".into(),
+        candidate_recall(target, candidates),
+    );
+    let users: Vec<u32> = (0..target.n_users() as u32)
+        .filter(|&u| target.user_degree(u) > 0)
+        .collect();
+    let n = model.n_items().max(1) as f64;
+    let scanned = users
+        .iter()
+        .map(|&u| candidates(u).map_or(1.0, |c| c.len() as f64 / n))
+        .sum::<f64>()
+        / users.len().max(1) as f64;
+    m.values.insert("Scanned".into(), scanned);
+    Ok(m)
+}
+
 /// The share of `target` items of each user that `candidates` holds,
 /// averaged over users with targets: the retrieval stage's own recall.
 pub fn candidate_recall(target: &hinrec_data::Interactions, candidates: &Candidates<'_>) -> f64 {

@@ -288,7 +288,7 @@ impl ModelDirTarget {
         let src = &self.dirs[*pick as usize % self.dirs.len()];
         let dir = self.work.join("edited");
         let _ = std::fs::remove_dir_all(&dir);
-        if copy_dir(src, &dir).is_err() {
+        if hinrec::paths::copy_dir(src, &dir).is_err() {
             return;
         }
         let files = files_of(&dir);
@@ -395,20 +395,6 @@ fn rerecord_tensors(dir: &Path) {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for e in std::fs::read_dir(from)? {
-        let e = e?;
-        let target = to.join(e.file_name());
-        if e.file_type()?.is_dir() {
-            copy_dir(&e.path(), &target)?;
-        } else {
-            std::fs::copy(e.path(), target)?;
-        }
-    }
-    Ok(())
-}
-
 /// The seeded generator of the bounded runs.
 pub fn rng(seed: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed)
@@ -482,7 +468,7 @@ impl ModelDirTarget {
     pub fn poison(&self, k: usize, name: &str, value: [u8; 4]) -> bool {
         let dir = self.work.join("poisoned");
         let _ = std::fs::remove_dir_all(&dir);
-        if copy_dir(&self.dirs[k], &dir).is_err() {
+        if hinrec::paths::copy_dir(&self.dirs[k], &dir).is_err() {
             return false;
         }
         let path = dir.join("model.safetensors");

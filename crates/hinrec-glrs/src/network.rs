@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor, Var, D};
 use hinrec_cluster::index::{ClusterIndex, Metric};
 use hinrec_cluster::kmeans::KMeans;
-use hinrec_eval::{check_pairs, check_users, ScoreError, Scorer};
+use hinrec_eval::{check_len, check_pairs, check_users, ScoreError, Scorer};
 use hinrec_nn::checkpoint;
 use hinrec_nn::embedding::EmbeddingTable;
 use hinrec_nn::init::Rng;
@@ -209,14 +209,7 @@ impl Scorer for SpaceScorer<'_> {
         let t = self.tables;
         check_users(users.iter().copied(), t.n_users())?;
         let n = t.n_items();
-        if out.len() != users.len() * n {
-            return Err(format!(
-                "score_users: {} slots for {} scores",
-                out.len(),
-                users.len() * n
-            )
-            .into());
-        }
+        check_len("score_users", out.len(), users.len() * n)?;
         let items = Tensor::from_slice(&t.items, (n, t.dim), &Device::Cpu).map_err(box_err)?;
         for (chunk, o) in users.chunks(USER_BLOCK).zip(out.chunks_mut(USER_BLOCK * n)) {
             let rows: Vec<f32> = chunk
@@ -716,14 +709,7 @@ impl Scorer for Glrs {
     fn score_users(&self, users: &[u32], out: &mut [f32]) -> Result<(), ScoreError> {
         check_users(users.iter().copied(), self.n_users())?;
         let n = self.n_items();
-        if out.len() != users.len() * n {
-            return Err(format!(
-                "score_users: {} slots for {} scores",
-                out.len(),
-                users.len() * n
-            )
-            .into());
-        }
+        check_len("score_users", out.len(), users.len() * n)?;
         for (chunk, o) in users.chunks(USER_BLOCK).zip(out.chunks_mut(USER_BLOCK * n)) {
             self.score_block(chunk, o).map_err(box_err)?;
         }

@@ -258,26 +258,9 @@ impl Prepared {
             bail!("{name} has no retrieval index: evaluate it with --protocol full");
         }
         let cands = |u: u32| model.candidates(u);
-        let pruned = hinrec_eval::Pruned {
-            scorer: model,
-            candidates: &cands,
-        };
-        let mut metrics = full_ranking(&pruned, &s.test, &[&s.train, &s.valid], ks)
-            .map_err(anyhow::Error::from_boxed)?;
-        metrics.values.insert(
-            "CandidateRecall".into(),
-            hinrec_eval::candidate_recall(&s.test, &cands),
-        );
-        let users: Vec<u32> = (0..s.test.n_users() as u32)
-            .filter(|&u| s.test.user_degree(u) > 0)
-            .collect();
-        let n = model.n_items().max(1) as f64;
-        let scanned: f64 = users
-            .iter()
-            .map(|&u| cands(u).map_or(1.0, |c| c.len() as f64 / n))
-            .sum::<f64>()
-            / users.len().max(1) as f64;
-        metrics.values.insert("Scanned".into(), scanned);
+        let metrics =
+            hinrec_eval::pruned_ranking(model, &cands, &s.test, &[&s.train, &s.valid], ks)
+                .map_err(anyhow::Error::from_boxed)?;
         Ok(self.report(name, "pruned", seed, ks, metrics, t))
     }
 

@@ -55,7 +55,7 @@ struct Setup {
 impl Setup {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        copy_dir(&fixture(), &dir.path().join("data"));
+        hinrec::paths::copy_dir(&fixture(), &dir.path().join("data")).unwrap();
         std::fs::write(dir.path().join("cfg.toml"), "negatives = 50\n").unwrap();
         Setup { dir }
     }
@@ -91,19 +91,6 @@ impl Setup {
     fn train(&self, model: &str, out: &Path, extra: &[&str]) -> Output {
         let a = self.train_args(model, out, extra);
         ok(&a.iter().map(String::as_str).collect::<Vec<_>>())
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
     }
 }
 
@@ -408,7 +395,7 @@ fn a_killed_train_leaves_the_previous_complete_directory_or_the_new_one() {
         let fresh = k % 2 == 0;
         let out = s.path(&format!("crash-{k}"));
         if !fresh {
-            copy_dir(&reference_old, &out);
+            hinrec::paths::copy_dir(&reference_old, &out).unwrap();
         }
         let delay = full.mul_f64(rng.random_range(0.05..1.0));
         let args = s.train_args("bpr", &out, &extra("2"));

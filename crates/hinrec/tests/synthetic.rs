@@ -313,7 +313,7 @@ fn a_killed_training_resumes_to_the_uninterrupted_result() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(has_checkpoint(), "no checkpoint within a minute");
-    copy_dir(&ckpt, &dir.path().join(".other.checkpoints"));
+    hinrec::paths::copy_dir(&ckpt, &dir.path().join(".other.checkpoints")).unwrap();
     assert!(
         !killed.join("model.safetensors").exists(),
         "killed after the end"
@@ -336,18 +336,4 @@ fn a_killed_training_resumes_to_the_uninterrupted_result() {
     let out = hinrec(&a).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("other settings"));
-}
-
-/// Copies folder `from` to `to` (files and sub-folders).
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
 }
