@@ -63,7 +63,7 @@ impl DataFingerprint {
             items: ds.n_items(),
             interactions: ds.interactions.nnz(),
             manifest_sha256: crate::text::sha256_hex(manifest.as_bytes()),
-            content_sha256: h.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+            content_sha256: crate::text::hex(&h.finalize()),
             files: ds.sources.clone(),
         }
     }

@@ -121,10 +121,7 @@ impl DatasetStats {
                 .given_split
                 .as_ref()
                 .map(|s| (s.train.nnz(), s.valid.nnz(), s.test.nnz())),
-            negatives: ds
-                .given_negatives
-                .as_ref()
-                .map(|n| (n.len(), n.negatives.first().map_or(0, Vec::len))),
+            negatives: ds.given_negatives.as_ref().map(|n| (n.len(), n.per_pair())),
             other_entities: ds
                 .entities
                 .iter()

@@ -117,6 +117,8 @@ pub fn candidate_recall(target: &hinrec_data::Interactions, candidates: &Candida
     let users: Vec<u32> = (0..target.n_users() as u32)
         .filter(|&u| target.user_degree(u) > 0)
         .collect();
+    // Summed in user order: a parallel float sum's order (and so its last
+    // bit) would depend on the thread scheduling.
     let sum: f64 = users
         .par_iter()
         .map(|&u| {
@@ -128,6 +130,8 @@ pub fn candidate_recall(target: &hinrec_data::Interactions, candidates: &Candida
                 }
             }
         })
+        .collect::<Vec<f64>>()
+        .iter()
         .sum();
     if users.is_empty() {
         0.0

@@ -291,7 +291,9 @@ impl ModelDirTarget {
         if hinrec::paths::copy_dir(src, &dir).is_err() {
             return;
         }
-        let files = files_of(&dir);
+        let Ok(files) = model_dir::files(&dir) else {
+            return;
+        };
         let mut rest = edits;
         while let [f, o1, o2, len, tail @ ..] = rest {
             let n = (*len as usize).min(tail.len());
@@ -310,7 +312,7 @@ impl ModelDirTarget {
             rerecord_tensors(&dir);
         }
         if flags & 1 != 0 {
-            reseal(&dir);
+            let _ = model_dir::write_sums(&dir);
         }
         let Ok(loaded) = model_dir::load(&dir) else {
             return;
@@ -327,69 +329,19 @@ impl ModelDirTarget {
     }
 }
 
-/// Every file under `dir`, relative, sorted.
-fn files_of(dir: &Path) -> Vec<PathBuf> {
-    fn walk(root: &Path, sub: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(rd) = std::fs::read_dir(root.join(sub)) else {
-            return;
-        };
-        for e in rd.flatten() {
-            let rel = sub.join(e.file_name());
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                walk(root, &rel, out);
-            } else {
-                out.push(rel);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, Path::new(""), &mut out);
-    out.sort();
-    out
-}
-
-/// Re-writes SHA256SUMS over the files it lists.
-fn reseal(dir: &Path) {
-    let Ok(text) = std::fs::read_to_string(dir.join("SHA256SUMS")) else {
-        return;
-    };
-    let body: String = text
-        .lines()
-        .filter_map(|l| {
-            let (_, f) = l.split_once("  ")?;
-            let (_, d) = data::text::read_file(&dir.join(f)).ok()?;
-            Some(format!("{}  {f}\n", d.sha256))
-        })
-        .collect();
-    let _ = std::fs::write(dir.join("SHA256SUMS"), body);
-}
-
 /// Re-writes provenance.toml's tensor list from the weights file as it is.
 fn rerecord_tensors(dir: &Path) {
     let prov = dir.join("provenance.toml");
-    let (Ok(text), Ok(bytes)) = (
-        std::fs::read_to_string(&prov),
-        std::fs::read(dir.join("model.safetensors")),
+    let Ok(text) = std::fs::read_to_string(&prov) else {
+        return;
+    };
+    let (Ok(mut p), Ok(tensors)) = (
+        toml::from_str::<model_dir::Provenance>(&text),
+        model_dir::tensors_of(&dir.join("model.safetensors")),
     ) else {
         return;
     };
-    let Ok(mut p) = toml::from_str::<model_dir::Provenance>(&text) else {
-        return;
-    };
-    let Ok(st) = safetensors::SafeTensors::deserialize(&bytes) else {
-        return;
-    };
-    p.tensors = st
-        .tensors()
-        .into_iter()
-        .map(|(n, v)| {
-            let info = model_dir::TensorInfo {
-                dtype: format!("{:?}", v.dtype()),
-                shape: v.shape().to_vec(),
-            };
-            (n, info)
-        })
-        .collect();
+    p.tensors = tensors;
     if let Ok(t) = toml::to_string_pretty(&p) {
         let _ = std::fs::write(prov, t);
     }
@@ -506,7 +458,7 @@ impl ModelDirTarget {
         if std::fs::write(&path, out).is_err() {
             return false;
         }
-        reseal(&dir);
+        let _ = model_dir::write_sums(&dir);
         let Ok(loaded) = model_dir::load(&dir) else {
             return false;
         };

@@ -13,11 +13,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use hinrec_train::{FitContext, FitSummary, ValidationData};
 use sha2::{Digest, Sha256};
 
-use crate::network::{SpaceNet, Tables};
+use crate::network::SpaceNet;
 use crate::params::{GlrsConfig, Space};
 
 /// What a cached fit left.
-pub(crate) type Entry = Arc<(Tables, Option<FitSummary>, SpaceNet)>;
+pub(crate) type Entry = Arc<(SpaceNet, Option<FitSummary>)>;
 
 /// Spaces kept at most (oldest dropped first).
 const CAPACITY: usize = 64;
@@ -80,7 +80,7 @@ pub(crate) fn key(cfg: &GlrsConfig, ctx: &FitContext<'_>, space: Space) -> Strin
         );
         h.update(local.as_bytes());
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    hinrec_data::text::hex(&h.finalize())
 }
 
 /// A cached space.
@@ -90,12 +90,12 @@ pub(crate) fn get(key: &str) -> Option<Entry> {
 }
 
 /// Keeps a space.
-pub(crate) fn put(key: String, tables: Tables, summary: Option<FitSummary>, net: SpaceNet) {
+pub(crate) fn put(key: String, net: SpaceNet, summary: Option<FitSummary>) {
     if let Ok(mut s) = store().lock() {
         if s.len() >= CAPACITY {
             s.remove(0);
         }
-        s.push((key, Arc::new((tables, summary, net))));
+        s.push((key, Arc::new((net, summary))));
     }
 }
 

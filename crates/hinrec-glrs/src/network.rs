@@ -26,7 +26,7 @@ use hinrec_nn::normalize::l2_normalize;
 use hinrec_train::{ModelError, Reason, TrainedModel};
 use rayon::prelude::*;
 
-use crate::params::{GlrsConfig, GlrsError, Loss, Result, Space, Variant};
+use crate::params::{GlrsConfig, GlrsError, Loss, Result, Space};
 
 /// One tower of a representation network (Fig. 2).
 #[derive(Debug, Clone)]
@@ -558,9 +558,8 @@ impl Glrs {
             Ok((v, n))
         };
         let space = |s: Space| -> Result<Tables> {
-            let (users, nu) = table(&format!("space.{}.users", s.name()))?;
-            let (items, ni) = table(&format!("space.{}.items", s.name()))?;
-            let _ = (nu, ni);
+            let (users, _) = table(&format!("space.{}.users", s.name()))?;
+            let (items, _) = table(&format!("space.{}.items", s.name()))?;
             Ok(Tables {
                 dim: cfg.dim,
                 users,
@@ -773,16 +772,10 @@ impl TrainedModel for Glrs {
     }
 }
 
-impl Variant {
-    /// Whether it is a single space (no attention).
-    pub fn single(self) -> bool {
-        self.attention_loss().is_none()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::params::Variant;
     use hinrec_cluster::kmeans::KMeansConfig;
     use rand::{Rng as _, SeedableRng};
 

@@ -576,7 +576,7 @@ impl Glrs {
     ) -> Result<(Tables, Option<FitSummary>, SpaceNet)> {
         let key = cache::key(cfg, ctx, space);
         if let Some(e) = cache::get(&key) {
-            return Ok((e.0.clone(), e.1.clone(), e.2.deep_copy()?));
+            return Ok((e.0.tables()?, e.1.clone(), e.0.deep_copy()?));
         }
         let train = &ctx.split.train;
         let seed = stage_seed(ctx.seed, space.name());
@@ -614,12 +614,7 @@ impl Glrs {
         };
         let summary = train_epochs(&mut run, &trainer, &mut *ctx.progress)?;
         let tables = run.net.tables()?;
-        cache::put(
-            key,
-            tables.clone(),
-            Some(summary.clone()),
-            run.net.deep_copy()?,
-        );
+        cache::put(key, run.net.deep_copy()?, Some(summary.clone()));
         Ok((tables, Some(summary), run.net))
     }
 

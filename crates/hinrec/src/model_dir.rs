@@ -131,14 +131,6 @@ impl Beside {
 /// the process dies).
 pub struct OutLock {
     _file: File,
-    path: PathBuf,
-}
-
-impl OutLock {
-    /// The lock file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 /// Takes the lock on `dir` (a file `.NAME.lock` beside it), or fails
@@ -191,7 +183,7 @@ pub fn lock(dir: &Path) -> Result<OutLock> {
             std::fs::remove_dir_all(&old).with_context(|| format!("removing {}", old.display()))?;
         }
     }
-    Ok(OutLock { _file: file, path })
+    Ok(OutLock { _file: file })
 }
 
 /// Fails unless `dir` can become a model directory: absent, an empty
@@ -217,16 +209,7 @@ pub fn check_target(dir: &Path, force: bool) -> Result<()> {
             );
         }
     }
-    let probe = b.path(&format!("probe-{}", std::process::id()));
-    std::fs::write(&probe, b"").with_context(|| {
-        format!(
-            "--out {}: {} is not writable",
-            dir.display(),
-            b.parent.display()
-        )
-    })?;
-    let _ = std::fs::remove_file(&probe);
-    Ok(())
+    crate::paths::check_writable(&b.parent).with_context(|| format!("--out {}", dir.display()))
 }
 
 /// Writes a model directory: everything goes into a folder beside `dir`,
@@ -336,8 +319,9 @@ fn write_dir(
     write_sums(dir)
 }
 
-/// The dtype and shape of every tensor in a safetensors file.
-fn tensors_of(path: &Path) -> Result<BTreeMap<String, TensorInfo>> {
+/// The dtype and shape of every tensor in a safetensors file, as
+/// provenance.toml records them.
+pub fn tensors_of(path: &Path) -> Result<BTreeMap<String, TensorInfo>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -354,9 +338,8 @@ fn tensors_of(path: &Path) -> Result<BTreeMap<String, TensorInfo>> {
         .collect())
 }
 
-/// Every file under `dir` (relative, `/`-separated, sorted) except
-/// SHA256SUMS itself and timing.json.
-fn files_to_sum(dir: &Path) -> Result<Vec<String>> {
+/// Every file under `dir`, relative, `/`-separated, sorted.
+pub fn files(dir: &Path) -> Result<Vec<String>> {
     fn walk(root: &Path, sub: &Path, out: &mut Vec<String>) -> Result<()> {
         let here = root.join(sub);
         for e in std::fs::read_dir(&here).with_context(|| format!("reading {}", here.display()))? {
@@ -369,9 +352,7 @@ fn files_to_sum(dir: &Path) -> Result<Vec<String>> {
                     .to_str()
                     .with_context(|| format!("{}: a file name that is not UTF-8", rel.display()))?
                     .replace('\\', "/");
-                if s != SUMS && s != TIMING {
-                    out.push(s);
-                }
+                out.push(s);
             }
         }
         Ok(())
@@ -382,8 +363,17 @@ fn files_to_sum(dir: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Writes SHA256SUMS (`sha256sum -c` reads it) over [`files_to_sum`].
-fn write_sums(dir: &Path) -> Result<()> {
+/// The files SHA256SUMS covers: all but itself and timing.json.
+fn files_to_sum(dir: &Path) -> Result<Vec<String>> {
+    let mut out = files(dir)?;
+    out.retain(|f| f != SUMS && f != TIMING);
+    Ok(out)
+}
+
+/// Writes SHA256SUMS (`sha256sum -c` reads it) over every file but itself
+/// and timing.json: the last step of [`save`]; tests and fuzzers call it
+/// after editing a directory, to reach the checks behind the checksums.
+pub fn write_sums(dir: &Path) -> Result<()> {
     let mut body = String::new();
     for f in files_to_sum(dir)? {
         let (_, d) = hinrec_data::text::read_file(&dir.join(&f))?;

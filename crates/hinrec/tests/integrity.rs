@@ -110,22 +110,6 @@ fn evaluate_err(dir: &Path) -> String {
     evaluate(dir).expect_err("evaluate accepted it")
 }
 
-/// Rewrites SHA256SUMS of `dir` to match its files, as a user who "fixes"
-/// a directory by hand would.
-fn reseal(dir: &Path) {
-    let sums = dir.join("SHA256SUMS");
-    let text = std::fs::read_to_string(&sums).unwrap();
-    let body: String = text
-        .lines()
-        .map(|l| {
-            let (_, f) = l.split_once("  ").unwrap();
-            let (_, d) = hinrec::data::text::read_file(&dir.join(f)).unwrap();
-            format!("{}  {f}\n", d.sha256)
-        })
-        .collect();
-    std::fs::write(sums, body).unwrap();
-}
-
 #[test]
 fn a_model_directory_refuses_data_that_changed_since_training() {
     let s = Setup::new();
@@ -181,7 +165,7 @@ fn weights_of_another_run_or_shape_are_refused_at_every_layer() {
     let e = evaluate_err(&large);
     assert!(e.contains("model.safetensors: checksum differs"), "{e}");
     // 2. The recorded tensor shapes, once the checksums are redone.
-    reseal(&large);
+    hinrec::model_dir::write_sums(&large).unwrap();
     let e = evaluate_err(&large);
     assert!(e.contains("the tensors differ"), "{e}");
     assert!(
@@ -190,7 +174,7 @@ fn weights_of_another_run_or_shape_are_refused_at_every_layer() {
     );
     // 3. The parameters, once the record is "fixed" too.
     std::fs::copy(small.join("provenance.toml"), large.join("provenance.toml")).unwrap();
-    reseal(&large);
+    hinrec::model_dir::write_sums(&large).unwrap();
     let e = evaluate_err(&large);
     assert!(
         e.contains("dimension 8, the parameters say dim = 16"),
