@@ -15,7 +15,7 @@ venv=target/torch-venv
 cargo build --release -q -p hinrec
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-epochs=3
+epochs=5
 for t in 2 1; do
   # hinrec: every stage runs $epochs epochs (patience above it); its epoch
   # lines count training triplets per second without validation.

@@ -49,9 +49,39 @@ pub struct KMeans {
     pub iterations: usize,
 }
 
+/// Running sums [`dot`] and [`sq_dist`] keep: a single running sum cannot
+/// be vectorised (float addition is not associative); 16 of them, added
+/// in a fixed order, can, and the result still does not depend on the
+/// machine or the thread count.
+const LANES: usize = 16;
+
+/// `sum f(a_j, b_j)` over 16 running sums, then the tail.
+#[inline(always)]
+fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(&x, &y)| f(x, y))
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for j in 0..LANES {
+            acc[j] += f(x[j], y[j]);
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
 /// Squared Euclidean distance.
 pub fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+    lane_sum(a, b, |x, y| (x - y) * (x - y))
+}
+
+/// Dot product.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    lane_sum(a, b, |x, y| x * y)
 }
 
 /// The nearest of `centroids` (row-major, `dim` wide) to `x`, and the
@@ -245,6 +275,22 @@ fn update(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dot_and_distance_at_every_length() {
+        for n in [0usize, 1, 15, 16, 17, 64, 70] {
+            let a: Vec<f32> = (0..n).map(|k| k as f32 * 0.5 - 3.0).collect();
+            let b: Vec<f32> = (0..n).map(|k| 1.0 - k as f32 * 0.25).collect();
+            let d: f64 = a.iter().zip(&b).map(|(x, y)| (x * y) as f64).sum();
+            let q: f64 = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| ((x - y) * (x - y)) as f64)
+                .sum();
+            assert!((dot(&a, &b) as f64 - d).abs() < 1e-3, "{n}");
+            assert!((sq_dist(&a, &b) as f64 - q).abs() < 1e-3, "{n}");
+        }
+    }
 
     /// Three tight 2-d blobs of 200 points around (0,0), (5,5), (0,9).
     fn blobs() -> Vec<f32> {

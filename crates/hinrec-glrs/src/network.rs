@@ -14,15 +14,15 @@
 
 use std::collections::HashMap;
 
-use candle_core::{DType, Device, Tensor, Var, D};
+use candle_core::{DType, Device, Tensor, Var};
 use hinrec_cluster::index::{ClusterIndex, Metric};
 use hinrec_cluster::kmeans::KMeans;
 use hinrec_eval::{check_len, check_pairs, check_users, ScoreError, Scorer};
 use hinrec_nn::checkpoint;
+use hinrec_nn::dense_mlp::{gemm, DenseMlp};
 use hinrec_nn::embedding::EmbeddingTable;
 use hinrec_nn::init::Rng;
 use hinrec_nn::layers::{Linear, Mlp};
-use hinrec_nn::normalize::l2_normalize;
 use hinrec_train::{ModelError, Reason, TrainedModel};
 use rayon::prelude::*;
 
@@ -54,21 +54,21 @@ impl Tower {
         })
     }
 
-    /// The representations of the embedding rows `rows` (a leaf the
-    /// caller gathered): hidden layers, output, L2 normalisation.
-    pub fn forward(&self, rows: &Tensor) -> Result<Tensor> {
-        Ok(l2_normalize(&self.mlp.forward(rows)?)?)
+    /// The tower as a fused MLP over plain rows (its current weights;
+    /// the output L2-normalised).
+    pub fn dense(&self) -> Result<DenseMlp> {
+        Ok(self.mlp.to_dense(true)?)
     }
 
     /// Every ID's representation, row-major `n x d`.
-    pub fn table(&self, dev: &Device) -> Result<Vec<f32>> {
+    pub fn table(&self) -> Result<Vec<f32>> {
+        let mlp = self.dense()?;
         let n = self.embedding.rows() as u32;
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(n as usize * mlp.d_out());
         let ids: Vec<u32> = (0..n).collect();
         for chunk in ids.chunks(4096) {
-            let x = self.embedding.gather(chunk, DType::F32, dev)?;
-            let y = self.forward(x.as_tensor())?;
-            out.extend(y.flatten_all()?.to_vec1::<f32>()?);
+            let x = self.embedding.gather_rows(chunk);
+            out.extend(mlp.forward(&x, chunk.len())?.out);
         }
         Ok(out)
     }
@@ -129,11 +129,10 @@ impl SpaceNet {
 
     /// The trained space's rows.
     pub fn tables(&self) -> Result<Tables> {
-        let dev = Device::Cpu;
         Ok(Tables {
             dim: self.users.mlp.layers.last().map_or(0, |l| l.bias.dims()[1]),
-            users: self.users.table(&dev)?,
-            items: self.items.table(&dev)?,
+            users: self.users.table()?,
+            items: self.items.table()?,
         })
     }
 }
@@ -171,10 +170,7 @@ impl Tables {
     }
 }
 
-/// Dot product.
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
+pub(crate) use hinrec_cluster::kmeans::dot;
 
 /// `rows (n x d) * table^T (d x m)` as a row-major `n x m` vector.
 fn product(rows: &[f32], n: usize, table: &Tensor) -> candle_core::Result<Vec<f32>> {
@@ -266,47 +262,228 @@ impl Attention {
             .collect()
     }
 
-    /// Eq. 7-9 on a batch: `users`, `pos` and `neg` hold, per channel, the
-    /// `(b, d)` representations g^(r) of the batch's users and items.
-    /// Returns (ū, ī+, ī-) and the weights α `(b, R)`, computed from the
-    /// user and the positive item only (eq. 8).
+    /// Eq. 7-9 on the triplets `(users[k], pos[k], neg[k])` over the
+    /// frozen spaces `spaces` (one per transform): ū, ī+, ī- and α
+    /// (`b x R`) into `t`, with what [`Attention::blend_backward`] needs;
+    /// `t`'s buffers are reused from batch to batch. α comes from the user
+    /// and the positive item only (eq. 8).
+    ///
+    /// Fused: per channel one product over the stacked user and positive
+    /// rows, channels in parallel (each its own output, so the thread
+    /// count changes nothing).
     pub fn blend(
         &self,
-        users: &[Tensor],
-        pos: &[Tensor],
-        neg: &[Tensor],
-    ) -> Result<(Tensor, Tensor, Tensor, Tensor)> {
-        // Eq. 7: u^(r) = f^(r)(g^(r)(u)), i^(r) = f^(r)(g^(r)(i+)).
-        let mut compat = Vec::with_capacity(self.transforms.len());
-        for ((f, u), p) in self.transforms.iter().zip(users).zip(pos) {
-            let fu = f.forward(u)?;
-            let fi = f.forward(p)?;
-            compat.push((fu * fi)?.sum_keepdim(1)?);
+        spaces: &[&Tables],
+        (users, pos, neg): (&[u32], &[u32], &[u32]),
+        t: &mut Blend,
+    ) -> Result<()> {
+        let r = self.transforms.len();
+        let b = users.len();
+        let msg = |m: String| GlrsError::Candle(candle_core::Error::Msg(m));
+        if r == 0 || r > MAX_CHANNELS || spaces.len() != r || pos.len() != b || neg.len() != b {
+            return Err(msg(format!(
+                "attention over {r} channels given {} spaces and {b}, {} and {} ids",
+                spaces.len(),
+                pos.len(),
+                neg.len()
+            )));
         }
-        // Eq. 8: alpha^(r) = softmax over r of u^(r) . i^(r).
-        let alpha = candle_core::Tensor::cat(&compat, 1)?;
-        let alpha = softmax_rows(&alpha)?;
-        // Eq. 9: weighted sums with the same alpha for u, i+ and i-.
-        let mix = |xs: &[Tensor]| -> candle_core::Result<Tensor> {
-            let mut acc: Option<Tensor> = None;
-            for (r, x) in xs.iter().enumerate() {
-                let term = x.broadcast_mul(&alpha.narrow(1, r, 1)?)?;
-                acc = Some(match acc {
-                    Some(a) => (a + term)?,
-                    None => term,
-                });
+        let d = spaces[0].dim;
+        for sp in spaces {
+            let bad_user = users.iter().find(|&&u| u as usize >= sp.n_users());
+            let bad_item = pos.iter().chain(neg).find(|&&i| i as usize >= sp.n_items());
+            if sp.dim != d || bad_user.is_some() || bad_item.is_some() {
+                return Err(msg(format!(
+                    "attention: a space of {} dimensions (not {d}) or an id outside it",
+                    sp.dim
+                )));
             }
-            acc.ok_or_else(|| candle_core::Error::Msg("attention over no space".into()))
+        }
+        t.weights = self.weights()?;
+        if t.weights
+            .iter()
+            .any(|(w, bias)| w.len() != d * d || bias.len() != d)
+        {
+            return Err(msg(format!("attention: transforms that are not {d} x {d}")));
+        }
+        t.b = b;
+        t.d = d;
+        t.channels.resize_with(r, Channel::default);
+        // Eq. 7: u^(r) = f^(r)(g^(r)(u)) and i^(r) = f^(r)(g^(r)(i+)),
+        // users stacked over positives.
+        t.channels
+            .par_iter_mut()
+            .zip(spaces.par_iter())
+            .zip(t.weights.par_iter())
+            .try_for_each(|((ch, sp), (w, bias))| -> Result<()> {
+                ch.x.clear();
+                for &u in users {
+                    ch.x.extend_from_slice(sp.user(u));
+                }
+                for &i in pos {
+                    ch.x.extend_from_slice(sp.item(i));
+                }
+                ch.neg.clear();
+                for &i in neg {
+                    ch.neg.extend_from_slice(sp.item(i));
+                }
+                ch.f.clear();
+                for _ in 0..2 * b {
+                    ch.f.extend_from_slice(bias);
+                }
+                gemm(&ch.x, false, w, false, &mut ch.f, (2 * b, d, d), 1.0)?;
+                Ok(())
+            })?;
+        // Eq. 8: alpha^(r) = softmax over r of u^(r) . i^(r).
+        t.alpha.clear();
+        let mut compat = [0f32; MAX_CHANNELS];
+        for k in 0..b {
+            for (c, ch) in compat.iter_mut().zip(&t.channels) {
+                *c = dot(
+                    &ch.f[k * d..(k + 1) * d],
+                    &ch.f[(b + k) * d..(b + k + 1) * d],
+                );
+            }
+            let m = compat[..r]
+                .iter()
+                .copied()
+                .fold(f32::NEG_INFINITY, f32::max);
+            let e = compat[..r].iter().map(|x| (x - m).exp());
+            let sum: f32 = e.clone().sum();
+            t.alpha.extend(e.map(|x| x / sum));
+        }
+        // Eq. 9: weighted sums with the same alpha for u, i+ and i-.
+        let (alpha, channels) = (&t.alpha, &t.channels);
+        let mix = |out: &mut Vec<f32>, rows: &dyn Fn(&Channel, usize) -> &[f32]| {
+            out.clear();
+            out.resize(b * d, 0.0);
+            for (k, o) in out.chunks_mut(d).enumerate() {
+                for (q, ch) in channels.iter().enumerate() {
+                    let a = alpha[k * r + q];
+                    o.iter_mut()
+                        .zip(rows(ch, k))
+                        .for_each(|(o, &v)| *o += a * v);
+                }
+            }
         };
-        Ok((mix(users)?, mix(pos)?, mix(neg)?, alpha))
+        mix(&mut t.u, &|ch, k| &ch.x[k * d..(k + 1) * d]);
+        mix(&mut t.p, &|ch, k| &ch.x[(b + k) * d..(b + k + 1) * d]);
+        mix(&mut t.n, &|ch, k| &ch.neg[k * d..(k + 1) * d]);
+        Ok(())
+    }
+
+    /// The gradients of the transforms (in the order of
+    /// [`Attention::named_vars`]: weight then bias per channel) given
+    /// those of ū, ī+ and ī- (each `b x d`), into `t`'s `grads`.
+    pub fn blend_backward(&self, t: &mut Blend, du: &[f32], dp: &[f32], dn: &[f32]) -> Result<()> {
+        let (b, d, r) = (t.b, t.d, t.channels.len());
+        if [du.len(), dp.len(), dn.len()] != [b * d; 3] {
+            return Err(GlrsError::Candle(candle_core::Error::Msg(format!(
+                "attention: gradients of {}, {} and {} values for {b} rows of {d}",
+                du.len(),
+                dp.len(),
+                dn.len()
+            ))));
+        }
+        // Through eq. 9 to alpha, then eq. 8's softmax to the compatibilities.
+        t.ds.clear();
+        let mut dalpha = [0f32; MAX_CHANNELS];
+        for k in 0..b {
+            let rows = k * d..(k + 1) * d;
+            for (g, ch) in dalpha.iter_mut().zip(&t.channels) {
+                *g = dot(&du[rows.clone()], &ch.x[rows.clone()])
+                    + dot(&dp[rows.clone()], &ch.x[(b + k) * d..(b + k + 1) * d])
+                    + dot(&dn[rows.clone()], &ch.neg[rows.clone()]);
+            }
+            let a = &t.alpha[k * r..(k + 1) * r];
+            let mean: f32 = a.iter().zip(&dalpha).map(|(x, y)| x * y).sum();
+            t.ds.extend(a.iter().zip(&dalpha).map(|(&x, &g)| x * (g - mean)));
+        }
+        // Through eq. 7: d(u . i)/du = i and /di = u, then the transform.
+        let ds = &t.ds;
+        t.grads.resize_with(2 * r, Vec::new);
+        t.channels
+            .par_iter_mut()
+            .zip(t.grads.par_chunks_mut(2))
+            .enumerate()
+            .try_for_each(|(q, (ch, g))| -> Result<()> {
+                ch.df.clear();
+                ch.df.resize(2 * b * d, 0.0);
+                let (dfu, dfi) = ch.df.split_at_mut(b * d);
+                for k in 0..b {
+                    let s = ds[k * r + q];
+                    let rows = k * d..(k + 1) * d;
+                    let (fu, fi) = (&ch.f[rows.clone()], &ch.f[(b + k) * d..(b + k + 1) * d]);
+                    dfu[rows.clone()]
+                        .iter_mut()
+                        .zip(fi)
+                        .for_each(|(o, &v)| *o = s * v);
+                    dfi[rows].iter_mut().zip(fu).for_each(|(o, &v)| *o = s * v);
+                }
+                let [dw, db] = g else {
+                    return Ok(());
+                };
+                dw.clear();
+                dw.resize(d * d, 0.0);
+                gemm(&ch.x, true, &ch.df, false, dw, (d, 2 * b, d), 0.0)?;
+                db.clear();
+                db.resize(d, 0.0);
+                for row in ch.df.chunks(d) {
+                    db.iter_mut().zip(row).for_each(|(a, v)| *a += v);
+                }
+                Ok(())
+            })?;
+        Ok(())
+    }
+
+    /// Each transform's weight (`d x d`, row-major) and bias.
+    fn weights(&self) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
+        self.transforms
+            .iter()
+            .map(|l| {
+                let flat = |t: &Tensor| -> candle_core::Result<Vec<f32>> {
+                    t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()
+                };
+                Ok((flat(l.weight.as_tensor())?, flat(l.bias.as_tensor())?))
+            })
+            .collect()
     }
 }
 
-/// Row-wise softmax, stabilised by the row maximum.
-fn softmax_rows(x: &Tensor) -> candle_core::Result<Tensor> {
-    let m = x.max_keepdim(D::Minus1)?;
-    let e = x.broadcast_sub(&m)?.exp()?;
-    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+/// Spaces an attention blends at most (the four of section 4.3).
+pub const MAX_CHANNELS: usize = 4;
+
+/// One channel of [`Attention::blend`]: the stacked user and positive rows
+/// g^(r), their transforms f^(r), the negative rows, and the gradient of
+/// the transforms' outputs.
+#[derive(Debug, Clone, Default)]
+struct Channel {
+    x: Vec<f32>,
+    f: Vec<f32>,
+    neg: Vec<f32>,
+    df: Vec<f32>,
+}
+
+/// The outputs of [`Attention::blend`], what its backward needs, and the
+/// gradients [`Attention::blend_backward`] leaves; reusable across
+/// batches.
+#[derive(Debug, Clone, Default)]
+pub struct Blend {
+    b: usize,
+    d: usize,
+    /// ū, `b x d`.
+    pub u: Vec<f32>,
+    /// ī+, `b x d`.
+    pub p: Vec<f32>,
+    /// ī-, `b x d`.
+    pub n: Vec<f32>,
+    /// α, `b x R`.
+    pub alpha: Vec<f32>,
+    /// The transforms' gradients, weight then bias per channel.
+    pub grads: Vec<Vec<f32>>,
+    channels: Vec<Channel>,
+    weights: Vec<(Vec<f32>, Vec<f32>)>,
+    ds: Vec<f32>,
 }
 
 /// The trained attention's per-channel vectors: f^(r)(g^(r)) of every user
@@ -776,6 +953,7 @@ impl TrainedModel for Glrs {
 mod tests {
     use super::*;
     use crate::params::Variant;
+    use candle_core::D;
     use hinrec_cluster::kmeans::KMeansConfig;
     use rand::{Rng as _, SeedableRng};
 
@@ -849,29 +1027,146 @@ mod tests {
     #[test]
     fn attention_blend_by_hand() {
         // Two channels, d = 2, identity transforms: alpha = softmax(u.i).
-        let eye = || Linear {
-            weight: Var::from_tensor(
-                &Tensor::new(&[[1f32, 0.0], [0.0, 1.0]], &Device::Cpu).unwrap(),
-            )
-            .unwrap(),
-            bias: Var::zeros((1, 2), DType::F32, &Device::Cpu).unwrap(),
+        let a = Attention::new(2, 2).unwrap();
+        let space = |u: [f32; 2]| Tables {
+            dim: 2,
+            users: u.to_vec(),
+            items: vec![1.0, 0.0, 0.0, 1.0],
         };
-        let a = Attention {
-            transforms: vec![eye(), eye()],
-        };
-        let t = |v: [f32; 2]| Tensor::new(&[v], &Device::Cpu).unwrap();
-        let users = [t([1.0, 0.0]), t([0.0, 1.0])];
-        let pos = [t([1.0, 0.0]), t([1.0, 0.0])];
-        let neg = [t([0.0, 1.0]), t([0.0, 1.0])];
-        let (u, p, n, alpha) = a.blend(&users, &pos, &neg).unwrap();
+        let (s1, s2) = (space([1.0, 0.0]), space([0.0, 1.0]));
+        let mut t = Blend::default();
+        a.blend(&[&s1, &s2], (&[0], &[0], &[1]), &mut t).unwrap();
         // Compatibilities 1 and 0: alpha = (e/(e+1), 1/(e+1)).
         let e = std::f32::consts::E;
         let want = [e / (e + 1.0), 1.0 / (e + 1.0)];
-        let got = alpha.to_vec2::<f32>().unwrap()[0].clone();
-        assert!((got[0] - want[0]).abs() < 1e-6 && (got[1] - want[1]).abs() < 1e-6);
-        assert_eq!(u.to_vec2::<f32>().unwrap()[0], vec![want[0], want[1]]);
-        assert_eq!(p.to_vec2::<f32>().unwrap()[0], vec![1.0, 0.0]);
-        assert_eq!(n.to_vec2::<f32>().unwrap()[0], vec![0.0, 1.0]);
+        assert!((t.alpha[0] - want[0]).abs() < 1e-6 && (t.alpha[1] - want[1]).abs() < 1e-6);
+        assert!((t.u[0] - want[0]).abs() < 1e-6 && (t.u[1] - want[1]).abs() < 1e-6);
+        assert_eq!(t.p, vec![1.0, 0.0]);
+        assert_eq!(t.n, vec![0.0, 1.0]);
+        assert!(a.blend(&[&s1], (&[0], &[0], &[1]), &mut t).is_err());
+        assert!(a.blend(&[&s1, &s2], (&[0], &[0], &[2]), &mut t).is_err());
+        assert!(a.blend(&[&s1, &s2], (&[1], &[0], &[1]), &mut t).is_err());
+    }
+
+    /// Eq. 7-9 as candle ops (the reference for the fused blend).
+    fn candle_blend(
+        a: &Attention,
+        users: &[Tensor],
+        pos: &[Tensor],
+        neg: &[Tensor],
+    ) -> (Tensor, Tensor, Tensor) {
+        let compat: Vec<Tensor> = a
+            .transforms
+            .iter()
+            .zip(users)
+            .zip(pos)
+            .map(|((f, u), p)| {
+                (f.forward(u).unwrap() * f.forward(p).unwrap())
+                    .unwrap()
+                    .sum_keepdim(1)
+                    .unwrap()
+            })
+            .collect();
+        let x = Tensor::cat(&compat, 1).unwrap();
+        let e = x
+            .broadcast_sub(&x.max_keepdim(D::Minus1).unwrap())
+            .unwrap()
+            .exp()
+            .unwrap();
+        let alpha = e.broadcast_div(&e.sum_keepdim(D::Minus1).unwrap()).unwrap();
+        let mix = |xs: &[Tensor]| -> Tensor {
+            xs.iter()
+                .enumerate()
+                .map(|(r, x)| x.broadcast_mul(&alpha.narrow(1, r, 1).unwrap()).unwrap())
+                .reduce(|a, b| (a + b).unwrap())
+                .unwrap()
+        };
+        (mix(users), mix(pos), mix(neg))
+    }
+
+    #[test]
+    fn fused_blend_and_its_gradients_match_candle_autograd() {
+        let (r, b, d) = (3, 7, 5);
+        let dev = Device::Cpu;
+        let mut rng = Rng::new(5);
+        let a = Attention::new(r, d).unwrap();
+        // Move the transforms off the identity.
+        for l in &a.transforms {
+            let w: Vec<f32> = rng.uniform(d * d, 0.5).iter().map(|&v| v as f32).collect();
+            let eye: Vec<f32> = (0..d * d).map(|k| f32::from(k % (d + 1) == 0)).collect();
+            let w: Vec<f32> = w.iter().zip(&eye).map(|(x, e)| x + e).collect();
+            l.weight
+                .set(&Tensor::from_vec(w, (d, d), &dev).unwrap())
+                .unwrap();
+            let bias: Vec<f32> = rng.uniform(d, 0.3).iter().map(|&v| v as f32).collect();
+            l.bias
+                .set(&Tensor::from_vec(bias, (1, d), &dev).unwrap())
+                .unwrap();
+        }
+        // Each channel's own space; the batch's rows are its users 0..b,
+        // positives 0..b and negatives b..2b.
+        let spaces: Vec<Tables> = (0..r)
+            .map(|_| Tables {
+                dim: d,
+                users: rng.uniform(b * d, 1.0).iter().map(|&v| v as f32).collect(),
+                items: rng
+                    .uniform(2 * b * d, 1.0)
+                    .iter()
+                    .map(|&v| v as f32)
+                    .collect(),
+            })
+            .collect();
+        let refs: Vec<&Tables> = spaces.iter().collect();
+        let ids: Vec<u32> = (0..b as u32).collect();
+        let negs: Vec<u32> = (b as u32..2 * b as u32).collect();
+        let grads_of = |k: usize| -> Vec<f32> {
+            spaces[0].items[k * b * d..(k + 1) * b * d]
+                .iter()
+                .map(|v| v * 0.7 - 0.1)
+                .collect()
+        };
+        let (du, dp, dn) = (grads_of(0), grads_of(1), spaces[1].users.clone());
+        let mut t = Blend::default();
+        // Twice: the second reuses the first's buffers.
+        for _ in 0..2 {
+            a.blend(&refs, (&ids, &ids, &negs), &mut t).unwrap();
+            a.blend_backward(&mut t, &du, &dp, &dn).unwrap();
+        }
+        let ten = |rows: &dyn Fn(&Tables) -> Vec<f32>| -> Vec<Tensor> {
+            spaces
+                .iter()
+                .map(|s| Tensor::from_vec(rows(s), (b, d), &dev).unwrap())
+                .collect()
+        };
+        let (u, p, n) = candle_blend(
+            &a,
+            &ten(&|s| s.users.clone()),
+            &ten(&|s| s.items[..b * d].to_vec()),
+            &ten(&|s| s.items[b * d..].to_vec()),
+        );
+        let flat = |t: &Tensor| -> Vec<f32> { t.flatten_all().unwrap().to_vec1().unwrap() };
+        for (x, y) in [(&t.u, flat(&u)), (&t.p, flat(&p)), (&t.n, flat(&n))] {
+            for (a, b) in x.iter().zip(&y) {
+                assert!((a - b).abs() < 1e-5, "{a} against {b}");
+            }
+        }
+        let g = |v: &[f32]| Tensor::from_vec(v.to_vec(), (b, d), &dev).unwrap();
+        let surrogate = ((u * g(&du)).unwrap().sum_all().unwrap()
+            + (p * g(&dp)).unwrap().sum_all().unwrap()
+            + (n * g(&dn)).unwrap().sum_all().unwrap())
+        .unwrap();
+        let store = surrogate.backward().unwrap();
+        let want: Vec<Vec<f32>> = a
+            .named_vars(&[Space::Gd, Space::Gp, Space::Ld])
+            .iter()
+            .map(|(_, v)| flat(store.get(v.as_tensor()).unwrap()))
+            .collect();
+        assert_eq!(t.grads.len(), want.len());
+        for (x, y) in t.grads.iter().zip(&want) {
+            for (a, b) in x.iter().zip(y) {
+                assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{a} against {b}");
+            }
+        }
     }
 
     #[test]

@@ -9,13 +9,13 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::Tensor;
 use hinrec_cluster::index::{ClusterIndex, Metric};
 use hinrec_cluster::kmeans::{sq_dist, KMeans, KMeansConfig};
 use hinrec_data::Interactions;
 use hinrec_eval::{Pruned, Scorer};
 use hinrec_nn::checkpoint;
-use hinrec_nn::loss::{bpr, hinge, l2};
+use hinrec_nn::dense_mlp::{Grads, Tape};
 use hinrec_nn::optim::{Adam, AdamConfig};
 use hinrec_nn::trainer::{train as train_epochs, TrainStep, TrainerConfig};
 use hinrec_sample::unseen_item;
@@ -25,7 +25,7 @@ use rand::Rng as _;
 use rand_chacha::ChaCha8Rng;
 
 use crate::cache;
-use crate::network::{Attention, Glrs, SpaceNet, SpaceScorer, Tables};
+use crate::network::{Attention, Blend, Glrs, SpaceNet, SpaceScorer, Tables};
 use crate::params::{GlrsConfig, GlrsError, LocalInit, Loss, Result, Space};
 
 /// Triplets `(users[k], pos[k], neg[k])`.
@@ -220,47 +220,63 @@ impl<'a> LocalSampler<'a> {
     }
 }
 
-/// Unique ids (sorted) and each input's position among them.
-fn local_ids(ids: &[u32]) -> (Vec<u32>, Vec<u32>) {
-    let mut uniq = ids.to_vec();
+/// Unique ids (sorted) and each input's position among them, through
+/// `slots` (one per id, `u32::MAX` when free; left free): linear in the
+/// batch, where sorting every id and searching each was 5% of a step.
+fn local_ids(ids: &[u32], slots: &mut Vec<u32>) -> (Vec<u32>, Vec<u32>) {
+    let top = ids.iter().max().map_or(0, |&i| i as usize + 1);
+    if slots.len() < top {
+        slots.resize(top, u32::MAX);
+    }
+    let mut uniq = Vec::with_capacity(ids.len());
+    for &i in ids {
+        if slots[i as usize] == u32::MAX {
+            slots[i as usize] = 0;
+            uniq.push(i);
+        }
+    }
     uniq.sort_unstable();
-    uniq.dedup();
-    let pos = ids
-        .iter()
-        .map(|i| uniq.binary_search(i).unwrap_or(0) as u32)
-        .collect();
+    for (k, &i) in uniq.iter().enumerate() {
+        slots[i as usize] = k as u32;
+    }
+    let pos = ids.iter().map(|&i| slots[i as usize]).collect();
+    for &i in &uniq {
+        slots[i as usize] = u32::MAX;
+    }
     (uniq, pos)
 }
 
 /// For each triplet, the position (in `ri`) of its hardest of `h`
 /// candidate negatives: the nearest to the user (distance loss) or the
-/// highest dot product (product loss), by the current representations.
+/// highest dot product (product loss), by the current representations
+/// (rows of `d`).
 fn hardest(
     loss: Loss,
-    ru: &Tensor,
-    ri: &Tensor,
+    ru: &[f32],
+    ri: &[f32],
+    d: usize,
     lu: &[u32],
     cands: &[u32],
     h: usize,
-) -> Result<Vec<u32>> {
-    let users = ru.to_vec2::<f32>()?;
-    let items = ri.to_vec2::<f32>()?;
-    Ok(lu
-        .iter()
+) -> Vec<u32> {
+    fn row(t: &[f32], k: u32, d: usize) -> &[f32] {
+        &t[k as usize * d..(k as usize + 1) * d]
+    }
+    lu.iter()
         .enumerate()
         .map(|(k, &u)| {
-            let uv = &users[u as usize];
-            let row = &cands[k * h..(k + 1) * h];
+            let uv = row(ru, u, d);
+            let cs = &cands[k * h..(k + 1) * h];
             let score = |c: u32| -> f32 {
-                let iv = &items[c as usize];
+                let iv = row(ri, c, d);
                 match loss {
                     Loss::Distance => -sq_dist(uv, iv),
                     Loss::Product => crate::network::dot(uv, iv),
                 }
             };
-            row.iter()
+            cs.iter()
                 .copied()
-                .fold((row[0], f32::NEG_INFINITY), |best, c| {
+                .fold((cs[0], f32::NEG_INFINITY), |best, c| {
                     let s = score(c);
                     if s > best.1 {
                         (c, s)
@@ -270,23 +286,63 @@ fn hardest(
                 })
                 .0
         })
-        .collect())
+        .collect()
 }
 
-/// Eq. 3 or eq. 4 on `(b, d)` users, positives and negatives.
-fn triplet_loss(loss: Loss, u: &Tensor, p: &Tensor, n: &Tensor, margin: f64) -> Result<Tensor> {
-    Ok(match loss {
-        Loss::Product => {
-            let sp = (u * p)?.sum(1)?;
-            let sn = (u * n)?.sum(1)?;
-            bpr(&sp, &sn)?
+/// Eq. 3 (product: `mean ln(1 + e^(u.n - u.p))`) or eq. 4 (distance:
+/// `mean max(0, margin + |u - p|^2 - |u - n|^2)`) over the triplets
+/// `(users[lu[k]], items[lp[k]], items[ln[k]])` (rows of `d`); its
+/// gradient for every user and item row goes into `du` and `di` (a row in
+/// several triplets sums theirs).
+#[allow(clippy::too_many_arguments)]
+fn triplet_loss(
+    loss: Loss,
+    users: &[f32],
+    items: &[f32],
+    d: usize,
+    lu: &[u32],
+    lp: &[u32],
+    ln: &[u32],
+    margin: f64,
+    (du, di): (&mut Vec<f32>, &mut Vec<f32>),
+) -> f64 {
+    let b = lu.len().max(1) as f32;
+    du.clear();
+    du.resize(users.len(), 0.0);
+    di.clear();
+    di.resize(items.len(), 0.0);
+    let mut total = 0f64;
+    let at = |k: u32| k as usize * d..(k as usize + 1) * d;
+    for ((&u, &p), &n) in lu.iter().zip(lp).zip(ln) {
+        let (uv, pv, nv) = (&users[at(u)], &items[at(p)], &items[at(n)]);
+        // Per row: (gradient of u, of p, of n) as coefficients below.
+        match loss {
+            Loss::Product => {
+                let x = crate::network::dot(uv, nv) - crate::network::dot(uv, pv);
+                // softplus(x) without overflow; its slope is sigmoid(x).
+                total += (x.max(0.0) + (-x.abs()).exp().ln_1p()) as f64;
+                let g = 1.0 / (1.0 + (-x).exp()) / b;
+                for j in 0..d {
+                    du[u as usize * d + j] += g * (nv[j] - pv[j]);
+                    di[p as usize * d + j] -= g * uv[j];
+                    di[n as usize * d + j] += g * uv[j];
+                }
+            }
+            Loss::Distance => {
+                let x = margin as f32 + sq_dist(uv, pv) - sq_dist(uv, nv);
+                if x > 0.0 {
+                    total += x as f64;
+                    let g = 2.0 / b;
+                    for j in 0..d {
+                        du[u as usize * d + j] += g * (nv[j] - pv[j]);
+                        di[p as usize * d + j] -= g * (uv[j] - pv[j]);
+                        di[n as usize * d + j] += g * (uv[j] - nv[j]);
+                    }
+                }
+            }
         }
-        Loss::Distance => {
-            let dp = (u - p)?.sqr()?.sum(1)?;
-            let dn = (u - n)?.sqr()?.sum(1)?;
-            hinge(&dp, &dn, margin)?
-        }
-    })
+    }
+    total / b as f64
 }
 
 /// One representation network as the trainer drives it.
@@ -304,6 +360,23 @@ struct SpaceTraining<'a> {
     judge: Judge<'a>,
     seed: u64,
     samples: usize,
+    /// Buffers reused from step to step.
+    scratch: Scratch,
+}
+
+/// A tower step's buffers, kept across steps (fresh ones each step cost
+/// more in page faults than the products).
+#[derive(Default)]
+struct Scratch {
+    /// Embedding rows of the batch's unique users and items.
+    rows: [Vec<f32>; 2],
+    /// The towers' tapes and gradients.
+    tapes: [Tape; 2],
+    grads: [Grads; 2],
+    /// The loss's gradient of the output rows.
+    out_grads: [Vec<f32>; 2],
+    /// [`local_ids`]'s slots for users and items.
+    slots: [Vec<u32>; 2],
 }
 
 /// Algorithm 1's retrieval stage: the GD user rows and the index.
@@ -344,6 +417,106 @@ fn judged<S: Scorer>(
     .map_err(GlrsError::Score)
 }
 
+/// One step of a representation network: the parts of [`SpaceTraining`]
+/// it changes, so it can run on a pool thread.
+struct TowerStep<'s> {
+    net: &'s mut SpaceNet,
+    adam: &'s mut Adam,
+    scratch: &'s mut Scratch,
+    cfg: &'s GlrsConfig,
+    emb_cfg: &'s AdamConfig,
+    loss: Loss,
+}
+
+impl TowerStep<'_> {
+    fn run(self, data: &Triplets, range: Range<usize>) -> Result<f64> {
+        let users = &data.users[range.clone()];
+        let b = users.len();
+        let h = data.cands.len() / data.len().max(1);
+        let negs: &[u32] = if h > 1 {
+            &data.cands[range.start * h..range.end * h]
+        } else {
+            &data.neg[range.clone()]
+        };
+        let items: Vec<u32> = data.pos[range].iter().chain(negs).copied().collect();
+        let (uu, lu) = local_ids(users, &mut self.scratch.slots[0]);
+        let (ui, li) = local_ids(&items, &mut self.scratch.slots[1]);
+        let Scratch {
+            rows: [eu, ei],
+            tapes: [tu, ti],
+            grads: [gu, gi],
+            out_grads: [du, di],
+            ..
+        } = self.scratch;
+        let (users, items) = (&self.net.users.embedding, &self.net.items.embedding);
+        rayon::join(
+            || users.gather_rows_into(&uu, eu),
+            || items.gather_rows_into(&ui, ei),
+        );
+        let (mu, mi) = (self.net.users.dense()?, self.net.items.dense()?);
+        // Each unique user and item goes through its tower once.
+        let (a, b2) = rayon::join(
+            || mu.forward_into(eu, uu.len(), tu),
+            || mi.forward_into(ei, ui.len(), ti),
+        );
+        a?;
+        b2?;
+        let d = mu.d_out();
+        let chosen: Vec<u32> = if h > 1 {
+            hardest(self.loss, &tu.out, &ti.out, d, &lu, &li[b..], h)
+        } else {
+            li[b..].to_vec()
+        };
+        let mut loss = triplet_loss(
+            self.loss,
+            &tu.out,
+            &ti.out,
+            d,
+            &lu,
+            &li[..b],
+            &chosen,
+            self.cfg.margin,
+            (du, di),
+        );
+        let (a, b2) = rayon::join(
+            || mu.backward_into(tu, du, gu),
+            || mi.backward_into(ti, di, gi),
+        );
+        a?;
+        b2?;
+        if self.cfg.reg > 0.0 {
+            // L2 on the embedding rows the batch used, per triplet.
+            let w = self.cfg.reg / b as f64;
+            let sq = |x: &[f32]| x.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
+            loss += w * (sq(eu) + sq(ei));
+            let w = (2.0 * w) as f32;
+            for (g, x) in [(&mut gu.input, &*eu), (&mut gi.input, &*ei)] {
+                g.iter_mut().zip(x.iter()).for_each(|(g, &v)| *g += w * v);
+            }
+        }
+        let dense: Vec<&[f32]> = gu
+            .layers
+            .iter()
+            .chain(&gi.layers)
+            .flat_map(|l| [l.weight.as_slice(), l.bias.as_slice()])
+            .collect();
+        self.adam.step_with(&dense)?;
+        // The two tables' row updates are independent.
+        let (users, items, cfg) = (
+            &mut self.net.users.embedding,
+            &mut self.net.items.embedding,
+            self.emb_cfg,
+        );
+        let (a, b2) = rayon::join(
+            || users.apply_rows(&uu, &gu.input, cfg),
+            || items.apply_rows(&ui, &gi.input, cfg),
+        );
+        a?;
+        b2?;
+        Ok(loss)
+    }
+}
+
 impl TrainStep for SpaceTraining<'_> {
     type Error = GlrsError;
     type Epoch = Triplets;
@@ -368,44 +541,17 @@ impl TrainStep for SpaceTraining<'_> {
     }
 
     fn step(&mut self, data: &Triplets, range: Range<usize>) -> Result<f64> {
-        let dev = Device::Cpu;
-        let users = &data.users[range.clone()];
-        let b = users.len();
-        let h = data.cands.len() / data.len().max(1);
-        let negs: &[u32] = if h > 1 {
-            &data.cands[range.start * h..range.end * h]
-        } else {
-            &data.neg[range.clone()]
+        let step = TowerStep {
+            net: &mut self.net,
+            adam: &mut self.adam,
+            scratch: &mut self.scratch,
+            cfg: self.cfg,
+            emb_cfg: &self.emb_cfg,
+            loss: self.space.loss(),
         };
-        let items: Vec<u32> = data.pos[range].iter().chain(negs).copied().collect();
-        let (uu, lu) = local_ids(users);
-        let (ui, li) = local_ids(&items);
-        let eu = self.net.users.embedding.gather(&uu, DType::F32, &dev)?;
-        let ei = self.net.items.embedding.gather(&ui, DType::F32, &dev)?;
-        // Each unique user and item goes through its tower once.
-        let ru = self.net.users.forward(eu.as_tensor())?;
-        let ri = self.net.items.forward(ei.as_tensor())?;
-        let u = ru.index_select(&Tensor::from_vec(lu.clone(), b, &dev)?, 0)?;
-        let p = ri.index_select(&Tensor::from_vec(li[..b].to_vec(), b, &dev)?, 0)?;
-        let chosen: Vec<u32> = if h > 1 {
-            hardest(self.space.loss(), &ru, &ri, &lu, &li[b..], h)?
-        } else {
-            li[b..].to_vec()
-        };
-        let n = ri.index_select(&Tensor::from_vec(chosen, b, &dev)?, 0)?;
-        let mut loss = triplet_loss(self.space.loss(), &u, &p, &n, self.cfg.margin)?;
-        if self.cfg.reg > 0.0 {
-            loss = (loss + (l2(&[eu.as_tensor(), ei.as_tensor()])? * (self.cfg.reg / b as f64))?)?;
-        }
-        let grads = loss.backward()?;
-        self.adam.step(&grads)?;
-        if let Some(g) = grads.get(eu.as_tensor()) {
-            self.net.users.embedding.apply(&uu, g, &self.emb_cfg)?;
-        }
-        if let Some(g) = grads.get(ei.as_tensor()) {
-            self.net.items.embedding.apply(&ui, g, &self.emb_cfg)?;
-        }
-        Ok(loss.to_scalar::<f32>()? as f64)
+        // On a pool thread, so the step's joins are not each handed over
+        // from this thread (a wake-up each).
+        rayon::scope(|_| step.run(data, range))
     }
 
     fn validate(&mut self) -> Result<Option<f64>> {
@@ -453,6 +599,20 @@ struct AttentionTraining<'a> {
     local: &'a LocalSampler<'a>,
     judge: Judge<'a>,
     seed: u64,
+    scratch: AttentionScratch,
+}
+
+/// An attention step's buffers, kept across steps.
+#[derive(Default)]
+struct AttentionScratch {
+    blend: Blend,
+    /// ī+ then ī-.
+    items: Vec<f32>,
+    /// Triplet k's rows: ū k, item rows k and b + k.
+    ids: Vec<u32>,
+    negs: Vec<u32>,
+    du: Vec<f32>,
+    di: Vec<f32>,
 }
 
 impl AttentionTraining<'_> {
@@ -461,13 +621,61 @@ impl AttentionTraining<'_> {
     }
 }
 
-/// The rows `ids` of a frozen table as a `(ids.len(), d)` tensor.
-fn rows(table: &[f32], d: usize, ids: &[u32]) -> candle_core::Result<Tensor> {
-    let v: Vec<f32> = ids
-        .iter()
-        .flat_map(|&i| table[i as usize * d..(i as usize + 1) * d].iter().copied())
-        .collect();
-    Tensor::from_vec(v, (ids.len(), d), &Device::Cpu)
+/// One step of the attention network: the parts of
+/// [`AttentionTraining`] it uses, so it can run on a pool thread.
+struct BlendStep<'s> {
+    attention: &'s Attention,
+    adam: &'s mut Adam,
+    scratch: &'s mut AttentionScratch,
+    spaces: &'s [(Space, Tables)],
+    cfg: &'s GlrsConfig,
+    loss: Loss,
+}
+
+impl BlendStep<'_> {
+    fn run(self, data: &Triplets, range: Range<usize>) -> Result<f64> {
+        let d = self.cfg.dim;
+        let b = range.len();
+        let spaces: Vec<&Tables> = self.spaces.iter().map(|(_, t)| t).collect();
+        let ids = (
+            &data.users[range.clone()],
+            &data.pos[range.clone()],
+            &data.neg[range],
+        );
+        let AttentionScratch {
+            blend: t,
+            items,
+            ids: local,
+            negs,
+            du,
+            di,
+        } = self.scratch;
+        self.attention.blend(&spaces, ids, t)?;
+        // ī+ and ī- side by side as the loss's item rows.
+        items.clear();
+        items.extend_from_slice(&t.p);
+        items.extend_from_slice(&t.n);
+        local.clear();
+        local.extend(0..b as u32);
+        negs.clear();
+        negs.extend(b as u32..2 * b as u32);
+        let loss = triplet_loss(
+            self.loss,
+            &t.u,
+            items,
+            d,
+            local,
+            local,
+            negs,
+            self.cfg.margin,
+            (du, di),
+        );
+        self.attention
+            .blend_backward(t, du, &di[..b * d], &di[b * d..])?;
+        let grads: Vec<&[f32]> = t.grads.iter().map(Vec::as_slice).collect();
+        self.adam.step_with(&grads)?;
+        Ok(loss)
+    }
 }
 
 impl TrainStep for AttentionTraining<'_> {
@@ -495,21 +703,16 @@ impl TrainStep for AttentionTraining<'_> {
     }
 
     fn step(&mut self, data: &Triplets, range: Range<usize>) -> Result<f64> {
-        let d = self.cfg.dim;
-        let gather = |ids: &[u32], pick: &dyn Fn(&Tables) -> &[f32]| {
-            self.spaces
-                .iter()
-                .map(|(_, t)| rows(pick(t), d, ids))
-                .collect::<candle_core::Result<Vec<_>>>()
+        let step = BlendStep {
+            attention: &self.attention,
+            adam: &mut self.adam,
+            scratch: &mut self.scratch,
+            spaces: self.spaces,
+            cfg: self.cfg,
+            loss: self.loss,
         };
-        let users = gather(&data.users[range.clone()], &|t: &Tables| &t.users)?;
-        let pos = gather(&data.pos[range.clone()], &|t: &Tables| &t.items)?;
-        let neg = gather(&data.neg[range], &|t: &Tables| &t.items)?;
-        let (u, p, n, _) = self.attention.blend(&users, &pos, &neg)?;
-        let loss = triplet_loss(self.loss, &u, &p, &n, self.cfg.margin)?;
-        let grads = loss.backward()?;
-        self.adam.step(&grads)?;
-        Ok(loss.to_scalar::<f32>()? as f64)
+        // On a pool thread, as a tower step.
+        rayon::scope(|_| step.run(data, range))
     }
 
     fn validate(&mut self) -> Result<Option<f64>> {
@@ -606,6 +809,7 @@ impl Glrs {
             judge: ctx.judge().map_err(GlrsError::Config)?,
             seed,
             samples,
+            scratch: Default::default(),
         };
         let trainer = TrainerConfig {
             epochs: cfg.epochs,
@@ -702,6 +906,7 @@ impl Glrs {
                     local: &local,
                     judge: ctx.judge().map_err(GlrsError::Config)?,
                     seed,
+                    scratch: AttentionScratch::default(),
                 };
                 let trainer = TrainerConfig {
                     epochs: cfg.epochs,
@@ -815,28 +1020,131 @@ mod tests {
     }
 
     #[test]
+    fn local_ids_are_the_sorted_unique_ids_and_leave_the_slots_free() {
+        let mut slots = Vec::new();
+        for ids in [vec![7u32, 2, 7, 0, 2], vec![], vec![3, 3, 1]] {
+            let (uniq, pos) = local_ids(&ids, &mut slots);
+            let mut want = ids.clone();
+            want.sort_unstable();
+            want.dedup();
+            assert_eq!(uniq, want);
+            let back: Vec<u32> = pos.iter().map(|&p| uniq[p as usize]).collect();
+            assert_eq!(back, ids);
+            assert!(slots.iter().all(|&s| s == u32::MAX));
+        }
+    }
+
+    #[test]
     fn hardest_negative_is_the_nearest_or_the_highest_product() {
-        let dev = Device::Cpu;
-        let ru = Tensor::new(&[[1f32, 0.0]], &dev).unwrap();
-        let ri = Tensor::new(&[[0.0f32, 1.0], [0.8, 0.6], [-1.0, 0.0]], &dev).unwrap();
-        let pick = hardest(Loss::Distance, &ru, &ri, &[0], &[0, 1, 2], 3).unwrap();
+        let ru = [1f32, 0.0];
+        let ri = [0.0f32, 1.0, 0.8, 0.6, -1.0, 0.0];
+        let pick = hardest(Loss::Distance, &ru, &ri, 2, &[0], &[0, 1, 2], 3);
         assert_eq!(pick, vec![1]);
-        let pick = hardest(Loss::Product, &ru, &ri, &[0], &[2, 0], 2).unwrap();
+        let pick = hardest(Loss::Product, &ru, &ri, 2, &[0], &[2, 0], 2);
         assert_eq!(pick, vec![0]);
     }
 
     #[test]
     fn losses_by_hand() {
-        let dev = Device::Cpu;
-        let u = Tensor::new(&[[1f32, 0.0]], &dev).unwrap();
-        let p = Tensor::new(&[[0.0f32, 1.0]], &dev).unwrap();
-        let n = Tensor::new(&[[1.0f32, 0.0]], &dev).unwrap();
+        let (u, items) = ([1f32, 0.0], [0.0f32, 1.0, 1.0, 0.0]);
         // Distance: |u-p|^2 = 2, |u-n|^2 = 0: max(0, 2 - 0 + 0.5) = 2.5.
-        let d = triplet_loss(Loss::Distance, &u, &p, &n, 0.5).unwrap();
-        assert!((d.to_scalar::<f32>().unwrap() - 2.5).abs() < 1e-6);
+        let (mut du, mut di) = (Vec::new(), Vec::new());
+        let d = triplet_loss(
+            Loss::Distance,
+            &u,
+            &items,
+            2,
+            &[0],
+            &[0],
+            &[1],
+            0.5,
+            (&mut du, &mut di),
+        );
+        assert!((d - 2.5).abs() < 1e-6);
         // Product: -ln sigmoid(0 - 1) = ln(1 + e).
-        let pr = triplet_loss(Loss::Product, &u, &p, &n, 0.5).unwrap();
-        let want = (1.0 + std::f32::consts::E).ln();
-        assert!((pr.to_scalar::<f32>().unwrap() - want).abs() < 1e-5);
+        let p = triplet_loss(
+            Loss::Product,
+            &u,
+            &items,
+            2,
+            &[0],
+            &[0],
+            &[1],
+            0.5,
+            (&mut du, &mut di),
+        );
+        assert!((p - (1.0 + std::f64::consts::E).ln()).abs() < 1e-6);
+        // Slope sigmoid(1) on u.n - u.p: du = s (n - p), dp = -s u, dn = s u.
+        let s = 1.0 / (1.0 + (-1f32).exp());
+        assert!((du[0] - s).abs() < 1e-6 && (du[1] + s).abs() < 1e-6);
+        assert!((di[0] + s).abs() < 1e-6 && (di[2] - s).abs() < 1e-6);
+        assert!(di[1] == 0.0 && di[3] == 0.0);
+        // A hinge below zero has no gradient.
+        let far = [0.0f32, 1.0, -1.0, 0.0];
+        let z = triplet_loss(
+            Loss::Distance,
+            &u,
+            &far,
+            2,
+            &[0],
+            &[0],
+            &[1],
+            0.5,
+            (&mut du, &mut di),
+        );
+        assert_eq!(z, 0.0);
+        assert!(du.iter().all(|&g| g == 0.0));
+    }
+
+    /// Both losses' gradients against central differences, with shared
+    /// rows (a user in two triplets, an item both positive and negative).
+    #[test]
+    fn loss_gradients_match_finite_differences() {
+        let mut rng = hinrec_nn::init::Rng::new(9);
+        let d = 3;
+        let users: Vec<f32> = rng.uniform(2 * d, 1.0).iter().map(|&v| v as f32).collect();
+        let items: Vec<f32> = rng.uniform(3 * d, 1.0).iter().map(|&v| v as f32).collect();
+        let (lu, lp, ln) = ([0u32, 1, 0], [0u32, 1, 2], [1u32, 2, 0]);
+        for loss in [Loss::Product, Loss::Distance] {
+            let f = |u: &[f32], i: &[f32]| {
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                triplet_loss(loss, u, i, d, &lu, &lp, &ln, 2.0, (&mut a, &mut b))
+            };
+            let (mut du, mut di) = (Vec::new(), Vec::new());
+            triplet_loss(
+                loss,
+                &users,
+                &items,
+                d,
+                &lu,
+                &lp,
+                &ln,
+                2.0,
+                (&mut du, &mut di),
+            );
+            let eps = 1e-3f32;
+            for k in 0..users.len() {
+                let (mut hi, mut lo) = (users.clone(), users.clone());
+                hi[k] += eps;
+                lo[k] -= eps;
+                let num = (f(&hi, &items) - f(&lo, &items)) / (2.0 * eps as f64);
+                assert!(
+                    (num - du[k] as f64).abs() < 2e-3,
+                    "{loss:?} user {k}: {num} {}",
+                    du[k]
+                );
+            }
+            for k in 0..items.len() {
+                let (mut hi, mut lo) = (items.clone(), items.clone());
+                hi[k] += eps;
+                lo[k] -= eps;
+                let num = (f(&users, &hi) - f(&users, &lo)) / (2.0 * eps as f64);
+                assert!(
+                    (num - di[k] as f64).abs() < 2e-3,
+                    "{loss:?} item {k}: {num} {}",
+                    di[k]
+                );
+            }
+        }
     }
 }

@@ -5,7 +5,12 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 
+use rayon::prelude::*;
+
 use crate::optim::{AdamConfig, AdamStep};
+
+/// Rows one parallel task updates at least.
+const ROWS_PER_TASK: usize = 128;
 
 /// An embedding table kept outside candle and updated row-wise.
 ///
@@ -56,10 +61,7 @@ impl EmbeddingTable {
 
     /// The rows `ids` (distinct) as a `(ids.len(), dim)` leaf variable.
     pub fn gather(&self, ids: &[u32], dtype: DType, dev: &Device) -> Result<Var> {
-        let mut buf = Vec::with_capacity(ids.len() * self.dim);
-        for &r in ids {
-            buf.extend_from_slice(self.row(r));
-        }
+        let buf = self.gather_rows(ids);
         Var::from_tensor(&Tensor::from_vec(buf, (ids.len(), self.dim), dev)?.to_dtype(dtype)?)
     }
 
@@ -68,13 +70,69 @@ impl EmbeddingTable {
         Tensor::from_vec(self.data.clone(), (self.rows, self.dim), dev)?.to_dtype(dtype)
     }
 
+    /// The rows `ids`, row-major.
+    pub fn gather_rows(&self, ids: &[u32]) -> Vec<f32> {
+        let mut buf = Vec::with_capacity(ids.len() * self.dim);
+        self.gather_rows_into(ids, &mut buf);
+        buf
+    }
+
+    /// The rows `ids` into `buf` (cleared first; its allocation reused).
+    pub fn gather_rows_into(&self, ids: &[u32], buf: &mut Vec<f32>) {
+        buf.clear();
+        for &r in ids {
+            buf.extend_from_slice(self.row(r));
+        }
+    }
+
     /// One lazy-Adam step on rows `ids` with their gradient `grad`
     /// (`(ids.len(), dim)`).
     pub fn apply(&mut self, ids: &[u32], grad: &Tensor, cfg: &AdamConfig) -> Result<()> {
-        self.step += 1;
         let g: Vec<f32> = grad.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        self.apply_rows(ids, &g, cfg)
+    }
+
+    /// [`EmbeddingTable::apply`] with the gradient as plain row-major
+    /// values.
+    pub fn apply_rows(&mut self, ids: &[u32], g: &[f32], cfg: &AdamConfig) -> Result<()> {
+        if g.len() != ids.len() * self.dim {
+            candle_core::bail!(
+                "embedding: a gradient of {} values for {} rows of {}",
+                g.len(),
+                ids.len(),
+                self.dim
+            );
+        }
+        if let Some(&r) = ids.iter().find(|&&r| r as usize >= self.rows) {
+            candle_core::bail!("embedding: row {r} of a table of {}", self.rows);
+        }
+        self.step += 1;
         let k = AdamStep::new(cfg, self.step);
         let d = self.dim;
+        if d > 0 && ids.windows(2).all(|w| w[0] < w[1]) {
+            // Ascending ids: the rows are disjoint, split off in order and
+            // updated in parallel (each row's update is its own, so the
+            // result is the sequential one).
+            let (mut data, mut m, mut v) = (&mut self.data[..], &mut self.m[..], &mut self.v[..]);
+            let mut rows = Vec::with_capacity(ids.len());
+            let mut at = 0;
+            for &r in ids {
+                let skip = (r as usize - at) * d;
+                let (w, rest) = std::mem::take(&mut data)[skip..].split_at_mut(d);
+                data = rest;
+                let (mr, rest) = std::mem::take(&mut m)[skip..].split_at_mut(d);
+                m = rest;
+                let (vr, rest) = std::mem::take(&mut v)[skip..].split_at_mut(d);
+                v = rest;
+                rows.push((w, mr, vr));
+                at = r as usize + 1;
+            }
+            rows.into_par_iter()
+                .zip(g.par_chunks(d))
+                .with_min_len(ROWS_PER_TASK)
+                .for_each(|((w, m, v), g)| k.apply(w, m, v, g));
+            return Ok(());
+        }
         for (n, &r) in ids.iter().enumerate() {
             let rows = r as usize * d..(r as usize + 1) * d;
             k.apply(

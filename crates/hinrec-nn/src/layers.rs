@@ -3,6 +3,7 @@
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 
 use crate::bias::{bias_act, Activation};
+use crate::dense_mlp::{DenseLayer, DenseMlp};
 use crate::init::Rng;
 use crate::slot_ops::{CoAttentionPool, Slots, SoftmaxWeightedRows, WeightedRows, MAX_PRODUCT};
 
@@ -92,6 +93,29 @@ impl Mlp {
     /// Its variables.
     pub fn vars(&self) -> Vec<Var> {
         self.layers.iter().flat_map(Linear::vars).collect()
+    }
+
+    /// Its current weights as a [`DenseMlp`] (f32), optionally ending in
+    /// row-wise L2 normalisation; its gradients come back in the order
+    /// of [`Mlp::vars`].
+    pub fn to_dense(&self, normalize: bool) -> Result<DenseMlp> {
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| {
+                let (d_in, d_out) = l.weight.dims2()?;
+                let flat = |t: &Tensor| -> Result<Vec<f32>> {
+                    t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()
+                };
+                Ok(DenseLayer {
+                    d_in,
+                    d_out,
+                    weight: flat(l.weight.as_tensor())?,
+                    bias: flat(l.bias.as_tensor())?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(DenseMlp { layers, normalize })
     }
 
     /// Its variables named `{prefix}.{layer}.weight` and `.bias`.

@@ -13,6 +13,8 @@
 //!   [`layers::co_attention`] and the translation score;
 //! - [`loss`]: hinge, BPR, sigmoid cross-entropy with logits, L2;
 //! - [`normalize`]: row-wise L2 normalisation as one op with its gradient;
+//! - [`dense_mlp`]: an MLP (and its normalisation) over plain `f32` rows
+//!   with a fused backward, outside candle, for towers of small layers;
 //! - [`optim`]: [`optim::Adam`] for dense parameters (moments exposed, so
 //!   they are saved and a resumed run continues exactly);
 //! - [`embedding`]'s [`embedding::EmbeddingTable`] rows live outside candle
@@ -35,6 +37,7 @@
 pub mod attention;
 pub mod bias;
 pub mod checkpoint;
+pub mod dense_mlp;
 pub mod embedding;
 pub mod gradcheck;
 pub mod init;

@@ -84,6 +84,44 @@ impl Adam {
         Ok(())
     }
 
+    /// One update from gradients given as plain values, one per variable
+    /// in the order of [`Adam::new`]'s `vars` (for steps computed outside
+    /// candle, e.g. [`crate::dense_mlp`]).
+    pub fn step_with(&mut self, grads: &[&[f32]]) -> Result<()> {
+        if grads.len() != self.vars.len() {
+            candle_core::bail!(
+                "adam: {} gradients for {} variables",
+                grads.len(),
+                self.vars.len()
+            );
+        }
+        for (var, g) in self.vars.iter().zip(grads) {
+            if var.elem_count() != g.len() {
+                candle_core::bail!(
+                    "adam: a gradient of {} values for a variable of {}",
+                    g.len(),
+                    var.elem_count()
+                );
+            }
+        }
+        self.step += 1;
+        let k = AdamStep::new(&self.cfg, self.step);
+        for (((var, m), v), g) in self
+            .vars
+            .iter()
+            .zip(&mut self.m)
+            .zip(&mut self.v)
+            .zip(grads)
+        {
+            let g = Tensor::from_slice(g, var.shape(), var.device())?;
+            match var.dtype() {
+                DType::F64 => update_var::<f64>(var, m, v, &g, &k)?,
+                _ => update_var::<f32>(var, m, v, &g, &k)?,
+            }
+        }
+        Ok(())
+    }
+
     /// The state to checkpoint: `prefix.m.k`, `prefix.v.k` and the step.
     pub fn state(&self, prefix: &str) -> Result<HashMap<String, Tensor>> {
         let mut out = HashMap::new();
@@ -223,6 +261,37 @@ mod tests {
         assert!((t.row(2)[0] - 4.9).abs() < 1e-6);
         let s = t.state("emb").unwrap();
         assert_eq!(EmbeddingTable::from_state("emb", &s).unwrap(), t);
+    }
+
+    /// Ascending ids take the parallel path, others the sequential one:
+    /// the same rows get the same updates either way.
+    #[test]
+    fn row_updates_in_parallel_equal_the_sequential_ones() {
+        let (rows, dim) = (700, 3);
+        let data: Vec<f32> = (0..rows * dim).map(|k| (k % 17) as f32 * 0.1).collect();
+        let (mut a, mut b) = (
+            EmbeddingTable::new(rows, dim, data.clone()),
+            EmbeddingTable::new(rows, dim, data),
+        );
+        let cfg = AdamConfig::default();
+        let up: Vec<u32> = (0..rows as u32).filter(|r| r % 3 != 1).collect();
+        let down: Vec<u32> = up.iter().rev().copied().collect();
+        let g: Vec<f32> = (0..up.len() * dim).map(|k| (k % 7) as f32 - 3.0).collect();
+        let g_down: Vec<f32> = g
+            .chunks(dim)
+            .rev()
+            .flat_map(|c| c.iter().copied())
+            .collect();
+        let untouched = a.row(1).to_vec();
+        for _ in 0..3 {
+            a.apply_rows(&up, &g, &cfg).unwrap();
+            b.apply_rows(&down, &g_down, &cfg).unwrap();
+        }
+        assert_eq!(a, b);
+        assert_eq!(a.row(1), untouched.as_slice());
+        assert_ne!(a.row(0), b.row(1));
+        assert!(a.apply_rows(&[700], &[0.0; 3], &cfg).is_err());
+        assert!(a.apply_rows(&[1], &[0.0; 2], &cfg).is_err());
     }
 
     #[test]
