@@ -19,16 +19,8 @@ fn bench(c: &mut Criterion) {
     let dev = Device::Cpu;
     let mut rng = Rng::new(1);
     let mlp = Mlp::new(&mut rng, &[D, D, D, D], DType::F32, &dev).expect("mlp");
-    let x: Vec<f32> = rng
-        .uniform(ROWS * D, 0.05)
-        .iter()
-        .map(|&v| v as f32)
-        .collect();
-    let dy: Vec<f32> = rng
-        .uniform(ROWS * D, 1.0)
-        .iter()
-        .map(|&v| v as f32)
-        .collect();
+    let x: Vec<f32> = rng.uniform_f32(ROWS * D, 0.05);
+    let dy: Vec<f32> = rng.uniform_f32(ROWS * D, 1.0);
     let mut g = c.benchmark_group("glrs_tower");
     g.throughput(Throughput::Elements(ROWS as u64));
     let dense = mlp.to_dense(true).expect("dense");

@@ -41,11 +41,7 @@ impl Tower {
     /// A seeded tower for `n` IDs: embedding rows uniform in +-0.05 (as
     /// Keras's default), Xavier layers `hidden x layers` then `d`.
     pub fn new(rng: &mut Rng, n: usize, cfg: &GlrsConfig, dev: &Device) -> Result<Self> {
-        let data: Vec<f32> = rng
-            .uniform(n * cfg.hidden, 0.05)
-            .into_iter()
-            .map(|v| v as f32)
-            .collect();
+        let data = rng.uniform_f32(n * cfg.hidden, 0.05);
         let mut dims = vec![cfg.hidden; cfg.layers + 1];
         dims.push(cfg.dim);
         Ok(Tower {
@@ -1092,13 +1088,13 @@ mod tests {
         let a = Attention::new(r, d).unwrap();
         // Move the transforms off the identity.
         for l in &a.transforms {
-            let w: Vec<f32> = rng.uniform(d * d, 0.5).iter().map(|&v| v as f32).collect();
+            let w: Vec<f32> = rng.uniform_f32(d * d, 0.5);
             let eye: Vec<f32> = (0..d * d).map(|k| f32::from(k % (d + 1) == 0)).collect();
             let w: Vec<f32> = w.iter().zip(&eye).map(|(x, e)| x + e).collect();
             l.weight
                 .set(&Tensor::from_vec(w, (d, d), &dev).unwrap())
                 .unwrap();
-            let bias: Vec<f32> = rng.uniform(d, 0.3).iter().map(|&v| v as f32).collect();
+            let bias: Vec<f32> = rng.uniform_f32(d, 0.3);
             l.bias
                 .set(&Tensor::from_vec(bias, (1, d), &dev).unwrap())
                 .unwrap();
@@ -1108,12 +1104,8 @@ mod tests {
         let spaces: Vec<Tables> = (0..r)
             .map(|_| Tables {
                 dim: d,
-                users: rng.uniform(b * d, 1.0).iter().map(|&v| v as f32).collect(),
-                items: rng
-                    .uniform(2 * b * d, 1.0)
-                    .iter()
-                    .map(|&v| v as f32)
-                    .collect(),
+                users: rng.uniform_f32(b * d, 1.0),
+                items: rng.uniform_f32(2 * b * d, 1.0),
             })
             .collect();
         let refs: Vec<&Tables> = spaces.iter().collect();

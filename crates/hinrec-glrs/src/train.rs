@@ -1102,8 +1102,8 @@ mod tests {
     fn loss_gradients_match_finite_differences() {
         let mut rng = hinrec_nn::init::Rng::new(9);
         let d = 3;
-        let users: Vec<f32> = rng.uniform(2 * d, 1.0).iter().map(|&v| v as f32).collect();
-        let items: Vec<f32> = rng.uniform(3 * d, 1.0).iter().map(|&v| v as f32).collect();
+        let users: Vec<f32> = rng.uniform_f32(2 * d, 1.0);
+        let items: Vec<f32> = rng.uniform_f32(3 * d, 1.0);
         let (lu, lp, ln) = ([0u32, 1, 0], [0u32, 1, 2], [1u32, 2, 0]);
         for loss in [Loss::Product, Loss::Distance] {
             let f = |u: &[f32], i: &[f32]| {
@@ -1123,27 +1123,23 @@ mod tests {
                 (&mut du, &mut di),
             );
             let eps = 1e-3f32;
-            for k in 0..users.len() {
-                let (mut hi, mut lo) = (users.clone(), users.clone());
-                hi[k] += eps;
-                lo[k] -= eps;
-                let num = (f(&hi, &items) - f(&lo, &items)) / (2.0 * eps as f64);
-                assert!(
-                    (num - du[k] as f64).abs() < 2e-3,
-                    "{loss:?} user {k}: {num} {}",
-                    du[k]
-                );
-            }
-            for k in 0..items.len() {
-                let (mut hi, mut lo) = (items.clone(), items.clone());
-                hi[k] += eps;
-                lo[k] -= eps;
-                let num = (f(&users, &hi) - f(&users, &lo)) / (2.0 * eps as f64);
-                assert!(
-                    (num - di[k] as f64).abs() < 2e-3,
-                    "{loss:?} item {k}: {num} {}",
-                    di[k]
-                );
+            // Perturb value k of the users (side 0) or the items (side 1).
+            let numeric = |side: usize, k: usize| -> f64 {
+                let at = |delta: f32| {
+                    let (mut u, mut i) = (users.clone(), items.clone());
+                    [&mut u, &mut i][side][k] += delta;
+                    f(&u, &i)
+                };
+                (at(eps) - at(-eps)) / (2.0 * eps as f64)
+            };
+            for (side, got) in [(0, &du), (1, &di)] {
+                for (k, &g) in got.iter().enumerate() {
+                    let num = numeric(side, k);
+                    assert!(
+                        (num - g as f64).abs() < 2e-3,
+                        "{loss:?} side {side} value {k}: {num} {g}"
+                    );
+                }
             }
         }
     }

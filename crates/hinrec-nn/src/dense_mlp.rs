@@ -431,16 +431,8 @@ mod tests {
         let mut rng = Rng::new(3);
         let mlp = Mlp::new(&mut rng, &[5, 7, 6, 4], DType::F32, &dev).unwrap();
         let rows = CHUNK * 2 + 37;
-        let x: Vec<f32> = rng
-            .uniform(rows * 5, 1.0)
-            .iter()
-            .map(|&v| v as f32)
-            .collect();
-        let dy: Vec<f32> = rng
-            .uniform(rows * 4, 1.0)
-            .iter()
-            .map(|&v| v as f32)
-            .collect();
+        let x: Vec<f32> = rng.uniform_f32(rows * 5, 1.0);
+        let dy: Vec<f32> = rng.uniform_f32(rows * 4, 1.0);
         for normalize in [true, false] {
             let dense = mlp.to_dense(normalize).unwrap();
             let mut tape = dense.forward(&x, rows).unwrap();
@@ -485,16 +477,8 @@ mod tests {
             .to_dense(true)
             .unwrap();
         let rows = 5;
-        let x: Vec<f32> = rng
-            .uniform(rows * 3, 1.0)
-            .iter()
-            .map(|&v| v as f32)
-            .collect();
-        let dy: Vec<f32> = rng
-            .uniform(rows * 2, 1.0)
-            .iter()
-            .map(|&v| v as f32)
-            .collect();
+        let x: Vec<f32> = rng.uniform_f32(rows * 3, 1.0);
+        let dy: Vec<f32> = rng.uniform_f32(rows * 2, 1.0);
         let f = |m: &DenseMlp, x: &[f32]| -> f64 {
             let t = m.forward(x, rows).unwrap();
             t.out.iter().zip(&dy).map(|(a, b)| (a * b) as f64).sum()
@@ -537,16 +521,8 @@ mod tests {
             .unwrap();
         let (mut tape, mut grads) = (Tape::default(), Grads::default());
         for rows in [CHUNK + 9, 4, 2 * CHUNK + 1, 1] {
-            let x: Vec<f32> = rng
-                .uniform(rows * 3, 1.0)
-                .iter()
-                .map(|&v| v as f32)
-                .collect();
-            let dy: Vec<f32> = rng
-                .uniform(rows * 2, 1.0)
-                .iter()
-                .map(|&v| v as f32)
-                .collect();
+            let x: Vec<f32> = rng.uniform_f32(rows * 3, 1.0);
+            let dy: Vec<f32> = rng.uniform_f32(rows * 2, 1.0);
             mlp.forward_into(&x, rows, &mut tape).unwrap();
             mlp.backward_into(&mut tape, &dy, &mut grads).unwrap();
             let mut fresh = mlp.forward(&x, rows).unwrap();

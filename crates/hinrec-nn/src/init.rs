@@ -32,6 +32,11 @@ impl Rng {
         (0..n).map(|_| self.0.random_range(-a..=a)).collect()
     }
 
+    /// [`Rng::uniform`] as f32 (the same draws, rounded).
+    pub fn uniform_f32(&mut self, n: usize, a: f64) -> Vec<f32> {
+        self.uniform(n, a).into_iter().map(|v| v as f32).collect()
+    }
+
     /// A `rows x cols` tensor with Xavier (Glorot) normal values:
     /// std = sqrt(2 / (fan_in + fan_out)), as LGRec's authors initialise.
     pub fn xavier_normal(
