@@ -1047,32 +1047,24 @@ mod tests {
     #[test]
     fn losses_by_hand() {
         let (u, items) = ([1f32, 0.0], [0.0f32, 1.0, 1.0, 0.0]);
-        // Distance: |u-p|^2 = 2, |u-n|^2 = 0: max(0, 2 - 0 + 0.5) = 2.5.
         let (mut du, mut di) = (Vec::new(), Vec::new());
-        let d = triplet_loss(
-            Loss::Distance,
-            &u,
-            &items,
-            2,
-            &[0],
-            &[0],
-            &[1],
-            0.5,
-            (&mut du, &mut di),
-        );
-        assert!((d - 2.5).abs() < 1e-6);
+        let mut loss = |kind: Loss| {
+            triplet_loss(
+                kind,
+                &u,
+                &items,
+                2,
+                &[0],
+                &[0],
+                &[1],
+                0.5,
+                (&mut du, &mut di),
+            )
+        };
+        // Distance: |u-p|^2 = 2, |u-n|^2 = 0: max(0, 2 - 0 + 0.5) = 2.5.
+        assert!((loss(Loss::Distance) - 2.5).abs() < 1e-6);
         // Product: -ln sigmoid(0 - 1) = ln(1 + e).
-        let p = triplet_loss(
-            Loss::Product,
-            &u,
-            &items,
-            2,
-            &[0],
-            &[0],
-            &[1],
-            0.5,
-            (&mut du, &mut di),
-        );
+        let p = loss(Loss::Product);
         assert!((p - (1.0 + std::f64::consts::E).ln()).abs() < 1e-6);
         // Slope sigmoid(1) on u.n - u.p: du = s (n - p), dp = -s u, dn = s u.
         let s = 1.0 / (1.0 + (-1f32).exp());

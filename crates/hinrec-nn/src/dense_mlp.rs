@@ -149,6 +149,22 @@ fn zeroed(v: &mut Vec<f32>, n: usize) {
     v.resize(n, 0.0);
 }
 
+fn shape_error(e: ndarray::ShapeError) -> Error {
+    Error::Msg(format!("dense mlp: {e}"))
+}
+
+/// `x` as a `rows x cols` matrix, stored transposed (`cols x rows`) when
+/// `transposed`.
+fn view(x: &[f32], (rows, cols): (usize, usize), transposed: bool) -> Result<ArrayView2<'_, f32>> {
+    Ok(if transposed {
+        ArrayView2::from_shape((cols, rows), x)
+            .map_err(shape_error)?
+            .reversed_axes()
+    } else {
+        ArrayView2::from_shape((rows, cols), x).map_err(shape_error)?
+    })
+}
+
 /// `c = a b + beta c` with `a` `m x k` (stored `k x m` when `a_t`) and
 /// `b` `k x n` (stored `n x k` when `b_t`), all row-major slices; the
 /// transposes are strides, never copies.
@@ -161,22 +177,9 @@ pub fn gemm(
     (m, k, n): (usize, usize, usize),
     beta: f32,
 ) -> Result<()> {
-    let shape = |e: ndarray::ShapeError| Error::Msg(format!("dense mlp: {e}"));
-    let av = if a_t {
-        ArrayView2::from_shape((k, m), a)
-            .map_err(shape)?
-            .reversed_axes()
-    } else {
-        ArrayView2::from_shape((m, k), a).map_err(shape)?
-    };
-    let bv = if b_t {
-        ArrayView2::from_shape((n, k), b)
-            .map_err(shape)?
-            .reversed_axes()
-    } else {
-        ArrayView2::from_shape((k, n), b).map_err(shape)?
-    };
-    let mut cv = ArrayViewMut2::from_shape((m, n), c).map_err(shape)?;
+    let av = view(a, (m, k), a_t)?;
+    let bv = view(b, (k, n), b_t)?;
+    let mut cv = ArrayViewMut2::from_shape((m, n), c).map_err(shape_error)?;
     general_mat_mul(1.0, &av, &bv, beta, &mut cv);
     Ok(())
 }
