@@ -11,7 +11,7 @@ batches=${2:-60}
 venv=target/torch-venv
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -c 'import torch' 2>/dev/null || "$venv/bin/pip" install -q torch numpy
-cargo build --release -q -p xtask
+cargo build --release -q -p hinrec
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for cfg in "64 50" "128 100"; do
@@ -21,9 +21,12 @@ for cfg in "64 50" "128 100"; do
       --dim "$1" --k "$2" --threads "$t" --batches "$batches")
     echo "$line"
     torch_tps=$(echo "$line" | sed -E 's/.* ([0-9]+) triples\/s.*/\1/')
-    ours=$(RAYON_NUM_THREADS=$t ./target/release/xtask lgrec --data-root "$root" --datasets movielens \
-      --variants full --seeds 1 --epochs 1 --dim "$1" --k "$2" --out "$out" | grep "epoch  1")
-    ours_tps=$(echo "$ours" | sed -E 's/.*\(([0-9]+) triples\/s.*/\1/')
+    # One epoch of training triples (one per training interaction) on
+    # lgrec-ml100k, validation excluded from the rate.
+    ours=$(./target/release/hinrec train --model lgrec --data lgrec-ml100k --data-root "$root" \
+      --threads "$t" --seed 1 --set epochs=1 --set dim="$1" --set k_user="$2" --set k_item="$2" \
+      --out "$out/lgrec" --force 2>&1 | grep '^epoch 1:')
+    ours_tps=$(echo "$ours" | sed -E 's/.*\| ([0-9]+) samples\/s/\1/')
     echo "hinrec threads $t d $1 K $2: $ours_tps triples/s"
     awk -v a="$ours_tps" -v b="$torch_tps" -v t="$t" -v d="$1" -v k="$2" \
       'BEGIN { printf "== threads %s d %s K %s: hinrec / torch = %.1fx per epoch\n", t, d, k, a / b }'
