@@ -4,7 +4,8 @@
 //! its neighbours ranked by a score (LGRec ranks a user's training items,
 //! and an item's training users, by a pretrained matrix-factorisation score,
 //! lgrec.txt section 2.1), the best `k` kept, the rest padded and masked.
-//! Random walks for HHFAN join this crate with that model.
+//! [`walk`] holds HHFAN's random walk with restart over a typed graph and
+//! the per-type neighbour groups it keeps (hhfan.md III.D).
 //!
 //! ```
 //! use hinrec_data::Interactions;
@@ -20,6 +21,8 @@
 use hinrec_data::Interactions;
 use rand::Rng;
 use rayon::prelude::*;
+
+pub mod walk;
 
 /// A uniform item in `0..n_items` that is not in `seen` (sorted), drawn by
 /// rejection from `rng`; `None` when the user has every item. The one
