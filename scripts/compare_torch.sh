@@ -8,10 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=${1:-../shared/datasets}
 batches=${2:-60}
-venv=target/torch-venv
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -c 'import torch' 2>/dev/null || "$venv/bin/pip" install -q torch numpy
-cargo build --release -q -p hinrec
+source scripts/torch_venv.sh
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for cfg in "64 50" "128 100"; do

@@ -22,6 +22,7 @@
 //! ```
 
 use candle_core::{Error, Result};
+use hinrec_cluster::kmeans::dot;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
@@ -123,24 +124,6 @@ fn sum_of_squares(x: &[f32]) -> f64 {
         }
     }
     acc.iter().sum::<f64>() + tail
-}
-
-/// `a . b` over 16 running sums added in a fixed order.
-fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for j in 0..16 {
-            acc[j] += x[j] * y[j];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// Sets `v` to `n` zeros, keeping its allocation.
@@ -360,7 +343,7 @@ impl DenseMlp {
                     c.g.extend(gr.iter().map(|&v| v * inv));
                     continue;
                 }
-                let dot = lane_dot(yr, gr);
+                let dot = dot(yr, gr);
                 c.g.extend(yr.iter().zip(gr).map(|(&p, &q)| (q - p * dot) * inv));
             }
         } else {
