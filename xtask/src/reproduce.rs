@@ -234,6 +234,21 @@ fn run_experiment(
             }
             _ => Metrics::default(),
         };
+        let pooled = match &prepared.pooled_negatives {
+            Some(lists) => {
+                let m = hinrec::eval::pooled(model, &s.test, lists, exp.ks)
+                    .map_err(anyhow::Error::from_boxed)?;
+                println!(
+                    "   {name} seed {seed}: pooled P@10 {:.4} R@10 {:.4} NDCG@10 {:.4} AUC {:.4}",
+                    m.get("Precision@10").unwrap_or(f64::NAN),
+                    m.get("Recall@10").unwrap_or(f64::NAN),
+                    m.get("NDCG@10").unwrap_or(f64::NAN),
+                    m.get("AUC").unwrap_or(f64::NAN)
+                );
+                m
+            }
+            None => Metrics::default(),
+        };
         let best = fitted.summary.as_ref().map_or(0, |f| f.best_epoch);
         println!(
             "   {name} seed {seed}: test {} | full HR@10 {} | best epoch {best} | {:.0}s",
@@ -264,6 +279,7 @@ fn run_experiment(
             sampled,
             full,
             pruned,
+            pooled,
             fit: fitted.summary,
             wall_s: t.elapsed().as_secs_f64(),
         });

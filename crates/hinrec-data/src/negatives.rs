@@ -14,6 +14,43 @@ use crate::ids::IdMap;
 use crate::interactions::Interactions;
 use crate::text;
 
+/// `n` distinct items user `u` has in none of `known`, uniformly.
+fn draw_unseen(
+    u: u32,
+    n_items: usize,
+    known: &[&Interactions],
+    n: usize,
+    rng: &mut ChaCha8Rng,
+    seen: &mut Vec<bool>,
+) -> Result<Vec<u32>> {
+    let taken: usize = known.iter().map(|k| k.user_degree(u)).sum();
+    if n_items.saturating_sub(taken) < n {
+        return Err(DataError::User {
+            user: u.to_string(),
+            message: format!(
+                "{} unseen item(s), too few for {n} negatives (lower `negatives`)",
+                n_items.saturating_sub(taken)
+            ),
+        });
+    }
+    // A flag per item drawn (the same draws as a linear search, in O(1):
+    // 1000 pooled negatives per user made the search quadratic).
+    seen.resize(n_items, false);
+    let mut negs = Vec::with_capacity(n);
+    while negs.len() < n {
+        let j = rng.random_range(0..n_items as u32);
+        if known.iter().any(|k| k.contains(u, j)) || seen[j as usize] {
+            continue;
+        }
+        seen[j as usize] = true;
+        negs.push(j);
+    }
+    for &j in &negs {
+        seen[j as usize] = false;
+    }
+    Ok(negs)
+}
+
 /// Test pairs with their sampled negative items (internal ids).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct EvalNegatives {
@@ -33,33 +70,50 @@ impl EvalNegatives {
         n: usize,
         seed: u64,
     ) -> Result<Self> {
-        let n_items = test.n_items();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut out = EvalNegatives::default();
         let mut seen = Vec::new();
         for (u, i) in test.pairs() {
-            let taken: usize = known.iter().map(|k| k.user_degree(u)).sum();
-            if n_items.saturating_sub(taken) < n {
-                return Err(DataError::User {
-                    user: u.to_string(),
-                    message: format!(
-                        "{} unseen item(s), too few for {n} negatives (lower `negatives`)",
-                        n_items.saturating_sub(taken)
-                    ),
-                });
-            }
-            seen.clear();
-            let mut negs = Vec::with_capacity(n);
-            while negs.len() < n {
-                let j = rng.random_range(0..n_items as u32);
-                if known.iter().any(|k| k.contains(u, j)) || seen.contains(&j) {
-                    continue;
-                }
-                seen.push(j);
-                negs.push(j);
-            }
             out.pairs.push((u, i));
-            out.negatives.push(negs);
+            out.negatives.push(draw_unseen(
+                u,
+                test.n_items(),
+                known,
+                n,
+                &mut rng,
+                &mut seen,
+            )?);
+        }
+        Ok(out)
+    }
+
+    /// One list of `n` distinct negatives per user of `test` (HHFAN's
+    /// pooled protocol: a user's test items all rank against the same
+    /// list), avoiding every item the user has in `known`. Entry `k` is
+    /// keyed by `(user, the user's first test item)`; a protocol reads the
+    /// user's other test items from `test`. Deterministic for a seed.
+    pub fn sample_per_user(
+        test: &Interactions,
+        known: &[&Interactions],
+        n: usize,
+        seed: u64,
+    ) -> Result<Self> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut out = EvalNegatives::default();
+        let mut seen = Vec::new();
+        for u in 0..test.n_users() as u32 {
+            let Some(&first) = test.user_items(u).first() else {
+                continue;
+            };
+            out.pairs.push((u, first));
+            out.negatives.push(draw_unseen(
+                u,
+                test.n_items(),
+                known,
+                n,
+                &mut rng,
+                &mut seen,
+            )?);
         }
         Ok(out)
     }

@@ -39,8 +39,8 @@ pub mod report;
 
 pub use metrics::{ranks_against, UserMetrics};
 pub use protocol::{
-    check_len, check_pairs, check_users, full_ranking, global_auc, sampled, score_pairs_by_user,
-    score_users_by_user, ScoreError, Scorer, MAX_SCORES_PER_CALL,
+    check_len, check_pairs, check_users, full_ranking, global_auc, pooled, sampled,
+    score_pairs_by_user, score_users_by_user, ScoreError, Scorer, MAX_SCORES_PER_CALL,
 };
 pub use pruned::{candidate_recall, pruned_ranking, Candidates, Pruned};
 pub use report::{EvalReport, Metrics};

@@ -198,6 +198,49 @@ pub fn sampled<S: Scorer + ?Sized>(
     Ok(Metrics::average(&per_pair, ks))
 }
 
+/// HHFAN's pooled protocol (hhfan.md IV.C, "pair each observed user-item
+/// pair with 1000 unobserved micro-videos"): each user of `negatives`
+/// ([`EvalNegatives::sample_per_user`]) ranks all of its `target` items
+/// against its one stored list; metrics (Precision/Recall/NDCG@K and the
+/// per-user AUC of eq. 12) averaged over those users. Pooled precision
+/// grows with the number of held-out items per user.
+pub fn pooled<S: Scorer + ?Sized>(
+    model: &S,
+    target: &Interactions,
+    negatives: &EvalNegatives,
+    ks: &[usize],
+) -> Result<Metrics, ScoreError> {
+    let mut pairs = Vec::new();
+    let mut bounds = Vec::with_capacity(negatives.len());
+    for (&(u, _), negs) in negatives.pairs.iter().zip(&negatives.negatives) {
+        if u as usize >= target.n_users() {
+            return Err(format!("pooled list of user {u} outside the evaluated data").into());
+        }
+        let pos = target.user_items(u);
+        let start = pairs.len();
+        pairs.extend(pos.iter().map(|&i| (u, i)));
+        pairs.extend(negs.iter().map(|&j| (u, j)));
+        bounds.push((start, pos.len(), negs.len()));
+    }
+    let mut scores = vec![0f32; pairs.len()];
+    for (p, s) in pairs
+        .chunks(MAX_SCORES_PER_CALL)
+        .zip(scores.chunks_mut(MAX_SCORES_PER_CALL))
+    {
+        model.score_pairs(p, s)?;
+    }
+    let per_user: Vec<UserMetrics> = bounds
+        .par_iter()
+        .map(|&(start, n_pos, n_neg)| {
+            let s = &scores[start..start + n_pos + n_neg];
+            let mut neg = s[n_pos..].to_vec();
+            let (ranks, beaten) = ranks_against(&s[..n_pos], &mut neg);
+            UserMetrics::from_ranks(&ranks, &beaten, n_neg, ks)
+        })
+        .collect();
+    Ok(Metrics::average(&per_user, ks))
+}
+
 /// The full-ranking protocol: for every user with items in `target`, rank
 /// them among all items except `exclude` (the user's training items, and
 /// validation items when testing); metrics averaged over those users.
@@ -292,6 +335,25 @@ mod tests {
                 }
             })
         }
+    }
+
+    #[test]
+    fn pooled_ranks_every_test_item_against_one_list() {
+        // User 0: test items 1 and 2, list [3, 4]; scores 4 > 3 > 2 > 1.
+        let m = Table(vec![vec![0.0, 1.0, 3.0, 4.0, 2.0, 0.0]]);
+        let test = Interactions::from_pairs(1, 6, &[(0, 1), (0, 2)]);
+        let negs = EvalNegatives {
+            pairs: vec![(0, 1)],
+            negatives: vec![vec![3, 4]],
+        };
+        let r = pooled(&m, &test, &negs, &[2]).unwrap();
+        // Ranking: 3 (neg), 2 (pos), 4 (neg), 1 (pos): one hit in the top 2.
+        assert_eq!(r.get("Precision@2"), Some(0.5));
+        assert_eq!(r.get("Recall@2"), Some(0.5));
+        let ndcg = (1.0 / 3f64.log2()) / (1.0 + 1.0 / 3f64.log2());
+        assert!((r.get("NDCG@2").unwrap() - ndcg).abs() < 1e-12);
+        // Pairs won: item 2 beats 4; item 1 beats none: 1 of 4.
+        assert_eq!(r.get("AUC"), Some(0.25));
     }
 
     #[test]

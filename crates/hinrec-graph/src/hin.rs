@@ -34,6 +34,19 @@ pub struct Adjacency {
     pub transpose: SpMat,
 }
 
+/// Dense content features of one node type (row `k` for node `k`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeFeatures {
+    /// Feature name (`image`).
+    pub name: String,
+    /// Node type index.
+    pub node_type: usize,
+    /// Columns per row.
+    pub dim: usize,
+    /// Values, row-major.
+    pub data: Vec<f32>,
+}
+
 /// A typed heterogeneous network.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hin {
@@ -41,6 +54,8 @@ pub struct Hin {
     pub types: Vec<NodeType>,
     /// Relations, user-item interactions first.
     pub relations: Vec<Adjacency>,
+    /// The dataset's dense features (HHFAN's content nodes).
+    pub features: Vec<NodeFeatures>,
 }
 
 /// A binary CSR matrix from edges (duplicates merged).
@@ -124,7 +139,21 @@ impl Hin {
             let shape = (types[r.src].count, types[r.dst].count);
             relations.push(Adjacency::new(&r.name, r.src, r.dst, shape, &edges));
         }
-        Hin { types, relations }
+        let features = ds
+            .features
+            .iter()
+            .map(|f| NodeFeatures {
+                name: f.name.clone(),
+                node_type: f.entity,
+                dim: f.matrix.cols,
+                data: f.matrix.data.clone(),
+            })
+            .collect();
+        Hin {
+            types,
+            relations,
+            features,
+        }
     }
 
     /// Type index by meta-path code.

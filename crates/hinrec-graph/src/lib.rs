@@ -33,7 +33,7 @@ pub mod metapath;
 pub mod product;
 
 pub use error::{GraphError, Result};
-pub use hin::{Adjacency, Hin, NodeType};
+pub use hin::{Adjacency, Hin, NodeFeatures, NodeType};
 pub use labels::PairLabeler;
 pub use metapath::MetaPath;
 pub use product::RowRule;

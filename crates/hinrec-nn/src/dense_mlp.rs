@@ -24,7 +24,7 @@
 use candle_core::{Error, Result};
 use hinrec_cluster::kmeans::dot;
 use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView2, ArrayViewMut2};
+use ndarray::{ArrayView2, ArrayViewMut2, LinalgScalar};
 use rayon::prelude::*;
 
 /// Rows per parallel chunk (fixed: the chunking, not the threads, decides
@@ -138,7 +138,7 @@ fn shape_error(e: ndarray::ShapeError) -> Error {
 
 /// `x` as a `rows x cols` matrix, stored transposed (`cols x rows`) when
 /// `transposed`.
-fn view(x: &[f32], (rows, cols): (usize, usize), transposed: bool) -> Result<ArrayView2<'_, f32>> {
+fn view<T>(x: &[T], (rows, cols): (usize, usize), transposed: bool) -> Result<ArrayView2<'_, T>> {
     Ok(if transposed {
         ArrayView2::from_shape((cols, rows), x)
             .map_err(shape_error)?
@@ -151,19 +151,19 @@ fn view(x: &[f32], (rows, cols): (usize, usize), transposed: bool) -> Result<Arr
 /// `c = a b + beta c` with `a` `m x k` (stored `k x m` when `a_t`) and
 /// `b` `k x n` (stored `n x k` when `b_t`), all row-major slices; the
 /// transposes are strides, never copies.
-pub fn gemm(
-    a: &[f32],
+pub fn gemm<T: LinalgScalar>(
+    a: &[T],
     a_t: bool,
-    b: &[f32],
+    b: &[T],
     b_t: bool,
-    c: &mut [f32],
+    c: &mut [T],
     (m, k, n): (usize, usize, usize),
-    beta: f32,
+    beta: T,
 ) -> Result<()> {
     let av = view(a, (m, k), a_t)?;
     let bv = view(b, (k, n), b_t)?;
     let mut cv = ArrayViewMut2::from_shape((m, n), c).map_err(shape_error)?;
-    general_mat_mul(1.0, &av, &bv, beta, &mut cv);
+    general_mat_mul(T::one(), &av, &bv, beta, &mut cv);
     Ok(())
 }
 

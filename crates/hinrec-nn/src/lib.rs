@@ -11,6 +11,9 @@
 //!   with its own backward and gradient check;
 //! - [`layers`]: [`layers::Linear`], [`layers::Mlp`], masked
 //!   [`layers::co_attention`] and the translation score;
+//! - [`lstm`]: a masked (bi)directional LSTM whose hidden states are
+//!   averaged, one fused op with its own backward (HHFAN's intra-type
+//!   aggregator);
 //! - [`loss`]: hinge, BPR, sigmoid cross-entropy with logits, L2;
 //! - [`normalize`]: row-wise L2 normalisation as one op with its gradient;
 //! - [`dense_mlp`]: an MLP (and its normalisation) over plain `f32` rows
@@ -44,6 +47,7 @@ pub mod init;
 pub mod interaction;
 pub mod layers;
 pub mod loss;
+pub mod lstm;
 pub mod normalize;
 pub mod optim;
 pub mod slot_ops;

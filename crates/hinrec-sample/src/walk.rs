@@ -99,6 +99,58 @@ impl TypedGraph {
     pub fn neighbors(&self, v: u32) -> &[u32] {
         &self.indices[self.indptr[v as usize]..self.indptr[v as usize + 1]]
     }
+
+    /// Nodes of type `t`.
+    pub fn count(&self, t: usize) -> usize {
+        (self.offsets[t + 1] - self.offsets[t]) as usize
+    }
+
+    /// Undirected edges (each counted once).
+    pub fn n_edges(&self) -> usize {
+        self.indices.len() / 2
+    }
+
+    /// Nodes of type `target` met by a walk from `start` that restarts
+    /// with probability `restart` at each step and always after `depth`
+    /// steps, so every node met is within distance `depth` of `start`
+    /// (HHFAN's training positives, III.F): `count` visits (repeats
+    /// included) as local ids of `target`, fewer when `max_steps` run out
+    /// first or none is reachable.
+    pub fn walk_within<R: Rng>(
+        &self,
+        start: u32,
+        (target, count): (usize, usize),
+        depth: usize,
+        restart: f64,
+        max_steps: usize,
+        rng: &mut R,
+    ) -> Vec<u32> {
+        let mut out = Vec::with_capacity(count);
+        if self.neighbors(start).is_empty() || depth == 0 {
+            return out;
+        }
+        let (mut at, mut d) = (start, 0);
+        for _ in 0..max_steps {
+            if out.len() >= count {
+                break;
+            }
+            if d >= depth || (d > 0 && rng.random_bool(restart)) {
+                (at, d) = (start, 0);
+            }
+            let nb = self.neighbors(at);
+            if nb.is_empty() {
+                (at, d) = (start, 0);
+                continue;
+            }
+            at = nb[rng.random_range(0..nb.len())];
+            d += 1;
+            let (t, local) = self.local(at);
+            if t == target && at != start {
+                out.push(local);
+            }
+        }
+        out
+    }
 }
 
 /// How the walks run and what they keep.
@@ -194,6 +246,61 @@ impl NeighborGroups {
     pub fn mask(&self, v: u32, t: usize) -> &[f32] {
         let at = v as usize * self.width + self.starts[t];
         &self.mask[at..at + self.keep[t]]
+    }
+
+    /// Node `v`'s real neighbours of type `t`: they fill the first slots.
+    pub fn len(&self, v: u32, t: usize) -> usize {
+        self.mask(v, t).iter().take_while(|&&m| m > 0.0).count()
+    }
+
+    /// Slots per type.
+    pub fn keep(&self) -> &[usize] {
+        &self.keep
+    }
+
+    /// Nodes covered.
+    pub fn n_nodes(&self) -> usize {
+        self.ids.len() / self.width.max(1)
+    }
+
+    /// The slots' ids and mask, row-major (node, then type, then slot), for
+    /// saving.
+    pub fn parts(&self) -> (&[u32], &[f32]) {
+        (&self.ids, &self.mask)
+    }
+
+    /// Groups from what [`NeighborGroups::parts`] returned; an error when
+    /// the sizes disagree or a mask is not 1s then 0s.
+    pub fn from_parts(keep: Vec<usize>, ids: Vec<u32>, mask: Vec<f32>) -> Result<Self, WalkError> {
+        let mut starts = vec![0];
+        for &k in &keep {
+            starts.push(starts.last().unwrap_or(&0) + k);
+        }
+        let width = *starts.last().unwrap_or(&0);
+        if ids.len() != mask.len() || (width > 0 && !ids.len().is_multiple_of(width)) {
+            return Err(WalkError(format!(
+                "{} ids and {} mask values for groups {width} wide",
+                ids.len(),
+                mask.len()
+            )));
+        }
+        let g = NeighborGroups {
+            keep,
+            starts,
+            width,
+            ids,
+            mask,
+        };
+        for v in 0..g.n_nodes() as u32 {
+            for t in 0..g.keep.len() {
+                let m = g.mask(v, t);
+                let l = g.len(v, t);
+                if m[l..].iter().any(|&x| x != 0.0) {
+                    return Err(WalkError(format!("node {v}: type {t}'s mask has a gap")));
+                }
+            }
+        }
+        Ok(g)
     }
 }
 
@@ -332,6 +439,37 @@ mod tests {
             .unwrap()
             .install(|| NeighborGroups::sample(&g, &cfg(5)).unwrap());
         assert_eq!(one, two);
+    }
+
+    #[test]
+    fn walks_within_a_depth_stay_within_that_distance() {
+        let g = graph();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        // Depth 1 from user 0: its own items 0 and 1 only.
+        let near = g.walk_within(0, (1, 50), 1, 0.5, 1000, &mut rng);
+        assert_eq!(near.len(), 50);
+        assert!(near.iter().all(|&i| i == 0 || i == 1));
+        // Depth 3 also reaches nothing new here (item 1's users have no
+        // other item), but never user 2's item 2.
+        let far = g.walk_within(1, (1, 50), 3, 0.3, 1000, &mut rng);
+        assert!(far.contains(&0) && far.contains(&1) && !far.contains(&2));
+        assert!(g.walk_within(6, (1, 5), 3, 0.3, 100, &mut rng).is_empty());
+    }
+
+    #[test]
+    fn groups_round_trip_through_their_parts() {
+        let g = graph();
+        let n = NeighborGroups::sample(&g, &cfg(2)).unwrap();
+        let (ids, mask) = n.parts();
+        let back =
+            NeighborGroups::from_parts(n.keep().to_vec(), ids.to_vec(), mask.to_vec()).unwrap();
+        assert_eq!(back, n);
+        assert_eq!(n.len(0, 1), 2);
+        let mut gap = mask.to_vec();
+        gap[0] = 0.0;
+        gap[1] = 1.0;
+        assert!(NeighborGroups::from_parts(n.keep().to_vec(), ids.to_vec(), gap).is_err());
+        assert!(NeighborGroups::from_parts(vec![2], vec![0; 3], vec![0.0; 3]).is_err());
     }
 
     #[test]

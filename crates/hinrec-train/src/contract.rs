@@ -179,6 +179,14 @@ pub enum Reason {
         /// `(user, weight)`, largest first.
         weights: Vec<(u32, f32)>,
     },
+    /// Items near the pair in a graph (an item's random-walk neighbours),
+    /// not necessarily the user's, and how much each weighs.
+    RelatedItems {
+        /// What the weights are.
+        what: String,
+        /// `(item, weight)`, largest first.
+        weights: Vec<(u32, f32)>,
+    },
     /// Named values (meta-path label probabilities, attention over
     /// aspects, ...).
     Values {

@@ -37,6 +37,10 @@ pub struct ExperimentConfig {
     /// the data seed (0: all); for datasets where scoring every validation
     /// user is most of an epoch.
     pub valid_users: usize,
+    /// Stored negatives per user for HHFAN's pooled protocol (each user's
+    /// test items all ranked against one list of this many unobserved
+    /// items; 0: no pooled lists).
+    pub pooled_negatives: usize,
     /// Each model table of the file (`[lgrec]` ...), by name.
     #[serde(skip)]
     pub models: BTreeMap<String, toml::Table>,
@@ -52,6 +56,7 @@ impl Default for ExperimentConfig {
             metric: "NDCG@10".into(),
             sampled_validation: true,
             valid_users: 0,
+            pooled_negatives: 0,
             models: BTreeMap::new(),
         }
     }
@@ -144,6 +149,9 @@ pub struct Prepared {
     pub test_negatives: EvalNegatives,
     /// The dataset's meta-paths (its manifest's `metapaths`).
     pub meta_paths: Vec<String>,
+    /// One list of unobserved items per test user (HHFAN's pooled
+    /// protocol), where the config asks for it.
+    pub pooled_negatives: Option<EvalNegatives>,
 }
 
 impl Prepared {
@@ -195,6 +203,20 @@ impl Prepared {
         if cfg.valid_users > 0 {
             valid_negatives = valid_negatives.subsample(cfg.valid_users, cfg.data_seed);
         }
+        let pooled_negatives = if cfg.pooled_negatives > 0 {
+            Some(
+                EvalNegatives::sample_per_user(
+                    &split.test,
+                    &all,
+                    cfg.pooled_negatives,
+                    cfg.data_seed.wrapping_add(4),
+                )
+                .map_err(|e| e.with_names(ds))
+                .context("sampling the pooled negatives")?,
+            )
+        } else {
+            None
+        };
         Ok(Prepared {
             dataset: ds.name.clone(),
             split_label: label,
@@ -202,6 +224,7 @@ impl Prepared {
             valid_negatives,
             test_negatives,
             meta_paths: ds.manifest.metapaths.clone(),
+            pooled_negatives,
         })
     }
 
@@ -238,6 +261,25 @@ impl Prepared {
         let metrics = full_ranking(model, &s.test, &[&s.train, &s.valid], ks)
             .map_err(anyhow::Error::from_boxed)?;
         Ok(self.report(name, "full", seed, ks, metrics, t))
+    }
+
+    /// HHFAN's pooled protocol: each test user's items ranked against its
+    /// stored list (`pooled_negatives` in the config); Precision, Recall,
+    /// NDCG at `ks` and the per-user AUC (eq. 12).
+    pub fn evaluate_pooled<S: Scorer + ?Sized>(
+        &self,
+        model: &S,
+        name: &str,
+        seed: u64,
+        ks: &[usize],
+    ) -> Result<EvalReport> {
+        let t = Instant::now();
+        let Some(lists) = &self.pooled_negatives else {
+            bail!("the pooled protocol needs pooled_negatives > 0 in the config (HHFAN: 1000)");
+        };
+        let metrics = hinrec_eval::pooled(model, &self.split.test, lists, ks)
+            .map_err(anyhow::Error::from_boxed)?;
+        Ok(self.report(name, "pooled", seed, ks, metrics, t))
     }
 
     /// Full ranking within the model's retrieval candidates (GLRS's

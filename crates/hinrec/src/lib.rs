@@ -29,6 +29,7 @@ pub use hinrec_data as data;
 pub use hinrec_eval as eval;
 pub use hinrec_glrs as glrs;
 pub use hinrec_graph as graph;
+pub use hinrec_hhfan as hhfan;
 pub use hinrec_lgrec as lgrec;
 pub use hinrec_reda as reda;
 pub use hinrec_sample as sample;

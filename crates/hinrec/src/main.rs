@@ -57,6 +57,9 @@ enum Protocol {
     Pruned,
     /// Per-user AUC over unseen items and global AUC over labeled pairs.
     Auc,
+    /// HHFAN's pooled lists: each test user's items against one stored list
+    /// of `pooled_negatives` unobserved items (config key).
+    Pooled,
 }
 
 #[derive(Subcommand)]
@@ -264,6 +267,7 @@ fn run(cli: Cli) -> Result<()> {
                 Protocol::Full => p.evaluate_full(scorer, name, seed, &k)?,
                 Protocol::Pruned => p.evaluate_pruned(scorer, name, seed, &k)?,
                 Protocol::Auc => p.evaluate_auc(scorer, name, seed)?,
+                Protocol::Pooled => p.evaluate_pooled(scorer, name, seed, &k)?,
             };
             print_report(&report, json)?;
         }
@@ -339,7 +343,7 @@ fn run(cli: Cli) -> Result<()> {
 fn print_reasons(ds: &Dataset, why: &[Reason]) {
     for reason in why {
         let (what, cells): (&str, Vec<String>) = match reason {
-            Reason::Items { what, weights } => (
+            Reason::Items { what, weights } | Reason::RelatedItems { what, weights } => (
                 what,
                 weights
                     .iter()

@@ -301,6 +301,9 @@ fn write_dir(
     prepared
         .valid_negatives
         .write(&split_dir.join("valid.negative"), ds)?;
+    if let Some(p) = &prepared.pooled_negatives {
+        p.write(&split_dir.join(POOLED), ds)?;
+    }
     if let Some(s) = summary {
         let outcome = TrainOutcome {
             epochs: s.epochs,
@@ -534,6 +537,12 @@ pub fn load(dir: &Path) -> Result<Loaded> {
     let test_negatives = read_negatives(&split_dir.join("test.negative"), &dataset, &split, true)?;
     let valid_negatives =
         read_negatives(&split_dir.join("valid.negative"), &dataset, &split, false)?;
+    let pooled_path = split_dir.join(POOLED);
+    let pooled_negatives = if pooled_path.exists() {
+        Some(read_pooled(&pooled_path, &dataset, &split)?)
+    } else {
+        None
+    };
     let prepared = Prepared {
         dataset: info.dataset.clone(),
         split_label: info.split.clone(),
@@ -541,6 +550,7 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         valid_negatives,
         test_negatives,
         meta_paths: dataset.manifest.metapaths.clone(),
+        pooled_negatives,
     };
     Ok(Loaded {
         info,
@@ -597,6 +607,39 @@ pub fn read_negatives(
         }
     };
     Ok(EvalNegatives::read(path, ds, Some(&against))?)
+}
+
+/// The pooled lists' file in a model directory's `split/`.
+const POOLED: &str = "test.pooled";
+
+/// A model directory's pooled lists: one line per test user, keyed by a
+/// test pair of that user, no negative the user knows.
+fn read_pooled(path: &Path, ds: &Dataset, split: &Split) -> Result<EvalNegatives> {
+    use hinrec_data::negatives::Ids;
+    let lists = EvalNegatives::read(path, ds, None)?;
+    let mut seen = std::collections::HashSet::new();
+    for (k, (&(u, i), negs)) in lists.pairs.iter().zip(&lists.negatives).enumerate() {
+        let at = || format!("{} line {}", path.display(), k + 1);
+        if !split.test.contains(u, i) {
+            bail!(
+                "{}: ({}, {}) is not a test pair",
+                at(),
+                ds.user_name(u),
+                ds.item_name(i)
+            );
+        }
+        if !seen.insert(u) {
+            bail!("{}: user {} has a second list", at(), ds.user_name(u));
+        }
+        let known = [&split.train, &split.valid, &split.test];
+        if let Some(&j) = negs
+            .iter()
+            .find(|&&j| known.iter().any(|x| x.contains(u, j)))
+        {
+            bail!("{}: item {} is one the user has", at(), ds.item_name(j));
+        }
+    }
+    Ok(lists)
 }
 
 fn read_pairs(path: &Path, ds: &Dataset) -> Result<Interactions> {

@@ -216,29 +216,84 @@ const fn on_glrs(
     }
 }
 
-const MOSTPOP_EXPERIMENTS: [Experiment; 6] = [
+/// HHFAN's protocols (hhfan.md IV.C): ml1m with a seeded 80 % of each
+/// user's interactions for training (a tenth of them carved for
+/// validation), TikTok's given train/valid/test; each test user's items
+/// ranked against 1000 stored unobserved items (pooled), and in full at
+/// 10 and 20. Epochs are chosen on the sampled validation NDCG@10.
+const HHFAN_ML1M: &str = "split = { kind = \"user-ratio\", train = 0.8 }\nvalid_split = { kind = \"user-ratio\", train = 0.9 }\npooled_negatives = 1000";
+const HHFAN_TIKTOK: &str = "pooled_negatives = 1000";
+const CUTOFFS_10_20: &[usize] = &[10, 20];
+
+/// An experiment on one of HHFAN's protocols.
+const fn on_hhfan(
+    dataset: &'static str,
+    protocol: &'static str,
+    grid: fn() -> Vec<String>,
+) -> Experiment {
+    Experiment {
+        dataset,
+        settings: "",
+        grid,
+        grid_settings: "",
+        valid_users: 0,
+        ks: CUTOFF_10,
+        full: FullRanking::UpTo(usize::MAX),
+        protocol,
+        full_ks: CUTOFFS_10_20,
+    }
+}
+
+const HHFAN_EXPERIMENTS: [Experiment; 2] = [
+    on_hhfan("ml1m", HHFAN_ML1M, no_grid),
+    on_hhfan("tiktok-mmssl", HHFAN_TIKTOK, no_grid),
+];
+
+const HHFAN_DEMO: &str = "dim = 16\nepochs = 15\nlr = 0.02\nbatch = 512\ncontent_clusters = 8";
+
+/// An HHFAN variant's entry (hhfan.md Tables II-IV, Fig. 3-5).
+const fn hhfan(name: &'static str, about: &'static str, preset: &'static str) -> ModelEntry {
+    ModelEntry {
+        name,
+        table: "hhfan",
+        paper: "hhfan.md",
+        about,
+        preset,
+        defaults: params::<hinrec_hhfan::HhfanConfig>,
+        demo: HHFAN_DEMO,
+        experiments: &HHFAN_EXPERIMENTS,
+    }
+}
+
+const MOSTPOP_EXPERIMENTS: [Experiment; 8] = [
     baseline(BASELINE_DATASETS[0], no_grid),
     baseline(BASELINE_DATASETS[1], no_grid),
     baseline(BASELINE_DATASETS[2], no_grid),
     baseline(BASELINE_DATASETS[3], no_grid),
     on_glrs("glrs-yelp-madison", GLRS_MADISON, no_grid),
     on_glrs("movielens", GLRS_MOVIELENS, no_grid),
+    on_hhfan("ml1m", HHFAN_ML1M, no_grid),
+    on_hhfan("tiktok-mmssl", HHFAN_TIKTOK, no_grid),
 ];
-const ITEMKNN_EXPERIMENTS: [Experiment; 6] = [
+const ITEMKNN_EXPERIMENTS: [Experiment; 8] = [
     baseline(BASELINE_DATASETS[0], itemknn_grid),
     baseline(BASELINE_DATASETS[1], itemknn_grid),
     baseline(BASELINE_DATASETS[2], itemknn_grid),
     baseline(BASELINE_DATASETS[3], itemknn_grid),
     on_glrs("glrs-yelp-madison", GLRS_MADISON, itemknn_grid),
     on_glrs("movielens", GLRS_MOVIELENS, itemknn_grid),
+    on_hhfan("ml1m", HHFAN_ML1M, itemknn_grid),
+    on_hhfan("tiktok-mmssl", HHFAN_TIKTOK, itemknn_grid),
 ];
-const BPR_EXPERIMENTS: [Experiment; 6] = [
+const BPR_EXPERIMENTS: [Experiment; 8] = [
     baseline(BASELINE_DATASETS[0], bpr_grid),
     baseline(BASELINE_DATASETS[1], bpr_grid),
     baseline(BASELINE_DATASETS[2], bpr_grid),
     baseline(BASELINE_DATASETS[3], bpr_grid),
     on_glrs("glrs-yelp-madison", GLRS_MADISON, bpr_grid),
     on_glrs("movielens", GLRS_MOVIELENS, bpr_grid),
+    on_hhfan("ml1m", HHFAN_ML1M, bpr_grid),
+    on_hhfan("tiktok-mmssl", HHFAN_TIKTOK, bpr_grid),
 ];
 /// lgrec.txt Table 2: Yelp's validation runs on 2,000 sampled users with a
 /// 15-epoch cap (docs/lgrec.md).
@@ -446,6 +501,14 @@ pub static MODELS: &[ModelEntry] = &[
     glrs("glrs-gp", "GLRS's global space with the product loss alone (GP)", "variant = \"gp\""),
     glrs("glrs-ld", "GLRS's local space with the distance loss alone (LD)", "variant = \"ld\""),
     glrs("glrs-lp", "GLRS's local space with the product loss alone (LP)", "variant = \"lp\""),
+    hhfan(
+        "hhfan",
+        "HHFAN: random-walk neighbour groups on a modality-aware HIN, Bi-LSTM per type, attribute and neighbour-type attention",
+        "",
+    ),
+    hhfan("hhfan-l", "HHFAN with the mean of each group instead of its LSTM (HHFAN-l)", "variant = \"l\""),
+    hhfan("hhfan-a", "HHFAN without the attribute self-attention (HHFAN-a)", "variant = \"a\""),
+    hhfan("hhfan-n", "HHFAN without the neighbour-type attention (HHFAN-n)", "variant = \"n\""),
 ];
 
 /// The entry named `name` (case and `_` ignored), or an error listing

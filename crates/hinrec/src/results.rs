@@ -28,6 +28,10 @@ pub struct SeedRun {
     /// models without an index.
     #[serde(default, skip_serializing_if = "Metrics::is_empty")]
     pub pruned: Metrics,
+    /// HHFAN's pooled protocol (each test user's items against one stored
+    /// list of unobserved items); empty where the protocol has none.
+    #[serde(default, skip_serializing_if = "Metrics::is_empty")]
+    pub pooled: Metrics,
     /// Training summary.
     pub fit: Option<FitSummary>,
     /// Seconds to fit and evaluate.
@@ -319,6 +323,49 @@ pub fn render(store: &Store, papers: &PaperFile) -> String {
                     ["Recall@15", "Precision@15", "HR@15", "ARHR@15"]
                         .iter()
                         .map(|m| p(m)),
+                );
+                let _ = writeln!(md, "| {} | {} |", r.model, cells.join(" | "));
+            }
+        }
+        // HHFAN's pooled protocol, and full ranking at 10 and 20.
+        let pooled: Vec<&&Record> = recs
+            .iter()
+            .filter(|r| r.runs.iter().all(|x| !x.pooled.is_empty()))
+            .collect();
+        if !pooled.is_empty() {
+            let _ = writeln!(
+                md,
+                "\nPooled protocol (HHFAN IV.C): each test user's held-out items all ranked against one stored list of unobserved items; AUC is eq. 12's per-user AUC. Full = all items but the user's training and validation ones.\n\n\
+                 | model | P@10 | R@10 | NDCG@10 | AUC | paper P@10 | paper R@10 | paper NDCG@10 | paper AUC | full P@10 | full R@10 | full NDCG@10 | full R@20 | full NDCG@20 |\n\
+                 |---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+            );
+            for r in pooled {
+                let po: Vec<&Metrics> = r.runs.iter().map(|x| &x.pooled).collect();
+                let f: Vec<&Metrics> = r.runs.iter().map(|x| &x.full).collect();
+                let p = |m: &str| {
+                    paper
+                        .get(&(r.model.clone(), m.to_string()))
+                        .map_or("-".into(), |v| format!("{:.4}", v.0))
+                };
+                let mut cells: Vec<String> = ["Precision@10", "Recall@10", "NDCG@10", "AUC"]
+                    .iter()
+                    .map(|m| cell(&po, m))
+                    .collect();
+                cells.extend(
+                    ["Precision@10", "Recall@10", "NDCG@10", "AUC"]
+                        .iter()
+                        .map(|m| p(m)),
+                );
+                cells.extend(
+                    [
+                        "Precision@10",
+                        "Recall@10",
+                        "NDCG@10",
+                        "Recall@20",
+                        "NDCG@20",
+                    ]
+                    .iter()
+                    .map(|m| cell(&f, m)),
                 );
                 let _ = writeln!(md, "| {} | {} |", r.model, cells.join(" | "));
             }
