@@ -5,10 +5,13 @@
 //! - `render`: docs/results.md again from docs/results.json.
 //! - `glrs-retrieval`: GLRS's retrieval study and query time against
 //!   catalogue size (docs/glrs-retrieval.md).
+//! - `hhfan-walks`: HHFAN's neighbour walks timed on the real ml1m graph
+//!   (and the graph exported for the numpy peer).
 //! - `real-data`: the checks CI runs where ../shared/datasets exists.
 //! - `ci`: everything .ci/run runs.
 
 mod glrs;
+mod hhfan;
 mod real_data;
 mod reproduce;
 
@@ -33,6 +36,8 @@ enum Task {
     /// GLRS's retrieval study: recall against items scanned for M x K,
     /// query time against catalogue size.
     GlrsRetrieval(glrs::Args),
+    /// HHFAN's random walks from every node of ml1m's M-HIG, timed.
+    HhfanWalks(hhfan::Args),
     /// Re-render docs/results.md from docs/results.json.
     Render {
         /// Folder of results.json and paper-numbers.toml.
@@ -59,6 +64,7 @@ fn main() -> Result<()> {
     match Cli::parse().task {
         Task::Reproduce(args) => reproduce::run(&args),
         Task::GlrsRetrieval(args) => glrs::run(&args),
+        Task::HhfanWalks(args) => hhfan::run(&args),
         Task::Render { out } => hinrec::results::render_file(&out),
         Task::RealData { data_root } => real_data::run(&data_root),
         Task::Ci => {

@@ -576,7 +576,12 @@ fn read_relation(
         let mut fields = Vec::with_capacity(8);
         text::split_fields(line, sep, &mut fields);
         let s = text::field(&path, line_no, &fields, r.columns.src, &r.src)?;
-        let d = text::field(&path, line_no, &fields, r.columns.dst, &r.dst)?;
+        let mut d = text::field(&path, line_no, &fields, r.columns.dst, &r.dst)?;
+        if let Some(x) = r.extract {
+            d = x.apply(d).ok_or_else(|| {
+                DataError::parse(&path, line_no, format!("{x:?} found nothing in {d:?}"))
+            })?;
+        }
         let w = match r.columns.weight {
             Some(c) => text::parse_field::<f32>(&path, line_no, &fields, c, "weight")?,
             None => 1.0,

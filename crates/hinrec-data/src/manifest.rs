@@ -182,6 +182,33 @@ pub struct RelationSpec {
     /// separator between them.
     #[serde(default)]
     pub multi_separator: Option<String>,
+    /// Derive the destination id from the field instead of reading it
+    /// as is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extract: Option<Extract>,
+}
+
+/// How a relation's destination id is derived from its field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Extract {
+    /// The year of a title ending in `(1995)` (MovieLens' `movies.dat`); a
+    /// title without one is an error naming the file and line.
+    TitleYear,
+}
+
+impl Extract {
+    /// The derived value of `field`, if it has one.
+    pub fn apply(self, field: &str) -> Option<&str> {
+        match self {
+            Extract::TitleYear => {
+                let t = field.trim_end().strip_suffix(')')?;
+                let open = t.rfind('(')?;
+                let year = &t[open + 1..];
+                (year.len() == 4 && year.bytes().all(|b| b.is_ascii_digit())).then_some(year)
+            }
+        }
+    }
 }
 
 /// A dense feature matrix (NPY, float16/32/64, C order), row *r* for the
@@ -422,6 +449,17 @@ impl Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn title_years_are_extracted_or_refused() {
+        let x = Extract::TitleYear;
+        assert_eq!(x.apply("Toy Story (1995)"), Some("1995"));
+        assert_eq!(x.apply("City of Lost Children, The (1995) "), Some("1995"));
+        assert_eq!(x.apply("Seven (Se7en) (1995)"), Some("1995"));
+        assert_eq!(x.apply("No year"), None);
+        assert_eq!(x.apply("Odd (95)"), None);
+        assert_eq!(x.apply("(abcd)"), None);
+    }
 
     const MINIMAL: &str = r#"
 name = "tiny"

@@ -259,6 +259,7 @@ pub fn manifest(cfg: &SyntheticConfig) -> Manifest {
         columns: Default::default(),
         separator: None,
         multi_separator: None,
+        extract: None,
     };
     Manifest {
         name: "synthetic".into(),

@@ -105,6 +105,12 @@ impl TypedGraph {
         (self.offsets[t + 1] - self.offsets[t]) as usize
     }
 
+    /// The first global id of each type (and the node count last), the
+    /// CSR row pointers and the neighbour ids: for exporting the graph.
+    pub fn csr(&self) -> (&[u32], &[usize], &[u32]) {
+        (&self.offsets, &self.indptr, &self.indices)
+    }
+
     /// Undirected edges (each counted once).
     pub fn n_edges(&self) -> usize {
         self.indices.len() / 2
@@ -314,7 +320,7 @@ fn groups_of(
 ) -> (Vec<u32>, Vec<f32>) {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     rng.set_stream(v as u64);
-    let mut visits: Vec<(u32, u32)> = Vec::new(); // (node, count), unsorted
+    let mut met: Vec<u32> = Vec::with_capacity(cfg.collect);
     let mut per_type = vec![0usize; g.n_types()];
     let mut collected = 0;
     let mut at = v;
@@ -340,10 +346,16 @@ fn groups_of(
             }
             per_type[t] += 1;
             collected += 1;
-            match visits.iter_mut().find(|x| x.0 == at) {
-                Some(x) => x.1 += 1,
-                None => visits.push((at, 1)),
-            }
+            met.push(at);
+        }
+    }
+    // (node, visits): sorted, then counted in runs.
+    met.sort_unstable();
+    let mut visits: Vec<(u32, u32)> = Vec::new();
+    for &node in &met {
+        match visits.last_mut() {
+            Some(x) if x.0 == node => x.1 += 1,
+            _ => visits.push((node, 1)),
         }
     }
     // Most visited first, ties to the smaller id.
