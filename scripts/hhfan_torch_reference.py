@@ -2,9 +2,9 @@
 
 The speed reference of docs/hhfan.md: hhfan.md's network as a PyTorch user
 would first write it, at the same settings as hinrec's (d = 64, groups of
-10 users, 10 items and 3 of each of the four attribute types, batch and
+10 users, 10 items and 3 of each of the five attribute types, batch and
 triples per user as given), on ml1m's node counts (6,040 users, 3,260
-movies, 2 genders, 7 ages, 21 occupations, 18 genres):
+movies, 2 genders, 7 ages, 21 occupations, 18 genres, 81 years):
 
 - ID embeddings per node type (eq. 1);
 - per neighbour type an `nn.LSTM(d, d / 2, bidirectional=True)` over the
@@ -31,8 +31,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-COUNTS = [6040, 3260, 2, 7, 21, 18]
-KEEP = [10, 10, 3, 3, 3, 3]
+COUNTS = [6040, 3260, 2, 7, 21, 18, 81]
+KEEP = [10, 10, 3, 3, 3, 3, 3]
 
 
 class Hhfan(nn.Module):
