@@ -392,7 +392,18 @@ impl Hhfan {
         checkpoint::load_vars(&self.named_vars(), state)?;
         for (t, table) in self.tables.iter_mut().enumerate() {
             if table.is_some() {
-                *table = Some(EmbeddingTable::from_state(&format!("nodes.{t}"), state)?);
+                let loaded = EmbeddingTable::from_state(&format!("nodes.{t}"), state)?;
+                let want = (self.kinds[t].count, self.cfg.dim);
+                if (loaded.rows(), loaded.dim()) != want {
+                    return Err(HhfanError::Data(format!(
+                        "nodes.{t} is {} x {}, the model's {} x {}",
+                        loaded.rows(),
+                        loaded.dim(),
+                        want.0,
+                        want.1
+                    )));
+                }
+                *table = Some(loaded);
             }
         }
         Ok(())
@@ -509,13 +520,7 @@ impl Hhfan {
             get("groups.mask")?.to_vec1()?,
         )
         .map_err(|e| HhfanError::Data(e.to_string()))?;
-        let total: usize = kinds.iter().map(|k| k.count).sum();
-        if groups.n_nodes() != total {
-            return Err(HhfanError::Data(format!(
-                "groups cover {} nodes, the types {total}",
-                groups.n_nodes()
-            )));
-        }
+        check_saved(&kinds, &groups)?;
         let mut m = Hhfan::init(cfg, kinds, groups, 0)?;
         m.load_state(state)?;
         m.users_final = get("final.users")?.flatten_all()?.to_vec1()?;
@@ -538,6 +543,53 @@ impl Hhfan {
             &self.items_final[i as usize * d..(i as usize + 1) * d],
         )
     }
+}
+
+/// A saved model's node types and groups agree with each other (a file
+/// with hostile values is an error, never a panic or a huge allocation).
+fn check_saved(kinds: &[NodeKind], groups: &NeighborGroups) -> Result<()> {
+    let bad = |m: String| Err(HhfanError::Data(format!("saved model: {m}")));
+    if kinds.len() < 2 || kinds[0].role != Role::User || kinds[1].role != Role::Item {
+        return bad("the first two node types must be the users and the items".into());
+    }
+    if let Some(k) = kinds.iter().skip(2).find(|k| k.role != Role::Attribute) {
+        return bad(format!("node type {} has a user or item role", k.name));
+    }
+    if let Some(k) = kinds
+        .iter()
+        .find(|k| k.features.len() != k.count * k.feature_dim)
+    {
+        return bad(format!(
+            "node type {}: features do not fit its count",
+            k.name
+        ));
+    }
+    if groups.keep().len() != kinds.len() {
+        return bad(format!(
+            "{} group sizes for {} node types",
+            groups.keep().len(),
+            kinds.len()
+        ));
+    }
+    let total = kinds.iter().try_fold(0usize, |s, k| s.checked_add(k.count));
+    if total != Some(groups.n_nodes()) {
+        return bad(format!(
+            "groups cover {} nodes, the types {total:?}",
+            groups.n_nodes()
+        ));
+    }
+    for v in 0..groups.n_nodes() as u32 {
+        for (t, k) in kinds.iter().enumerate() {
+            let l = groups.len(v, t);
+            if let Some(&id) = groups.ids(v, t)[..l]
+                .iter()
+                .find(|&&id| id as usize >= k.count)
+            {
+                return bad(format!("node {v}'s group of {} holds id {id}", k.name));
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Scorer for Hhfan {

@@ -352,7 +352,7 @@ pub fn render(store: &Store, papers: &PaperFile) -> String {
                     .map(|m| cell(&po, m))
                     .collect();
                 cells.extend(
-                    ["Precision@10", "Recall@10", "NDCG@10", "AUC"]
+                    ["pooled P@10", "pooled R@10", "pooled NDCG@10", "pooled AUC"]
                         .iter()
                         .map(|m| p(m)),
                 );
