@@ -70,21 +70,7 @@ impl EvalNegatives {
         n: usize,
         seed: u64,
     ) -> Result<Self> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut out = EvalNegatives::default();
-        let mut seen = Vec::new();
-        for (u, i) in test.pairs() {
-            out.pairs.push((u, i));
-            out.negatives.push(draw_unseen(
-                u,
-                test.n_items(),
-                known,
-                n,
-                &mut rng,
-                &mut seen,
-            )?);
-        }
-        Ok(out)
+        Self::sample_for(test.pairs(), test.n_items(), known, n, seed)
     }
 
     /// One list of `n` distinct negatives per user of `test` (HHFAN's
@@ -98,22 +84,26 @@ impl EvalNegatives {
         n: usize,
         seed: u64,
     ) -> Result<Self> {
+        let firsts =
+            (0..test.n_users() as u32).filter_map(|u| test.user_items(u).first().map(|&i| (u, i)));
+        Self::sample_for(firsts, test.n_items(), known, n, seed)
+    }
+
+    /// `n` negatives for each of `pairs`, in order, from one stream.
+    fn sample_for(
+        pairs: impl Iterator<Item = (u32, u32)>,
+        n_items: usize,
+        known: &[&Interactions],
+        n: usize,
+        seed: u64,
+    ) -> Result<Self> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut out = EvalNegatives::default();
         let mut seen = Vec::new();
-        for u in 0..test.n_users() as u32 {
-            let Some(&first) = test.user_items(u).first() else {
-                continue;
-            };
-            out.pairs.push((u, first));
-            out.negatives.push(draw_unseen(
-                u,
-                test.n_items(),
-                known,
-                n,
-                &mut rng,
-                &mut seen,
-            )?);
+        for (u, i) in pairs {
+            out.pairs.push((u, i));
+            out.negatives
+                .push(draw_unseen(u, n_items, known, n, &mut rng, &mut seen)?);
         }
         Ok(out)
     }
