@@ -60,6 +60,7 @@ enum Task {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<()> {
+    hinrec::keep_freed_memory();
     hinrec::configure_threads(None);
     match Cli::parse().task {
         Task::Reproduce(args) => reproduce::run(&args),

@@ -16,7 +16,7 @@ use hinrec_eval::{ScoreError, Scorer};
 use hinrec_nn::checkpoint;
 use hinrec_nn::embedding::EmbeddingTable;
 use hinrec_nn::init::Rng;
-use hinrec_nn::layers::{masked_mean, Linear};
+use hinrec_nn::layers::{masked_mean, sum_middle, weighted_sum_middle, Linear};
 use hinrec_nn::lstm::BiLstm;
 use hinrec_sample::walk::NeighborGroups;
 use hinrec_train::{ModelError, Reason, TrainedModel};
@@ -26,6 +26,51 @@ use crate::params::{HhfanConfig, HhfanError, Result, Variant};
 
 /// Slope of every LeakyReLU (eq. 1's transform, eq. 7's attention).
 const LEAKY: f64 = 0.2;
+
+/// Eq. 4-5 over the attribute groups `x` `(n, A, d)`, summed over the
+/// groups: `sum_a (softmax(Q K^T / sqrt(d)) V + X)_a` with `Q = X W^Q` and
+/// so on, and the attention `(n, A, A)`. Reassociated for a third of the
+/// products (the same values): `Q K^T = X (W^Q W^K^T) X^T`, and the sum
+/// over `a` of `(P V)_a` is `(1^T P) X W^V`, one product per node.
+pub(crate) fn attribute_attention(
+    x: &Tensor,
+    wq: &Tensor,
+    wk: &Tensor,
+    wv: &Tensor,
+) -> candle_core::Result<(Tensor, Tensor)> {
+    let (n, a, d) = x.dims3()?;
+    let wqk = wq.matmul(&wk.t()?)?;
+    let xm = x.reshape((n * a, d))?.matmul(&wqk)?.reshape((n, a, d))?;
+    let s = (xm.matmul(&x.transpose(1, 2)?.contiguous()?)? / (d as f64).sqrt())?;
+    // candle_nn's `softmax_last_dim` has no backward: W^Q and W^K would
+    // never train.
+    let p = candle_nn::ops::softmax(&s, candle_core::D::Minus1)?;
+    let read = sum_middle(&p)?; // (n, A): how much each group is read
+    let mixed = weighted_sum_middle(&read, x)?;
+    let out = (mixed.matmul(wv)? + sum_middle(x)?)?;
+    Ok((out, p))
+}
+
+/// Eq. 6-7: the candidates `c` `(n, G, d)` weighted by
+/// `softmax(LeakyReLU(u_0 . q + u_1 . c_g))` for each node's own row `q`
+/// `(n, d)`, with `u` `(2, d)`; the combination `(n, d)` and the weights
+/// `(n, G)`.
+pub(crate) fn neighbour_attention(
+    q: &Tensor,
+    c: &Tensor,
+    u: &Tensor,
+) -> candle_core::Result<(Tensor, Tensor)> {
+    let (n, g, d) = c.dims3()?;
+    let own = q.matmul(&u.get(0)?.unsqueeze(1)?)?; // (n, 1)
+    let grp = c
+        .reshape((n * g, d))?
+        .matmul(&u.get(1)?.unsqueeze(1)?)?
+        .reshape((n, g))?;
+    let s = candle_nn::ops::leaky_relu(&grp.broadcast_add(&own)?, LEAKY)?;
+    let alpha = candle_nn::ops::softmax(&s, candle_core::D::Minus1)?;
+    let e = weighted_sum_middle(&alpha, c)?;
+    Ok((e, alpha))
+}
 
 /// A trained or training HHFAN.
 pub struct Hhfan {
@@ -243,9 +288,7 @@ impl Hhfan {
                 let m = Tensor::from_vec(mask, (n, k), &self.dev)?;
                 masked_mean(&f[t], idx, &m)?
             } else {
-                let it = Tensor::from_vec(idx, n * k, &self.dev)?;
-                let x = f[t].index_select(&it, 0)?.reshape((n, k, d))?;
-                self.lstms[t].forward(&x, lengths)?
+                self.lstms[t].forward_rows(&f[t], idx, k, lengths)?
             });
         }
         // Eq. 4-5: the attribute groups combined.
@@ -256,21 +299,14 @@ impl Hhfan {
         let e_attrs = if attr_types.is_empty() {
             None
         } else {
-            let a = attr_types.len();
             let xs: Vec<&Tensor> = attr_types.iter().map(|&t| &agg[t]).collect();
             let x = Tensor::stack(&xs, 1)?; // (n, A, d)
             Some(if self.cfg.variant == Variant::A {
-                x.sum(1)?
+                sum_middle(&x)?
             } else {
-                let flat = x.reshape((n * a, d))?;
-                let q = flat.matmul(self.wq.as_tensor())?.reshape((n, a, d))?;
-                let kk = flat.matmul(self.wk.as_tensor())?.reshape((n, a, d))?;
-                let v = flat.matmul(self.wv.as_tensor())?.reshape((n, a, d))?;
-                let s = (q.matmul(&kk.transpose(1, 2)?.contiguous()?)? / (d as f64).sqrt())?;
-                let p = candle_nn::ops::softmax_last_dim(&s)?;
-                let out = (p.matmul(&v)? + &x)?;
+                let (out, p) = attribute_attention(&x, &self.wq, &self.wk, &self.wv)?;
                 attr_w = Some(p);
-                out.sum(1)?
+                out
             })
         };
         // Eq. 1's row of each target itself: eq. 7's query (and a
@@ -303,21 +339,13 @@ impl Hhfan {
             cands.push(q);
         }
         let c = Tensor::stack(&cands, 1)?; // (n, G, d)
+        let g = cands.len();
         let (e, alpha) = match &q {
             Some(q) if self.cfg.variant != Variant::N => {
-                let u = self.att.as_tensor();
-                let own_part = q.matmul(&u.get(0)?.unsqueeze(1)?)?; // (n, 1)
-                let g = cands.len();
-                let grp = c
-                    .reshape((n * g, d))?
-                    .matmul(&u.get(1)?.unsqueeze(1)?)?
-                    .reshape((n, g))?;
-                let s = candle_nn::ops::leaky_relu(&grp.broadcast_add(&own_part)?, LEAKY)?;
-                let alpha = candle_nn::ops::softmax_last_dim(&s)?;
-                let e = c.broadcast_mul(&alpha.unsqueeze(2)?)?.sum(1)?;
+                let (e, alpha) = neighbour_attention(q, &c, self.att.as_tensor())?;
                 (e, Some(alpha))
             }
-            _ => (c.mean(1)?, None),
+            _ => ((sum_middle(&c)? / g as f64)?, None),
         };
         Ok(Embedded {
             e,
@@ -719,5 +747,98 @@ impl TrainedModel for Hhfan {
             weights: top(1),
         });
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hinrec_nn::gradcheck::max_gradient_error;
+
+    fn t(v: Vec<f64>, shape: &[usize]) -> Tensor {
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    /// Eq. 4-5 as printed: three products, attention, residual, sum.
+    fn as_printed(x: &Tensor, wq: &Tensor, wk: &Tensor, wv: &Tensor) -> Tensor {
+        let (n, a, d) = x.dims3().unwrap();
+        let flat = x.reshape((n * a, d)).unwrap();
+        let proj = |w: &Tensor| flat.matmul(w).unwrap().reshape((n, a, d)).unwrap();
+        let (q, k, v) = (proj(wq), proj(wk), proj(wv));
+        let s = (q
+            .matmul(&k.transpose(1, 2).unwrap().contiguous().unwrap())
+            .unwrap()
+            / (d as f64).sqrt())
+        .unwrap();
+        let p = candle_nn::ops::softmax(&s, candle_core::D::Minus1).unwrap();
+        (p.matmul(&v).unwrap() + x).unwrap().sum(1).unwrap()
+    }
+
+    #[test]
+    fn reassociated_attribute_attention_equals_the_printed_equations() {
+        let (n, a, d) = (3, 4, 5);
+        let mut rng = Rng::new(3);
+        let x = t(rng.normal(n * a * d, 1.0), &[n, a, d]);
+        let w: Vec<Tensor> = (0..3).map(|_| t(rng.normal(d * d, 0.5), &[d, d])).collect();
+        let (ours, p) = attribute_attention(&x, &w[0], &w[1], &w[2]).unwrap();
+        let want = as_printed(&x, &w[0], &w[1], &w[2]);
+        let diff = (ours - want).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(diff.to_scalar::<f64>().unwrap() < 1e-12);
+        // Each row of the attention sums to one.
+        let rows = p
+            .sum(2)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        assert!(rows.iter().all(|r| (r - 1.0).abs() < 1e-12));
+        // Gradients through the reassociated form, for x and W^K.
+        let proj = t(rng.normal(n * d, 1.0), &[n, d]);
+        let xs = x.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let ex = max_gradient_error(&xs, &[n, a, d], |x| {
+            (attribute_attention(x, &w[0], &w[1], &w[2])?.0 * &proj)?.sum_all()
+        })
+        .unwrap();
+        let ks = w[1].flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let ek = max_gradient_error(&ks, &[d, d], |k| {
+            (attribute_attention(&x, &w[0], k, &w[2])?.0 * &proj)?.sum_all()
+        })
+        .unwrap();
+        assert!(ex < 1e-7 && ek < 1e-7, "{ex} {ek}");
+    }
+
+    #[test]
+    fn neighbour_attention_weights_sum_to_one_and_u_takes_a_gradient() {
+        let (n, g, d) = (3, 4, 5);
+        let mut rng = Rng::new(4);
+        let q = t(rng.normal(n * d, 1.0), &[n, d]);
+        let c = t(rng.normal(n * g * d, 1.0), &[n, g, d]);
+        let us = rng.normal(2 * d, 0.5);
+        let (e, alpha) = neighbour_attention(&q, &c, &t(us.clone(), &[2, d])).unwrap();
+        let rows = alpha.sum(1).unwrap().to_vec1::<f64>().unwrap();
+        assert!(rows.iter().all(|r| (r - 1.0).abs() < 1e-12));
+        // The first row by hand: sum_g alpha_g c_g.
+        let (a0, c0) = (alpha.get(0).unwrap(), c.get(0).unwrap());
+        let want = a0
+            .unsqueeze(0)
+            .unwrap()
+            .matmul(&c0)
+            .unwrap()
+            .squeeze(0)
+            .unwrap();
+        let diff = (e.get(0).unwrap() - want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap();
+        assert!(diff.to_scalar::<f64>().unwrap() < 1e-12);
+        let proj = t(rng.normal(n * d, 1.0), &[n, d]);
+        let err = max_gradient_error(&us, &[2, d], |u| {
+            (neighbour_attention(&q, &c, u)?.0 * &proj)?.sum_all()
+        })
+        .unwrap();
+        assert!(err < 1e-7, "{err}");
     }
 }

@@ -5,7 +5,9 @@ use candle_core::{DType, Device, Result, Tensor, Var, D};
 use crate::bias::{bias_act, Activation};
 use crate::dense_mlp::{DenseLayer, DenseMlp};
 use crate::init::Rng;
-use crate::slot_ops::{CoAttentionPool, Slots, SoftmaxWeightedRows, WeightedRows, MAX_PRODUCT};
+use crate::slot_ops::{
+    flat, CoAttentionPool, Slots, SoftmaxWeightedRows, WeightedRows, MAX_PRODUCT,
+};
 
 /// `y = x W + b` with `W` of shape `(in, out)`.
 #[derive(Debug, Clone)]
@@ -230,6 +232,179 @@ pub fn masked_mean(table: &Tensor, idx: Vec<u32>, mask: &Tensor) -> Result<Tenso
         .apply_op2(&table.contiguous()?, WeightedRows::new(idx))
 }
 
+/// `x` `(n, k, d)` summed over its middle axis, `(n, d)`. candle reduces a
+/// middle axis element by element with two divisions each; this is a loop
+/// over contiguous rows (HHFAN's eq. 5 and 7 sums were 4 % of a step).
+pub fn sum_middle(x: &Tensor) -> Result<Tensor> {
+    x.dims3()?;
+    x.contiguous()?.apply_op1(SumMiddle)
+}
+
+struct SumMiddle;
+
+impl SumMiddle {
+    fn sum<T: candle_core::WithDType + std::ops::AddAssign>(
+        x: &[T],
+        (n, k, d): (usize, usize, usize),
+    ) -> Vec<T> {
+        let mut out = vec![T::zero(); n * d];
+        for (row, o) in x.chunks(k * d).zip(out.chunks_mut(d)) {
+            for part in row.chunks(d) {
+                for (a, &v) in o.iter_mut().zip(part) {
+                    *a += v;
+                }
+            }
+        }
+        out
+    }
+}
+
+impl candle_core::CustomOp1 for SumMiddle {
+    fn name(&self) -> &'static str {
+        "sum-middle"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s: &candle_core::CpuStorage,
+        l: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use candle_core::CpuStorage;
+        let dims = l.shape().dims3()?;
+        let (a, b) = l
+            .contiguous_offsets()
+            .ok_or_else(|| candle_core::Error::Msg("sum_middle needs a contiguous input".into()))?;
+        let out = match s {
+            CpuStorage::F32(v) => CpuStorage::F32(Self::sum(&v[a..b], dims)),
+            CpuStorage::F64(v) => CpuStorage::F64(Self::sum(&v[a..b], dims)),
+            _ => candle_core::bail!("sum_middle supports f32 and f64"),
+        };
+        Ok((out, candle_core::Shape::from((dims.0, dims.2))))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(
+            grad.unsqueeze(1)?.broadcast_as(x.shape())?.contiguous()?,
+        ))
+    }
+}
+
+/// `y[n] = sum_a w[n, a] x[n, a, :]` for `w` `(n, k)` and `x` `(n, k, d)`:
+/// [`sum_middle`] of `x` weighted, without the `(n, k, d)` product
+/// candle's broadcast would build forward and backward.
+pub fn weighted_sum_middle(w: &Tensor, x: &Tensor) -> Result<Tensor> {
+    let (n, k, _) = x.dims3()?;
+    if w.dims() != [n, k] {
+        candle_core::bail!(
+            "weighted_sum_middle: weights {:?} for rows {:?}",
+            w.shape(),
+            x.shape()
+        );
+    }
+    w.contiguous()?
+        .apply_op2(&x.contiguous()?, WeightedSumMiddle)
+}
+
+struct WeightedSumMiddle;
+
+impl WeightedSumMiddle {
+    fn sum<T: candle_core::WithDType + std::ops::AddAssign>(
+        w: &[T],
+        x: &[T],
+        (n, k, d): (usize, usize, usize),
+    ) -> Vec<T> {
+        let mut out = vec![T::zero(); n * d];
+        for ((o, row), wr) in out.chunks_mut(d).zip(x.chunks(k * d)).zip(w.chunks(k)) {
+            for (part, &wv) in row.chunks(d).zip(wr) {
+                for (a, &v) in o.iter_mut().zip(part) {
+                    *a += wv * v;
+                }
+            }
+        }
+        out
+    }
+
+    fn grads<T: candle_core::WithDType + std::ops::AddAssign>(
+        w: &Tensor,
+        x: &Tensor,
+        grad: &Tensor,
+        (n, k, d): (usize, usize, usize),
+    ) -> Result<(Vec<T>, Vec<T>)> {
+        let (w, x, g) = (flat::<T>(w)?, flat::<T>(x)?, flat::<T>(grad)?);
+        let mut dw = vec![T::zero(); n * k];
+        let mut dx = vec![T::zero(); n * k * d];
+        for r in 0..n {
+            let gr = &g[r * d..(r + 1) * d];
+            for a in 0..k {
+                let at = (r * k + a) * d;
+                let mut dot = T::zero();
+                for ((o, &xv), &gv) in dx[at..at + d].iter_mut().zip(&x[at..at + d]).zip(gr) {
+                    dot += xv * gv;
+                    *o = w[r * k + a] * gv;
+                }
+                dw[r * k + a] = dot;
+            }
+        }
+        Ok((dw, dx))
+    }
+}
+
+impl candle_core::CustomOp2 for WeightedSumMiddle {
+    fn name(&self) -> &'static str {
+        "weighted-sum-middle"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &candle_core::CpuStorage,
+        l1: &candle_core::Layout,
+        s2: &candle_core::CpuStorage,
+        l2: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use candle_core::CpuStorage;
+        let dims = l2.shape().dims3()?;
+        let (Some((a1, b1)), Some((a2, b2))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
+        else {
+            candle_core::bail!("weighted_sum_middle needs contiguous inputs")
+        };
+        let out = match (s1, s2) {
+            (CpuStorage::F32(w), CpuStorage::F32(x)) => {
+                CpuStorage::F32(Self::sum(&w[a1..b1], &x[a2..b2], dims))
+            }
+            (CpuStorage::F64(w), CpuStorage::F64(x)) => {
+                CpuStorage::F64(Self::sum(&w[a1..b1], &x[a2..b2], dims))
+            }
+            _ => candle_core::bail!("weighted_sum_middle supports f32 and f64 of one type"),
+        };
+        Ok((out, candle_core::Shape::from((dims.0, dims.2))))
+    }
+
+    fn bwd(
+        &self,
+        w: &Tensor,
+        x: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        // dw[n, a] = x[n, a] . g[n]; dx[n, a] = w[n, a] g[n], in one pass.
+        let (n, k, d) = x.dims3()?;
+        let (dw, dx) = if x.dtype() == DType::F64 {
+            let (dw, dx) = Self::grads::<f64>(w, x, grad, (n, k, d))?;
+            (
+                Tensor::from_vec(dw, (n, k), x.device())?,
+                Tensor::from_vec(dx, (n, k, d), x.device())?,
+            )
+        } else {
+            let (dw, dx) = Self::grads::<f32>(w, x, grad, (n, k, d))?;
+            (
+                Tensor::from_vec(dw, (n, k), x.device())?,
+                Tensor::from_vec(dx, (n, k, d), x.device())?,
+            )
+        };
+        Ok((Some(dw), Some(dx)))
+    }
+}
+
 /// Squared translation distance `||x + z - y||^2` per row (LGRec eq. 9;
 /// lower is better).
 pub fn translation_distance(x: &Tensor, z: &Tensor, y: &Tensor) -> Result<Tensor> {
@@ -256,6 +431,52 @@ mod tests {
             mask_x: mx.to_vec(),
             mask_y: my.to_vec(),
         }
+    }
+
+    #[test]
+    fn weighted_sum_middle_by_hand_and_its_gradients() {
+        let x = t(
+            &[1., 2., 3., 4., 5., 6., -1., 0., 0., 1., 2., 2.],
+            &[2, 3, 2],
+        );
+        let w = t(&[1., 0., 2., 0.5, 0.5, -1.], &[2, 3]);
+        let y = weighted_sum_middle(&w, &x)
+            .unwrap()
+            .to_vec2::<f64>()
+            .unwrap();
+        assert_eq!(y, vec![vec![11., 14.], vec![-2.5, -1.5]]);
+        let proj = t(&[0.5, -1.0, 2.0, 0.25], &[2, 2]);
+        let xs: Vec<f64> = (0..12).map(|v| v as f64 * 0.3 - 1.0).collect();
+        let ws: Vec<f64> = (0..6).map(|v| v as f64 * 0.7 - 2.0).collect();
+        let ex = max_gradient_error(&xs, &[2, 3, 2], |x| {
+            (weighted_sum_middle(&w, x)? * &proj)?.sum_all()
+        })
+        .unwrap();
+        let ew = max_gradient_error(&ws, &[2, 3], |w| {
+            (weighted_sum_middle(w, &x)? * &proj)?.sum_all()
+        })
+        .unwrap();
+        assert!(ex < 1e-8 && ew < 1e-8, "{ex} {ew}");
+        assert!(weighted_sum_middle(&t(&[1.0; 4], &[2, 2]), &x).is_err());
+    }
+
+    #[test]
+    fn sum_middle_by_hand_and_its_gradient() {
+        // (2, 3, 2): each output row is the sum of its three rows.
+        let x = t(
+            &[1., 2., 3., 4., 5., 6., -1., 0., 0., 1., 2., 2.],
+            &[2, 3, 2],
+        );
+        let y = sum_middle(&x).unwrap().to_vec2::<f64>().unwrap();
+        assert_eq!(y, vec![vec![9., 12.], vec![1., 3.]]);
+        let want = x.sum(1).unwrap().to_vec2::<f64>().unwrap();
+        assert_eq!(y, want);
+        let proj = t(&[0.5, -1.0, 2.0, 0.25], &[2, 2]);
+        let vals: Vec<f64> = (0..12).map(|v| v as f64 * 0.3 - 1.0).collect();
+        let err =
+            max_gradient_error(&vals, &[2, 3, 2], |x| (sum_middle(x)? * &proj)?.sum_all()).unwrap();
+        assert!(err < 1e-8, "{err}");
+        assert!(sum_middle(&t(&[1.0, 2.0], &[2])).is_err());
     }
 
     #[test]

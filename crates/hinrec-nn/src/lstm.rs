@@ -1,7 +1,7 @@
 //! A masked (bi)directional LSTM over fixed-width groups whose hidden
 //! states are averaged (HHFAN eq. 3, GraphSAGE's LSTM aggregator): one
-//! fused op over `[nodes x steps x d]` with its own backward, instead of
-//! candle's per-step loop of small ops.
+//! fused op with its own backward, instead of candle's per-step loop of
+//! small ops.
 //!
 //! Row `n` holds `lengths[n]` real steps first, padding after (the groups
 //! of a random walk are filled from the first slot). Direction 0 reads
@@ -11,10 +11,17 @@
 //! the weights of direction `r` are `w[r]`, `(d + h) x 4h` (input rows
 //! then recurrent rows), and `b[r]`, `4h`.
 //!
+//! A step's input is a row of a table (a group holds node ids), so the
+//! input half of the gates, `x W_in + b`, is one product over the table's
+//! rows ([`lstm_mean_rows`]); the fused op gathers those rows per step and
+//! adds `h_{t-1} W_hh`, and its backward scatters the gates' gradient back
+//! onto the rows. With many groups over few nodes (HHFAN's attribute
+//! types) that removes two thirds of the products.
+//!
 //! Nodes are cut into [`CHUNK`]-row chunks run in parallel; inside a chunk
 //! the rows are ordered by length, so each step's live rows are a prefix
-//! and one product serves them. Weight gradients are summed in chunk
-//! order: any thread count gives the same bits.
+//! and one product serves them. Gradients are summed in a fixed order: any
+//! thread count gives the same bits.
 
 use std::sync::Mutex;
 
@@ -35,6 +42,8 @@ pub const CHUNK: usize = 256;
 struct Dims {
     nodes: usize,
     steps: usize,
+    /// Rows of the table.
+    rows: usize,
     d: usize,
     h: usize,
     dirs: usize,
@@ -49,13 +58,14 @@ struct ChunkTape<T> {
     live: Vec<usize>,
     /// First tape row of each step.
     offs: Vec<usize>,
-    /// Per direction: `[x_t, h_{t-1}]` rows, `(d + h)` wide.
-    z: Vec<Vec<T>>,
-    /// Per direction: activated gates, `4h` wide.
+    /// Per direction: activated gates, `4h` wide; the backward overwrites
+    /// them with their pre-activation gradient.
     gates: Vec<Vec<T>>,
-    /// Per direction: cell states and their tanh, `h` wide.
+    /// Per direction: cell states, their tanh and the hidden states, `h`
+    /// wide.
     c: Vec<Vec<T>>,
     tc: Vec<Vec<T>>,
+    hs: Vec<Vec<T>>,
 }
 
 enum Tapes {
@@ -68,10 +78,12 @@ trait Element: WithDType + Float + LinalgScalar + Default + std::ops::AddAssign 
     fn wrap(t: Vec<ChunkTape<Self>>) -> Tapes;
     fn unwrap(t: Tapes) -> Option<Vec<ChunkTape<Self>>>;
     /// `tanh` of every value.
+    #[inline(always)]
     fn tanh_all(x: &mut [Self]) {
         x.iter_mut().for_each(|v| *v = v.tanh());
     }
     /// The logistic function of every value.
+    #[inline(always)]
     fn sigmoid_all(x: &mut [Self]) {
         x.iter_mut().for_each(|v| *v = sigmoid(*v));
     }
@@ -81,7 +93,7 @@ trait Element: WithDType + Float + LinalgScalar + Default + std::ops::AddAssign 
 /// minimax fit Eigen uses for floats), within 5e-7 of the exact value and,
 /// unlike libm's scalar call, vectorised over a slice. The LSTM's f32 path
 /// spent 45 % of a step in `expm1f` and `tanhf` before.
-#[inline]
+#[inline(always)]
 pub fn fast_tanh(x: f32) -> f32 {
     let x = x.clamp(-7.905_311, 7.905_311);
     let x2 = x * x;
@@ -100,9 +112,11 @@ pub fn fast_tanh(x: f32) -> f32 {
 }
 
 impl Element for f32 {
+    #[inline(always)]
     fn tanh_all(x: &mut [f32]) {
         x.iter_mut().for_each(|v| *v = fast_tanh(*v));
     }
+    #[inline(always)]
     fn sigmoid_all(x: &mut [f32]) {
         // sigma(x) = (1 + tanh(x / 2)) / 2.
         x.iter_mut()
@@ -135,44 +149,122 @@ fn sigmoid<T: Float>(x: T) -> T {
     T::one() / (T::one() + (-x).exp())
 }
 
-/// The op: lengths fixed at construction, the forward's tape kept for the
-/// backward.
+/// The op over a table `[rows, d]`, the weights `[dirs, d + h, 4h]` and the
+/// bias `[dirs, 4h]`: the rows each step reads and the lengths fixed at
+/// construction, the forward's tape kept for the backward.
 struct LstmMean {
+    /// Row of `p` read by node `n` at step `t`: `idx[n * steps + t]`.
+    idx: Vec<u32>,
+    steps: usize,
     lengths: Vec<u32>,
     tapes: Mutex<Tapes>,
 }
 
 impl LstmMean {
-    fn dims(&self, x: &Shape, w: &Shape, b: &Shape) -> Result<Dims> {
-        let (nodes, steps, d) = x.dims3()?;
+    fn dims(&self, table: &Shape, w: &Shape, b: &Shape) -> Result<Dims> {
+        let (rows, d) = table.dims2()?;
         let (dirs, dh, h4) = w.dims3()?;
         let h = h4 / 4;
         if h == 0 || h4 != 4 * h || dh != d + h || !(1..=2).contains(&dirs) {
             candle_core::bail!(
-                "lstm: weights {w:?} do not fit inputs {x:?} (want [1 or 2, d + h, 4h])"
+                "lstm: weights {w:?} do not fit inputs of width {d} (want [1 or 2, d + h, 4h])"
             );
         }
         if b.dims() != [dirs, h4] {
             candle_core::bail!("lstm: bias {b:?} is not [{dirs}, {h4}]");
         }
-        if self.lengths.len() != nodes {
-            candle_core::bail!("lstm: {} lengths for {nodes} rows", self.lengths.len());
+        let (nodes, steps) = (self.lengths.len(), self.steps);
+        if self.idx.len() != nodes * steps {
+            candle_core::bail!(
+                "lstm: {} row indices for {nodes} nodes x {steps} steps",
+                self.idx.len()
+            );
         }
-        if let Some(&l) = self.lengths.iter().find(|&&l| l as usize > steps) {
-            candle_core::bail!("lstm: a length of {l} is over the {steps} steps");
+        for (n, &l) in self.lengths.iter().enumerate() {
+            if l as usize > steps {
+                candle_core::bail!("lstm: a length of {l} is over the {steps} steps");
+            }
+            let real = &self.idx[n * steps..n * steps + l as usize];
+            if let Some(&i) = real.iter().find(|&&i| i as usize >= rows) {
+                candle_core::bail!("lstm: row {i} of a table of {rows}");
+            }
         }
         Ok(Dims {
             nodes,
             steps,
+            rows,
             d,
             h,
             dirs,
         })
     }
 
+    /// `w` split into its input rows `[dirs, d, 4h]` and its recurrent
+    /// rows `[dirs, h, 4h]`.
+    fn split_weights<T: Element>(w: &[T], dm: Dims) -> (Vec<T>, Vec<T>) {
+        let (d, h4) = (dm.d, 4 * dm.h);
+        let per_dir = (d + dm.h) * h4;
+        let mut w_in = Vec::with_capacity(dm.dirs * d * h4);
+        let mut w_hh = Vec::with_capacity(dm.dirs * dm.h * h4);
+        for wr in w.chunks(per_dir.max(1)).take(dm.dirs) {
+            w_in.extend_from_slice(&wr[..d * h4]);
+            w_hh.extend_from_slice(&wr[d * h4..]);
+        }
+        (w_in, w_hh)
+    }
+
+    /// The input half of the gates for every table row, `[dirs, rows, 4h]`
+    /// (`table W_in`), in parallel over row chunks.
+    fn project<T: Element>(table: &[T], w_in: &[T], dm: Dims) -> Vec<T> {
+        let (d, h4) = (dm.d, 4 * dm.h);
+        let mut p = vec![T::zero(); dm.dirs * dm.rows * h4];
+        for (r, pr) in p.chunks_mut((dm.rows * h4).max(1)).enumerate() {
+            let wr = &w_in[r * d * h4..(r + 1) * d * h4];
+            pr.par_chunks_mut(CHUNK * h4)
+                .zip(table.par_chunks(CHUNK * d.max(1)))
+                .for_each(|(pc, tc)| {
+                    // gemm cannot fail on these shapes.
+                    let _ = gemm(tc, false, wr, false, pc, (pc.len() / h4, d, h4), T::zero());
+                });
+        }
+        p
+    }
+
+    /// The table's and the input weights' gradients from the rows' `dp`:
+    /// `dp W_in^T` and `table^T dp` (the latter summed over row chunks in
+    /// chunk order).
+    fn project_back<T: Element>(table: &[T], w_in: &[T], dp: &[T], dm: Dims) -> (Vec<T>, Vec<T>) {
+        let (d, h4, rows) = (dm.d, 4 * dm.h, dm.rows);
+        let mut dtable = vec![T::zero(); rows * d];
+        let parts: Vec<Vec<T>> = dtable
+            .par_chunks_mut((CHUNK * d).max(1))
+            .enumerate()
+            .map(|(c, dt)| {
+                let (r0, m) = (c * CHUNK, dt.len() / d.max(1));
+                let tc = &table[r0 * d..(r0 + m) * d];
+                let mut dw = vec![T::zero(); dm.dirs * d * h4];
+                for r in 0..dm.dirs {
+                    let dpc = &dp[(r * rows + r0) * h4..(r * rows + r0 + m) * h4];
+                    let wr = &w_in[r * d * h4..(r + 1) * d * h4];
+                    let _ = gemm(dpc, false, wr, true, dt, (m, h4, d), T::one());
+                    let dwr = &mut dw[r * d * h4..(r + 1) * d * h4];
+                    let _ = gemm(tc, true, dpc, false, dwr, (d, m, h4), T::zero());
+                }
+                dw
+            })
+            .collect();
+        let mut dw_in = vec![T::zero(); dm.dirs * d * h4];
+        for part in parts {
+            for (s, v) in dw_in.iter_mut().zip(part) {
+                *s += v;
+            }
+        }
+        (dtable, dw_in)
+    }
+
     fn forward<T: Element>(
         &self,
-        x: &[T],
+        p: &[T],
         w: &[T],
         b: &[T],
         dm: Dims,
@@ -182,14 +274,34 @@ impl LstmMean {
         let tapes: Vec<ChunkTape<T>> = out
             .par_chunks_mut((CHUNK * width).max(1))
             .enumerate()
-            .map(|(c, o)| self.forward_chunk(x, w, b, dm, c * CHUNK, o))
+            .map(|(c, out)| {
+                pulp::Arch::new().dispatch(ForwardJob {
+                    op: self,
+                    p,
+                    w,
+                    b,
+                    dm,
+                    n0: c * CHUNK,
+                    out,
+                })
+            })
             .collect();
         (out, tapes)
     }
 
+    /// Step `s` of direction `r` reads this step of a row of length `l`.
+    fn step_of(r: usize, s: usize, l: usize) -> usize {
+        if r == 0 {
+            s
+        } else {
+            l - 1 - s
+        }
+    }
+
+    #[inline(always)]
     fn forward_chunk<T: Element>(
         &self,
-        x: &[T],
+        p: &[T],
         w: &[T],
         b: &[T],
         dm: Dims,
@@ -197,9 +309,13 @@ impl LstmMean {
         out: &mut [T],
     ) -> ChunkTape<T> {
         let Dims {
-            steps, d, h, dirs, ..
+            steps,
+            rows: n_rows,
+            h,
+            dirs,
+            ..
         } = dm;
-        let (dh, h4, width) = (d + h, 4 * h, dirs * h);
+        let (h4, width) = (4 * h, dirs * h);
         let rows = out.len() / width.max(1);
         let len = &self.lengths[n0..n0 + rows];
         let mut order: Vec<u32> = (0..rows as u32).collect();
@@ -221,72 +337,72 @@ impl LstmMean {
             order,
             live,
             offs,
-            z: Vec::new(),
             gates: Vec::new(),
             c: Vec::new(),
             tc: Vec::new(),
+            hs: Vec::new(),
         };
         let mut sum = vec![T::zero(); rows * h];
         for r in 0..dirs {
-            let (wr, br) = (&w[r * dh * h4..(r + 1) * dh * h4], &b[r * h4..(r + 1) * h4]);
-            let mut z = vec![T::zero(); total * dh];
-            let mut gates = vec![T::zero(); total * h4];
-            let mut c = vec![T::zero(); total * h];
-            let mut tc = vec![T::zero(); total * h];
+            let whh = &w[r * h * h4..(r + 1) * h * h4];
+            let pr = &p[r * n_rows * h4..(r + 1) * n_rows * h4];
+            let br = &b[r * h4..(r + 1) * h4];
+            // Filled row by row in step order (no zeroing first: it took 4 %
+            // of an HHFAN step).
+            let mut gates = Vec::with_capacity(total * h4);
+            let mut c = Vec::with_capacity(total * h);
+            let mut tc = Vec::with_capacity(total * h);
+            let mut hs = Vec::with_capacity(total * h);
+            let mut cell = vec![T::zero(); h];
             sum.iter_mut().for_each(|v| *v = T::zero());
             for s in 0..max_len {
                 let (a, r0) = (tape.live[s], tape.offs[s]);
-                for (k, &j) in tape.order[..a].iter().enumerate() {
+                for &j in &tape.order[..a] {
                     let n = n0 + j as usize;
-                    let l = len[j as usize] as usize;
-                    let t = if r == 0 { s } else { l - 1 - s };
-                    let src = &x[(n * steps + t) * d..(n * steps + t + 1) * d];
-                    z[(r0 + k) * dh..(r0 + k) * dh + d].copy_from_slice(src);
+                    let t = Self::step_of(r, s, len[j as usize] as usize);
+                    let at = self.idx[n * steps + t] as usize * h4;
+                    gates.extend(pr[at..at + h4].iter().zip(br).map(|(&x, &bv)| x + bv));
                 }
-                let g = &mut gates[r0 * h4..(r0 + a) * h4];
-                for row in g.chunks_mut(h4) {
-                    row.copy_from_slice(br);
+                if s > 0 {
+                    let prev = tape.offs[s - 1];
+                    // gemm cannot fail on these shapes; a failure leaves
+                    // the input half alone.
+                    let _ = gemm(
+                        &hs[prev * h..(prev + a) * h],
+                        false,
+                        whh,
+                        false,
+                        &mut gates[r0 * h4..(r0 + a) * h4],
+                        (a, h, h4),
+                        T::one(),
+                    );
                 }
-                // gemm cannot fail on these shapes; a failure leaves zeros.
-                let _ = gemm(
-                    &z[r0 * dh..(r0 + a) * dh],
-                    false,
-                    wr,
-                    false,
-                    g,
-                    (a, dh, h4),
-                    T::one(),
-                );
                 for k in 0..a {
                     let row = r0 + k;
                     let gr = &mut gates[row * h4..(row + 1) * h4];
                     T::sigmoid_all(&mut gr[..2 * h]);
                     T::tanh_all(&mut gr[2 * h..3 * h]);
                     T::sigmoid_all(&mut gr[3 * h..]);
-                    let (cs, cp) = if s == 0 {
-                        (&mut c[row * h..(row + 1) * h], None)
+                    if s == 0 {
+                        for q in 0..h {
+                            cell[q] = gr[q] * gr[2 * h + q];
+                        }
                     } else {
                         let prev = (tape.offs[s - 1] + k) * h;
-                        let (lo, hi) = c.split_at_mut(row * h);
-                        (&mut hi[..h], Some(&lo[prev..prev + h]))
-                    };
-                    for q in 0..h {
-                        let carry = cp.map_or(T::zero(), |p| gr[h + q] * p[q]);
-                        cs[q] = carry + gr[q] * gr[2 * h + q];
-                    }
-                    let tr = &mut tc[row * h..(row + 1) * h];
-                    tr.copy_from_slice(cs);
-                    T::tanh_all(tr);
-                    let j = tape.order[k] as usize;
-                    let next = (s + 1 < max_len && k < tape.live[s + 1])
-                        .then(|| (tape.offs[s + 1] + k) * dh + d);
-                    for q in 0..h {
-                        let hv = gr[3 * h + q] * tr[q];
-                        sum[j * h + q] += hv;
-                        if let Some(at) = next {
-                            z[at + q] = hv;
+                        let cp = &c[prev..prev + h];
+                        for q in 0..h {
+                            cell[q] = gr[h + q] * cp[q] + gr[q] * gr[2 * h + q];
                         }
                     }
+                    c.extend_from_slice(&cell);
+                    T::tanh_all(&mut cell);
+                    tc.extend_from_slice(&cell);
+                    let j = tape.order[k] as usize;
+                    for q in 0..h {
+                        cell[q] = gr[3 * h + q] * cell[q];
+                        sum[j * h + q] += cell[q];
+                    }
+                    hs.extend_from_slice(&cell);
                 }
             }
             for j in 0..rows {
@@ -298,141 +414,183 @@ impl LstmMean {
                     }
                 }
             }
-            tape.z.push(z);
             tape.gates.push(gates);
             tape.c.push(c);
             tape.tc.push(tc);
+            tape.hs.push(hs);
         }
         tape
     }
 
-    /// `(dx, dw, db)` from the output's gradient.
+    /// `(dp, dw)` from the output's gradient.
     fn backward<T: Element>(
         &self,
-        tapes: &[ChunkTape<T>],
+        tapes: &mut [ChunkTape<T>],
         w: &[T],
         dout: &[T],
         dm: Dims,
     ) -> (Vec<T>, Vec<T>, Vec<T>) {
         let Dims {
-            steps, d, h, dirs, ..
+            steps,
+            rows: n_rows,
+            h,
+            dirs,
+            ..
         } = dm;
-        let (dh, h4, width) = (d + h, 4 * h, dirs * h);
-        let mut dx = vec![T::zero(); dm.nodes * steps * d];
-        let parts: Vec<(Vec<T>, Vec<T>)> = dx
-            .par_chunks_mut((CHUNK * steps * d).max(1))
-            .zip(tapes.par_iter())
+        let h4 = 4 * h;
+        let parts: Vec<Vec<T>> = tapes
+            .par_iter_mut()
             .enumerate()
-            .map(|(c, (dxc, tape))| {
-                let n0 = c * CHUNK;
-                let rows = dxc.len() / (steps * d).max(1);
-                let len = &self.lengths[n0..n0 + rows];
-                let mut dw = vec![T::zero(); dirs * dh * h4];
-                let mut db = vec![T::zero(); dirs * h4];
-                let max_len = tape.live.len();
-                let a0 = tape.live.first().copied().unwrap_or(0);
-                let mut dh_rec = vec![T::zero(); a0 * h];
-                let mut dc_rec = vec![T::zero(); a0 * h];
-                let mut da = vec![T::zero(); a0 * h4];
-                let mut dz = vec![T::zero(); a0 * dh];
-                for r in 0..dirs {
-                    let wr = &w[r * dh * h4..(r + 1) * dh * h4];
-                    let (z, gates, cst, tc) = (&tape.z[r], &tape.gates[r], &tape.c[r], &tape.tc[r]);
-                    dh_rec
-                        .iter_mut()
-                        .chain(dc_rec.iter_mut())
-                        .for_each(|v| *v = T::zero());
-                    for s in (0..max_len).rev() {
-                        let (a, r0) = (tape.live[s], tape.offs[s]);
-                        for k in 0..a {
-                            let j = tape.order[k] as usize;
-                            let n = n0 + j;
-                            let inv = T::one() / T::from(len[j]).unwrap_or(T::one());
-                            let row = r0 + k;
-                            // Row slices, so the loop over q vectorises.
-                            let gr = &gates[row * h4..(row + 1) * h4];
-                            let (gi, gf) = (&gr[..h], &gr[h..2 * h]);
-                            let (gg, go) = (&gr[2 * h..3 * h], &gr[3 * h..]);
-                            let t = &tc[row * h..(row + 1) * h];
-                            let cp: &[T] = if s == 0 {
-                                &[]
-                            } else {
-                                let at = (tape.offs[s - 1] + k) * h;
-                                &cst[at..at + h]
-                            };
-                            let dy = &dout[n * width + r * h..n * width + (r + 1) * h];
-                            let dhr = &dh_rec[k * h..(k + 1) * h];
-                            let dcr = &mut dc_rec[k * h..(k + 1) * h];
-                            let (dai, rest) = da[k * h4..(k + 1) * h4].split_at_mut(h);
-                            let (daf, rest) = rest.split_at_mut(h);
-                            let (dag, dao) = rest.split_at_mut(h);
-                            for q in 0..h {
-                                let (i, f, g, o, tq) = (gi[q], gf[q], gg[q], go[q], t[q]);
-                                let dhv = dy[q] * inv + dhr[q];
-                                let dc = dhv * o * (T::one() - tq * tq) + dcr[q];
-                                dai[q] = dc * g * i * (T::one() - i);
-                                dag[q] = dc * i * (T::one() - g * g);
-                                dao[q] = dhv * tq * o * (T::one() - o);
-                                daf[q] = if cp.is_empty() {
-                                    T::zero()
-                                } else {
-                                    dc * cp[q] * f * (T::one() - f)
-                                };
-                                dcr[q] = dc * f;
-                            }
-                        }
-                        let das = &da[..a * h4];
-                        let dwr = &mut dw[r * dh * h4..(r + 1) * dh * h4];
-                        let _ = gemm(
-                            &z[r0 * dh..(r0 + a) * dh],
-                            true,
-                            das,
-                            false,
-                            dwr,
-                            (dh, a, h4),
-                            T::one(),
-                        );
-                        let dbr = &mut db[r * h4..(r + 1) * h4];
-                        for row in das.chunks(h4) {
-                            for (s, &v) in dbr.iter_mut().zip(row) {
-                                *s += v;
-                            }
-                        }
-                        let dzs = &mut dz[..a * dh];
-                        let _ = gemm(das, false, wr, true, dzs, (a, h4, dh), T::zero());
-                        for k in 0..a {
-                            let j = tape.order[k] as usize;
-                            let l = len[j] as usize;
-                            let t = if r == 0 { s } else { l - 1 - s };
-                            let dst = &mut dxc[(j * steps + t) * d..(j * steps + t + 1) * d];
-                            for (o, &v) in dst.iter_mut().zip(&dzs[k * dh..k * dh + d]) {
-                                *o += v;
-                            }
-                            dh_rec[k * h..(k + 1) * h]
-                                .copy_from_slice(&dzs[k * dh + d..(k + 1) * dh]);
-                        }
-                        // Rows live at step s but not at s - 1 cannot exist
-                        // (live counts never grow), so nothing to clear.
-                    }
-                }
-                (dw, db)
+            .map(|(c, tape)| {
+                pulp::Arch::new().dispatch(BackwardJob {
+                    op: self,
+                    n0: c * CHUNK,
+                    tape,
+                    w,
+                    dout,
+                    dm,
+                })
             })
             .collect();
-        let mut dw = vec![T::zero(); dirs * dh * h4];
-        let mut db = vec![T::zero(); dirs * h4];
-        for (pw, pb) in parts {
+        let mut dw = vec![T::zero(); dirs * h * h4];
+        for pw in parts {
             for (s, v) in dw.iter_mut().zip(pw) {
                 *s += v;
             }
-            for (s, v) in db.iter_mut().zip(pb) {
-                *s += v;
-            }
         }
-        (dx, dw, db)
+        // The gates' gradients onto the rows they read, one direction per
+        // task, in chunk, step and row order.
+        let mut dp = vec![T::zero(); dirs * n_rows * h4];
+        let db: Vec<Vec<T>> = dp
+            .par_chunks_mut((n_rows * h4).max(1))
+            .enumerate()
+            .map(|(r, dpr)| {
+                for (c, tape) in tapes.iter().enumerate() {
+                    let n0 = c * CHUNK;
+                    let da = &tape.gates[r];
+                    for s in 0..tape.live.len() {
+                        let (a, r0) = (tape.live[s], tape.offs[s]);
+                        for (k, &j) in tape.order[..a].iter().enumerate() {
+                            let n = n0 + j as usize;
+                            let t = Self::step_of(r, s, self.lengths[n] as usize);
+                            let at = self.idx[n * steps + t] as usize * h4;
+                            let src = &da[(r0 + k) * h4..(r0 + k + 1) * h4];
+                            for (o, &v) in dpr[at..at + h4].iter_mut().zip(src) {
+                                *o += v;
+                            }
+                        }
+                    }
+                }
+                // The bias takes every row's gradient, in row order.
+                let mut dbr = vec![T::zero(); h4];
+                for row in dpr.chunks(h4) {
+                    for (o, &v) in dbr.iter_mut().zip(row) {
+                        *o += v;
+                    }
+                }
+                dbr
+            })
+            .collect();
+        let mut db: Vec<T> = db.into_iter().flatten().collect();
+        db.resize(dirs * h4, T::zero());
+        (dp, dw, db)
     }
 
-    fn run<T: Element>(&self, x: &[T], w: &[T], b: &[T], dm: Dims) -> Result<Vec<T>> {
-        let (out, tapes) = self.forward(x, w, b, dm);
+    /// One chunk's backward: the gates' gradients in place of the gates,
+    /// and the chunk's part of dW_hh.
+    #[inline(always)]
+    fn backward_chunk<T: Element>(
+        &self,
+        n0: usize,
+        tape: &mut ChunkTape<T>,
+        w: &[T],
+        dout: &[T],
+        dm: Dims,
+    ) -> Vec<T> {
+        let Dims { h, dirs, .. } = dm;
+        let (h4, width) = (4 * h, dirs * h);
+        let mut dw = vec![T::zero(); dirs * h * h4];
+        let max_len = tape.live.len();
+        let a0 = tape.live.first().copied().unwrap_or(0);
+        let mut dh_rec = vec![T::zero(); a0 * h];
+        let mut dc_rec = vec![T::zero(); a0 * h];
+        for r in 0..dirs {
+            let whh = &w[r * h * h4..(r + 1) * h * h4];
+            let (cst, tc, hs) = (&tape.c[r], &tape.tc[r], &tape.hs[r]);
+            let gates = &mut tape.gates[r];
+            dh_rec
+                .iter_mut()
+                .chain(dc_rec.iter_mut())
+                .for_each(|v| *v = T::zero());
+            for s in (0..max_len).rev() {
+                let (a, r0) = (tape.live[s], tape.offs[s]);
+                for k in 0..a {
+                    let j = tape.order[k] as usize;
+                    let n = n0 + j;
+                    let inv = T::one() / T::from(self.lengths[n]).unwrap_or(T::one());
+                    let row = r0 + k;
+                    let t = &tc[row * h..(row + 1) * h];
+                    let cp: &[T] = if s == 0 {
+                        &[]
+                    } else {
+                        let at = (tape.offs[s - 1] + k) * h;
+                        &cst[at..at + h]
+                    };
+                    let dy = &dout[n * width + r * h..n * width + (r + 1) * h];
+                    let dhr = &dh_rec[k * h..(k + 1) * h];
+                    let dcr = &mut dc_rec[k * h..(k + 1) * h];
+                    // Row slices, so the loop over q vectorises.
+                    let (gi, rest) = gates[row * h4..(row + 1) * h4].split_at_mut(h);
+                    let (gf, rest) = rest.split_at_mut(h);
+                    let (gg, go) = rest.split_at_mut(h);
+                    for q in 0..h {
+                        let (i, f, g, o, tq) = (gi[q], gf[q], gg[q], go[q], t[q]);
+                        let dhv = dy[q] * inv + dhr[q];
+                        let dc = dhv * o * (T::one() - tq * tq) + dcr[q];
+                        gi[q] = dc * g * i * (T::one() - i);
+                        gg[q] = dc * i * (T::one() - g * g);
+                        go[q] = dhv * tq * o * (T::one() - o);
+                        gf[q] = if cp.is_empty() {
+                            T::zero()
+                        } else {
+                            dc * cp[q] * f * (T::one() - f)
+                        };
+                        dcr[q] = dc * f;
+                    }
+                }
+                if s > 0 {
+                    let prev = tape.offs[s - 1];
+                    let das = &gates[r0 * h4..(r0 + a) * h4];
+                    let _ = gemm(
+                        &hs[prev * h..(prev + a) * h],
+                        true,
+                        das,
+                        false,
+                        &mut dw[r * h * h4..(r + 1) * h * h4],
+                        (h, a, h4),
+                        T::one(),
+                    );
+                    let _ = gemm(
+                        das,
+                        false,
+                        whh,
+                        true,
+                        &mut dh_rec[..a * h],
+                        (a, h4, h),
+                        T::zero(),
+                    );
+                }
+                // Rows live at step s - 1 but not at s keep the
+                // zeros they started with (live counts never grow).
+            }
+        }
+        dw
+    }
+
+    fn run<T: Element>(&self, table: &[T], w: &[T], b: &[T], dm: Dims) -> Result<Vec<T>> {
+        let (w_in, w_hh) = Self::split_weights(w, dm);
+        let p = Self::project(table, &w_in, dm);
+        let (out, tapes) = self.forward(&p, &w_hh, b, dm);
         *self
             .tapes
             .lock()
@@ -443,13 +601,14 @@ impl LstmMean {
 
     fn grads<T: Element>(
         &self,
-        x: &Tensor,
+        table: &Tensor,
         w: &Tensor,
         b: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let dm = self.dims(x.shape(), w.shape(), b.shape())?;
-        let wv: Vec<T> = flat(w)?;
+        let dm = self.dims(table.shape(), w.shape(), b.shape())?;
+        let tv: Vec<T> = flat(table)?;
+        let (w_in, w_hh) = Self::split_weights(&flat::<T>(w)?, dm);
         let saved = std::mem::replace(
             &mut *self
                 .tapes
@@ -458,17 +617,70 @@ impl LstmMean {
             Tapes::None,
         );
         // A second backward over the same graph finds no tape: recompute.
-        let tapes = match T::unwrap(saved) {
+        let mut tapes = match T::unwrap(saved) {
             Some(t) => t,
-            None => self.forward(&flat::<T>(x)?, &wv, &flat::<T>(b)?, dm).1,
+            None => {
+                let p = Self::project(&tv, &w_in, dm);
+                self.forward(&p, &w_hh, &flat::<T>(b)?, dm).1
+            }
         };
-        let (dx, dw, db) = self.backward(&tapes, &wv, &flat::<T>(grad)?, dm);
+        let (dp, dw_hh, db) = self.backward(&mut tapes, &w_hh, &flat::<T>(grad)?, dm);
+        let (dtable, dw_in) = Self::project_back(&tv, &w_in, &dp, dm);
+        let (d, h4) = (dm.d, 4 * dm.h);
+        let mut dw = Vec::with_capacity(dm.dirs * (d + dm.h) * h4);
+        for r in 0..dm.dirs {
+            dw.extend_from_slice(&dw_in[r * d * h4..(r + 1) * d * h4]);
+            dw.extend_from_slice(&dw_hh[r * dm.h * h4..(r + 1) * dm.h * h4]);
+        }
         let as_t = |v: Vec<T>, like: &Tensor| -> Result<Option<Tensor>> {
             Ok(Some(
                 Tensor::from_vec(v, like.shape(), like.device())?.to_dtype(like.dtype())?,
             ))
         };
-        Ok((as_t(dx, x)?, as_t(dw, w)?, as_t(db, b)?))
+        Ok((as_t(dtable, table)?, as_t(dw, w)?, as_t(db, b)?))
+    }
+}
+
+/// One chunk's forward as a `pulp` job: [`LstmMean::forward_chunk`] is
+/// inlined into a function compiled for AVX2 + FMA, so the gates' loops
+/// run 8 lanes wide where the CPU has them (a closure would not inline).
+struct ForwardJob<'a, T> {
+    op: &'a LstmMean,
+    p: &'a [T],
+    w: &'a [T],
+    b: &'a [T],
+    dm: Dims,
+    n0: usize,
+    out: &'a mut [T],
+}
+
+impl<T: Element> pulp::WithSimd for ForwardJob<'_, T> {
+    type Output = ChunkTape<T>;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) -> ChunkTape<T> {
+        self.op
+            .forward_chunk(self.p, self.w, self.b, self.dm, self.n0, self.out)
+    }
+}
+
+/// One chunk's backward as a `pulp` job (see [`ForwardJob`]).
+struct BackwardJob<'a, T> {
+    op: &'a LstmMean,
+    n0: usize,
+    tape: &'a mut ChunkTape<T>,
+    w: &'a [T],
+    dout: &'a [T],
+    dm: Dims,
+}
+
+impl<T: Element> pulp::WithSimd for BackwardJob<'_, T> {
+    type Output = Vec<T>;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) -> Vec<T> {
+        self.op
+            .backward_chunk(self.n0, self.tape, self.w, self.dout, self.dm)
     }
 }
 
@@ -511,16 +723,16 @@ impl CustomOp3 for LstmMean {
 
     fn bwd(
         &self,
-        x: &Tensor,
+        table: &Tensor,
         w: &Tensor,
         b: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        if x.dtype() == candle_core::DType::F64 {
-            self.grads::<f64>(x, w, b, grad)
+        if table.dtype() == candle_core::DType::F64 {
+            self.grads::<f64>(table, w, b, grad)
         } else {
-            self.grads::<f32>(x, w, b, grad)
+            self.grads::<f32>(table, w, b, grad)
         }
     }
 }
@@ -529,12 +741,30 @@ impl CustomOp3 for LstmMean {
 /// `[2, d + h, 4h]`) over each row's first `lengths[n]` steps of
 /// `x` `[nodes, steps, d]`: `[nodes, dirs * h]`.
 pub fn lstm_mean(x: &Tensor, w: &Tensor, b: &Tensor, lengths: Vec<u32>) -> Result<Tensor> {
+    let (nodes, steps, d) = x.dims3()?;
+    let idx = (0..(nodes * steps) as u32).collect();
+    lstm_mean_rows(&x.reshape((nodes * steps, d))?, idx, steps, w, b, lengths)
+}
+
+/// [`lstm_mean`] where node `n`'s step `t` is row `idx[n * steps + t]` of
+/// `table` `[rows, d]` (padding steps may hold any index): the input
+/// product runs once per table row, not once per step.
+pub fn lstm_mean_rows(
+    table: &Tensor,
+    idx: Vec<u32>,
+    steps: usize,
+    w: &Tensor,
+    b: &Tensor,
+    lengths: Vec<u32>,
+) -> Result<Tensor> {
     let op = LstmMean {
+        idx,
+        steps,
         lengths,
         tapes: Mutex::new(Tapes::None),
     };
-    op.dims(x.shape(), w.shape(), b.shape())?;
-    x.contiguous()?.apply_op3_arc(
+    op.dims(table.shape(), w.shape(), b.shape())?;
+    table.contiguous()?.apply_op3_arc(
         &w.contiguous()?,
         &b.contiguous()?,
         std::sync::Arc::new(Box::new(op)),
@@ -579,6 +809,26 @@ impl BiLstm {
     /// The mean hidden state of each row, `[nodes, d]`.
     pub fn forward(&self, x: &Tensor, lengths: Vec<u32>) -> Result<Tensor> {
         lstm_mean(x, self.w.as_tensor(), self.b.as_tensor(), lengths)
+    }
+
+    /// The mean hidden state of each group, `[nodes, d]`, where node `n`'s
+    /// step `t` is row `idx[n * steps + t]` of `table` (see
+    /// [`lstm_mean_rows`]).
+    pub fn forward_rows(
+        &self,
+        table: &Tensor,
+        idx: Vec<u32>,
+        steps: usize,
+        lengths: Vec<u32>,
+    ) -> Result<Tensor> {
+        lstm_mean_rows(
+            table,
+            idx,
+            steps,
+            self.w.as_tensor(),
+            self.b.as_tensor(),
+            lengths,
+        )
     }
 
     /// `{prefix}.w`, `{prefix}.b`.
@@ -694,6 +944,42 @@ mod tests {
         })
         .unwrap();
         assert!(ex < 1e-7 && ew < 1e-7 && eb < 1e-7, "{ex} {ew} {eb}");
+    }
+
+    #[test]
+    fn rows_of_a_table_match_the_gathered_steps_and_their_gradient() {
+        // Five nodes read three table rows with repeats; padding indices
+        // point anywhere in the table.
+        let (n, steps, d, h, rows) = (5, 4, 3, 2, 3);
+        let table = values(rows * d, 11);
+        let idx: Vec<u32> = vec![0, 2, 2, 1, 1, 0, 0, 0, 2, 2, 1, 0, 0, 1, 1, 1, 2, 0, 1, 2];
+        let lengths = vec![4, 0, 2, 1, 3];
+        let w = t(&values(2 * (d + h) * 4 * h, 12), &[2, d + h, 4 * h]);
+        let b = t(&values(2 * 4 * h, 13), &[2, 4 * h]);
+        let tb = t(&table, &[rows, d]);
+        let ours = lstm_mean_rows(&tb, idx.clone(), steps, &w, &b, lengths.clone()).unwrap();
+        let it = Tensor::from_vec(idx.clone(), n * steps, &Device::Cpu).unwrap();
+        let x = tb
+            .index_select(&it, 0)
+            .unwrap()
+            .reshape((n, steps, d))
+            .unwrap();
+        let want = reference(&x, &w, &b, &lengths).unwrap();
+        let diff = (ours - want).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(diff.to_scalar::<f64>().unwrap() < 1e-12);
+        let proj = t(&values(n * 2 * h, 14), &[n, 2 * h]);
+        let err = max_gradient_error(&table, &[rows, d], |tb| {
+            (lstm_mean_rows(tb, idx.clone(), steps, &w, &b, lengths.clone())? * &proj)?.sum_all()
+        })
+        .unwrap();
+        assert!(err < 1e-7, "{err}");
+        // A real step past the table is an error, a padding one is not.
+        let mut bad = idx.clone();
+        bad[1] = 3;
+        assert!(lstm_mean_rows(&tb, bad, steps, &w, &b, lengths.clone()).is_err());
+        let mut pad = idx;
+        pad[4 + 1] = 99;
+        assert!(lstm_mean_rows(&tb, pad, steps, &w, &b, lengths).is_ok());
     }
 
     #[test]

@@ -197,6 +197,7 @@ fn seed_parser() -> clap::builder::RangedU64ValueParser<u64> {
 }
 
 fn main() {
+    hinrec::keep_freed_memory();
     let cli = Cli::parse();
     let threads = match &cli.command {
         Command::Train { threads, .. } => *threads,
