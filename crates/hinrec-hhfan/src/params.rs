@@ -129,7 +129,7 @@ impl Default for HhfanConfig {
             tau: 1,
             positives_per_user: 40,
             negatives: 1,
-            reg: 1e-4,
+            reg: 1e-3,
             init_std: 0.1,
             lr: 0.01,
             batch: 4096,
