@@ -9,7 +9,7 @@
 use candle_core::{Device, Tensor, Var, D};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use hinrec_nn::init::Rng;
-use hinrec_nn::lstm::BiLstm;
+use hinrec_nn::lstm::{composed_step, BiLstm};
 
 const NODES: usize = 6000;
 const STEPS: usize = 10;
@@ -27,14 +27,7 @@ fn composed(x: &Tensor, lstm: &BiLstm) -> candle_core::Result<Tensor> {
         let mut acc = hs.clone();
         for s in 0..STEPS {
             let t = if dir == 0 { s } else { STEPS - 1 - s };
-            let z = Tensor::cat(&[&x.narrow(1, t, 1)?.squeeze(1)?, &hs], 1)?;
-            let g = z.matmul(&wd)?.broadcast_add(&bd)?;
-            let i = candle_nn::ops::sigmoid(&g.narrow(1, 0, h)?)?;
-            let f = candle_nn::ops::sigmoid(&g.narrow(1, h, h)?)?;
-            let gg = g.narrow(1, 2 * h, h)?.tanh()?;
-            let o = candle_nn::ops::sigmoid(&g.narrow(1, 3 * h, h)?)?;
-            cs = ((f * &cs)? + (i * gg)?)?;
-            hs = (o * cs.tanh()?)?;
+            (hs, cs) = composed_step(&x.narrow(1, t, 1)?.squeeze(1)?, &hs, &cs, &wd, &bd)?;
             acc = (acc + &hs)?;
         }
         parts.push((acc / STEPS as f64)?);

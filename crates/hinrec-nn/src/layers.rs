@@ -237,56 +237,7 @@ pub fn masked_mean(table: &Tensor, idx: Vec<u32>, mask: &Tensor) -> Result<Tenso
 /// over contiguous rows (HHFAN's eq. 5 and 7 sums were 4 % of a step).
 pub fn sum_middle(x: &Tensor) -> Result<Tensor> {
     x.dims3()?;
-    x.contiguous()?.apply_op1(SumMiddle)
-}
-
-struct SumMiddle;
-
-impl SumMiddle {
-    fn sum<T: candle_core::WithDType + std::ops::AddAssign>(
-        x: &[T],
-        (n, k, d): (usize, usize, usize),
-    ) -> Vec<T> {
-        let mut out = vec![T::zero(); n * d];
-        for (row, o) in x.chunks(k * d).zip(out.chunks_mut(d)) {
-            for part in row.chunks(d) {
-                for (a, &v) in o.iter_mut().zip(part) {
-                    *a += v;
-                }
-            }
-        }
-        out
-    }
-}
-
-impl candle_core::CustomOp1 for SumMiddle {
-    fn name(&self) -> &'static str {
-        "sum-middle"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s: &candle_core::CpuStorage,
-        l: &candle_core::Layout,
-    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        use candle_core::CpuStorage;
-        let dims = l.shape().dims3()?;
-        let (a, b) = l
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("sum_middle needs a contiguous input".into()))?;
-        let out = match s {
-            CpuStorage::F32(v) => CpuStorage::F32(Self::sum(&v[a..b], dims)),
-            CpuStorage::F64(v) => CpuStorage::F64(Self::sum(&v[a..b], dims)),
-            _ => candle_core::bail!("sum_middle supports f32 and f64"),
-        };
-        Ok((out, candle_core::Shape::from((dims.0, dims.2))))
-    }
-
-    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(
-            grad.unsqueeze(1)?.broadcast_as(x.shape())?.contiguous()?,
-        ))
-    }
+    x.contiguous()?.apply_op1(MiddleSum)
 }
 
 /// `y[n] = sum_a w[n, a] x[n, a, :]` for `w` `(n, k)` and `x` `(n, k, d)`:
@@ -301,36 +252,71 @@ pub fn weighted_sum_middle(w: &Tensor, x: &Tensor) -> Result<Tensor> {
             x.shape()
         );
     }
-    w.contiguous()?
-        .apply_op2(&x.contiguous()?, WeightedSumMiddle)
+    w.contiguous()?.apply_op2(&x.contiguous()?, MiddleSum)
 }
 
-struct WeightedSumMiddle;
+/// [`sum_middle`] as a one-input op, [`weighted_sum_middle`] as a
+/// two-input one.
+struct MiddleSum;
 
-impl WeightedSumMiddle {
+impl MiddleSum {
+    /// `sum_a w[n, a] x[n, a, :]`, every weight 1 without `w`.
     fn sum<T: candle_core::WithDType + std::ops::AddAssign>(
-        w: &[T],
+        w: Option<&[T]>,
         x: &[T],
         (n, k, d): (usize, usize, usize),
     ) -> Vec<T> {
         let mut out = vec![T::zero(); n * d];
-        for ((o, row), wr) in out.chunks_mut(d).zip(x.chunks(k * d)).zip(w.chunks(k)) {
-            for (part, &wv) in row.chunks(d).zip(wr) {
-                for (a, &v) in o.iter_mut().zip(part) {
-                    *a += wv * v;
+        for (r, (o, row)) in out.chunks_mut(d).zip(x.chunks(k * d)).enumerate() {
+            for (a, part) in row.chunks(d).enumerate() {
+                match w {
+                    Some(w) => {
+                        let wv = w[r * k + a];
+                        o.iter_mut().zip(part).for_each(|(s, &v)| *s += wv * v);
+                    }
+                    None => o.iter_mut().zip(part).for_each(|(s, &v)| *s += v),
                 }
             }
         }
         out
     }
 
+    /// The op's output from contiguous storages, `w` optional.
+    fn run(
+        w: Option<(&candle_core::CpuStorage, &candle_core::Layout)>,
+        (xs, xl): (&candle_core::CpuStorage, &candle_core::Layout),
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use candle_core::CpuStorage;
+        let dims = xl.shape().dims3()?;
+        let range = |l: &candle_core::Layout| {
+            l.contiguous_offsets().ok_or_else(|| {
+                candle_core::Error::Msg("middle-axis sums need contiguous inputs".into())
+            })
+        };
+        let (a, b) = range(xl)?;
+        let wr = w.map(|(ws, wl)| range(wl).map(|r| (ws, r))).transpose()?;
+        let out = match (xs, wr) {
+            (CpuStorage::F32(x), None) => CpuStorage::F32(Self::sum(None, &x[a..b], dims)),
+            (CpuStorage::F64(x), None) => CpuStorage::F64(Self::sum(None, &x[a..b], dims)),
+            (CpuStorage::F32(x), Some((CpuStorage::F32(w), (c, e)))) => {
+                CpuStorage::F32(Self::sum(Some(&w[c..e]), &x[a..b], dims))
+            }
+            (CpuStorage::F64(x), Some((CpuStorage::F64(w), (c, e)))) => {
+                CpuStorage::F64(Self::sum(Some(&w[c..e]), &x[a..b], dims))
+            }
+            _ => candle_core::bail!("middle-axis sums support f32 and f64 of one type"),
+        };
+        Ok((out, candle_core::Shape::from((dims.0, dims.2))))
+    }
+
+    /// `dw[n, a] = x[n, a] . g[n]` and `dx[n, a] = w[n, a] g[n]`, one pass.
     fn grads<T: candle_core::WithDType + std::ops::AddAssign>(
         w: &Tensor,
         x: &Tensor,
         grad: &Tensor,
-        (n, k, d): (usize, usize, usize),
-    ) -> Result<(Vec<T>, Vec<T>)> {
-        let (w, x, g) = (flat::<T>(w)?, flat::<T>(x)?, flat::<T>(grad)?);
+    ) -> Result<(Tensor, Tensor)> {
+        let (n, k, d) = x.dims3()?;
+        let (w, xv, g) = (flat::<T>(w)?, flat::<T>(x)?, flat::<T>(grad)?);
         let mut dw = vec![T::zero(); n * k];
         let mut dx = vec![T::zero(); n * k * d];
         for r in 0..n {
@@ -338,18 +324,41 @@ impl WeightedSumMiddle {
             for a in 0..k {
                 let at = (r * k + a) * d;
                 let mut dot = T::zero();
-                for ((o, &xv), &gv) in dx[at..at + d].iter_mut().zip(&x[at..at + d]).zip(gr) {
-                    dot += xv * gv;
+                for ((o, &v), &gv) in dx[at..at + d].iter_mut().zip(&xv[at..at + d]).zip(gr) {
+                    dot += v * gv;
                     *o = w[r * k + a] * gv;
                 }
                 dw[r * k + a] = dot;
             }
         }
-        Ok((dw, dx))
+        Ok((
+            Tensor::from_vec(dw, (n, k), x.device())?,
+            Tensor::from_vec(dx, (n, k, d), x.device())?,
+        ))
     }
 }
 
-impl candle_core::CustomOp2 for WeightedSumMiddle {
+impl candle_core::CustomOp1 for MiddleSum {
+    fn name(&self) -> &'static str {
+        "sum-middle"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s: &candle_core::CpuStorage,
+        l: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        Self::run(None, (s, l))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(
+            grad.unsqueeze(1)?.broadcast_as(x.shape())?.contiguous()?,
+        ))
+    }
+}
+
+impl candle_core::CustomOp2 for MiddleSum {
     fn name(&self) -> &'static str {
         "weighted-sum-middle"
     }
@@ -361,22 +370,7 @@ impl candle_core::CustomOp2 for WeightedSumMiddle {
         s2: &candle_core::CpuStorage,
         l2: &candle_core::Layout,
     ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        use candle_core::CpuStorage;
-        let dims = l2.shape().dims3()?;
-        let (Some((a1, b1)), Some((a2, b2))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
-        else {
-            candle_core::bail!("weighted_sum_middle needs contiguous inputs")
-        };
-        let out = match (s1, s2) {
-            (CpuStorage::F32(w), CpuStorage::F32(x)) => {
-                CpuStorage::F32(Self::sum(&w[a1..b1], &x[a2..b2], dims))
-            }
-            (CpuStorage::F64(w), CpuStorage::F64(x)) => {
-                CpuStorage::F64(Self::sum(&w[a1..b1], &x[a2..b2], dims))
-            }
-            _ => candle_core::bail!("weighted_sum_middle supports f32 and f64 of one type"),
-        };
-        Ok((out, candle_core::Shape::from((dims.0, dims.2))))
+        Self::run(Some((s1, l1)), (s2, l2))
     }
 
     fn bwd(
@@ -386,20 +380,10 @@ impl candle_core::CustomOp2 for WeightedSumMiddle {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        // dw[n, a] = x[n, a] . g[n]; dx[n, a] = w[n, a] g[n], in one pass.
-        let (n, k, d) = x.dims3()?;
         let (dw, dx) = if x.dtype() == DType::F64 {
-            let (dw, dx) = Self::grads::<f64>(w, x, grad, (n, k, d))?;
-            (
-                Tensor::from_vec(dw, (n, k), x.device())?,
-                Tensor::from_vec(dx, (n, k, d), x.device())?,
-            )
+            Self::grads::<f64>(w, x, grad)?
         } else {
-            let (dw, dx) = Self::grads::<f32>(w, x, grad, (n, k, d))?;
-            (
-                Tensor::from_vec(dw, (n, k), x.device())?,
-                Tensor::from_vec(dx, (n, k, d), x.device())?,
-            )
+            Self::grads::<f32>(w, x, grad)?
         };
         Ok((Some(dw), Some(dx)))
     }

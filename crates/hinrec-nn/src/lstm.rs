@@ -180,6 +180,20 @@ impl LstmMean {
                 self.idx.len()
             );
         }
+        Ok(Dims {
+            nodes,
+            steps,
+            rows,
+            d,
+            h,
+            dirs,
+        })
+    }
+
+    /// Every length within the steps and every real step's row within the
+    /// table: checked once, in [`lstm_mean_rows`], before the op runs.
+    fn check_rows(&self, dm: Dims) -> Result<()> {
+        let (steps, rows) = (dm.steps, dm.rows);
         for (n, &l) in self.lengths.iter().enumerate() {
             if l as usize > steps {
                 candle_core::bail!("lstm: a length of {l} is over the {steps} steps");
@@ -189,14 +203,7 @@ impl LstmMean {
                 candle_core::bail!("lstm: row {i} of a table of {rows}");
             }
         }
-        Ok(Dims {
-            nodes,
-            steps,
-            rows,
-            d,
-            h,
-            dirs,
-        })
+        Ok(())
     }
 
     /// `w` split into its input rows `[dirs, d, 4h]` and its recurrent
@@ -763,12 +770,35 @@ pub fn lstm_mean_rows(
         lengths,
         tapes: Mutex::new(Tapes::None),
     };
-    op.dims(table.shape(), w.shape(), b.shape())?;
+    op.check_rows(op.dims(table.shape(), w.shape(), b.shape())?)?;
     table.contiguous()?.apply_op3_arc(
         &w.contiguous()?,
         &b.contiguous()?,
         std::sync::Arc::new(Box::new(op)),
     )
+}
+
+/// One LSTM step as candle ops, one op per gate (gates `i, f, g, o`):
+/// `(h, c)` after input rows `x_t` `(rows, d)` from `(h, c)` `(rows, h)`,
+/// with one direction's weights `w` `(d + h, 4h)` and bias `b` `(1, 4h)`.
+/// The composition the fused op is tested and benchmarked against.
+pub fn composed_step(
+    x_t: &Tensor,
+    h: &Tensor,
+    c: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    let hd = h.dim(1)?;
+    let z = Tensor::cat(&[x_t, h], 1)?;
+    let g = z.matmul(w)?.broadcast_add(b)?;
+    let i = candle_nn::ops::sigmoid(&g.narrow(1, 0, hd)?)?;
+    let f = candle_nn::ops::sigmoid(&g.narrow(1, hd, hd)?)?;
+    let gg = g.narrow(1, 2 * hd, hd)?.tanh()?;
+    let o = candle_nn::ops::sigmoid(&g.narrow(1, 3 * hd, hd)?)?;
+    let c = ((f * c)? + (i * gg)?)?;
+    let h = (o * c.tanh()?)?;
+    Ok((h, c))
 }
 
 /// A bidirectional LSTM aggregator's weights: `d` in, `d / 2` hidden per
@@ -871,14 +901,7 @@ mod tests {
                 for s in 0..l {
                     let t = if dir == 0 { s } else { l - 1 - s };
                     let xt = x.get(r)?.get(t)?.unsqueeze(0)?;
-                    let z = Tensor::cat(&[&xt, &hs], 1)?;
-                    let g = (z.matmul(&wd)? + &bd)?;
-                    let i = candle_nn::ops::sigmoid(&g.narrow(1, 0, h)?)?;
-                    let f = candle_nn::ops::sigmoid(&g.narrow(1, h, h)?)?;
-                    let gg = g.narrow(1, 2 * h, h)?.tanh()?;
-                    let o = candle_nn::ops::sigmoid(&g.narrow(1, 3 * h, h)?)?;
-                    cs = ((f * &cs)? + (i * gg)?)?;
-                    hs = (o * cs.tanh()?)?;
+                    (hs, cs) = composed_step(&xt, &hs, &cs, &wd, &bd)?;
                     acc = (acc + &hs)?;
                 }
                 parts.push((acc / l.max(1) as f64)?);
