@@ -30,7 +30,8 @@ pub struct Args {
     /// Registered models to run (default: all, in registry order).
     #[arg(long, value_delimiter = ',')]
     models: Vec<String>,
-    /// Only these datasets of the models' experiments (default: all).
+    /// Only these datasets of the models' experiments, or experiment labels
+    /// where a dataset has several protocols (`ml1m@0.6`; default: all).
     #[arg(long, value_delimiter = ',')]
     datasets: Vec<String>,
     /// Model seeds.
@@ -80,6 +81,15 @@ pub fn run(args: &Args) -> Result<()> {
             .map(|m| hinrec::registry::model(m).map_err(anyhow::Error::msg))
             .collect::<Result<_>>()?
     };
+    for d in &args.datasets {
+        anyhow::ensure!(
+            entries
+                .iter()
+                .any(|e| e.experiments.iter().any(|x| x.name() == d)),
+            "--datasets {d}: none of the models has an experiment there (known: {})",
+            known_experiments(&entries).join(", ")
+        );
+    }
     let sets = hinrec::registry::parse_sets(&args.sets)?;
     for e in &entries {
         e.params(None, &sets)?;
@@ -104,13 +114,13 @@ pub fn run(args: &Args) -> Result<()> {
     let mut cache: HashMap<(String, usize, String), Loaded> = HashMap::new();
     for entry in entries {
         for exp in entry.experiments {
-            if !args.datasets.is_empty() && !args.datasets.iter().any(|d| d == exp.dataset) {
+            if !args.datasets.is_empty() && !args.datasets.iter().any(|d| d == exp.name()) {
                 continue;
             }
             let cfg = ExperimentConfig {
                 valid_users: exp.valid_users,
                 ..ExperimentConfig::parse(exp.protocol)
-                    .with_context(|| format!("the protocol of {} on {}", entry.name, exp.dataset))?
+                    .with_context(|| format!("the protocol of {} on {}", entry.name, exp.name()))?
             };
             let key = (
                 exp.dataset.to_string(),
@@ -122,7 +132,7 @@ pub fn run(args: &Args) -> Result<()> {
                 let prepared = Prepared::new(&dataset, &cfg)?;
                 println!(
                     "== {}: split {}, train {}, valid {} ({} validation pairs scored), test {}",
-                    exp.dataset,
+                    exp.name(),
                     prepared.split_label,
                     prepared.split.train.nnz(),
                     prepared.split.valid.nnz(),
@@ -197,11 +207,11 @@ fn run_experiment(
             dir: args
                 .checkpoints
                 .as_ref()
-                .map(|d| d.join(exp.dataset).join(&name).join(format!("seed-{seed}"))),
+                .map(|d| d.join(exp.name()).join(&name).join(format!("seed-{seed}"))),
             resume: args.resume,
             tag: format!(
                 "{} {name} seed {seed}\n{}",
-                exp.dataset,
+                exp.name(),
                 toml::to_string(&chosen.to_toml()?)?
             ),
         };
@@ -300,14 +310,14 @@ fn run_experiment(
         .max_by(|a, b| a.valid.total_cmp(&b.valid))
         .map_or("-".into(), |t| t.label.clone());
     Ok(Record {
-        dataset: prepared.dataset.clone(),
+        dataset: exp.name().to_string(),
         model: name,
         split: prepared.split_label.clone(),
         test_pairs: prepared.test_negatives.len(),
         chosen: describe(&chosen_label, exp, &full_target, !trials.is_empty()),
         trials,
         runs,
-        command: command(entry.name, exp.dataset, args),
+        command: command(entry.name, exp.name(), args),
         commit: commit.into(),
         wall_s: start.elapsed().as_secs_f64(),
         cpu: cpu.into(),
@@ -381,6 +391,17 @@ fn describe(label: &str, exp: &Experiment, full: &Option<Interactions>, searched
         s += &format!("; full ranking on {} sampled test users", t.active_users());
     }
     s
+}
+
+/// The experiment names of these models, each once, in registry order.
+fn known_experiments(entries: &[&ModelEntry]) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for x in entries.iter().flat_map(|e| e.experiments) {
+        if !out.contains(&x.name()) {
+            out.push(x.name());
+        }
+    }
+    out
 }
 
 /// The record's model name: the entry's, with each `--set` appended

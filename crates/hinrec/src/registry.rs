@@ -20,6 +20,10 @@ pub enum FullRanking {
 pub struct Experiment {
     /// The dataset, as `--data` names it.
     pub dataset: &'static str,
+    /// The experiment's name in records, tables and `cargo xtask reproduce
+    /// --datasets` where one dataset has several protocols (`ml1m@0.6`);
+    /// empty: the dataset's name.
+    pub label: &'static str,
     /// TOML overrides of the model's parameters on this dataset.
     pub settings: &'static str,
     /// Points searched on validation with the first seed, each a TOML
@@ -40,6 +44,17 @@ pub struct Experiment {
     /// Cut-offs of the full ranking, and of the pruned ranking where the
     /// model has a retrieval index.
     pub full_ks: &'static [usize],
+}
+
+impl Experiment {
+    /// The name its records and tables carry: the label, else the dataset.
+    pub fn name(&self) -> &'static str {
+        if self.label.is_empty() {
+            self.dataset
+        } else {
+            self.label
+        }
+    }
 }
 
 /// A model of the registry.
@@ -161,6 +176,7 @@ const LGREC_FULL: FullRanking = FullRanking::UpTo(5_000_000);
 const fn baseline(dataset: &'static str, grid: fn() -> Vec<String>) -> Experiment {
     Experiment {
         dataset,
+        label: "",
         settings: "",
         grid,
         grid_settings: "",
@@ -175,6 +191,7 @@ const fn baseline(dataset: &'static str, grid: fn() -> Vec<String>) -> Experimen
 const fn lgrec(dataset: &'static str, settings: &'static str, valid_users: usize) -> Experiment {
     Experiment {
         dataset,
+        label: "",
         settings,
         grid: no_grid,
         grid_settings: "",
@@ -205,6 +222,7 @@ const fn on_glrs(
 ) -> Experiment {
     Experiment {
         dataset,
+        label: "",
         settings: "",
         grid,
         grid_settings: "",
@@ -222,6 +240,9 @@ const fn on_glrs(
 /// ranked against 1000 stored unobserved items (pooled), and in full at
 /// 10 and 20. Epochs are chosen on the sampled validation NDCG@10.
 const HHFAN_ML1M: &str = "split = { kind = \"user-ratio\", train = 0.8 }\nvalid_split = { kind = \"user-ratio\", train = 0.9 }\npooled_negatives = 1000";
+/// Tables III and IV: the same with 60 % and 40 % for training.
+const HHFAN_ML1M_60: &str = "split = { kind = \"user-ratio\", train = 0.6 }\nvalid_split = { kind = \"user-ratio\", train = 0.9 }\npooled_negatives = 1000";
+const HHFAN_ML1M_40: &str = "split = { kind = \"user-ratio\", train = 0.4 }\nvalid_split = { kind = \"user-ratio\", train = 0.9 }\npooled_negatives = 1000";
 const HHFAN_TIKTOK: &str = "pooled_negatives = 1000";
 const CUTOFFS_10_20: &[usize] = &[10, 20];
 
@@ -233,6 +254,7 @@ const fn on_hhfan(
 ) -> Experiment {
     Experiment {
         dataset,
+        label: "",
         settings: "",
         grid,
         grid_settings: "",
@@ -244,10 +266,23 @@ const fn on_hhfan(
     }
 }
 
-const HHFAN_EXPERIMENTS: [Experiment; 2] = [
-    on_hhfan("ml1m", HHFAN_ML1M, no_grid),
-    on_hhfan("tiktok-mmssl", HHFAN_TIKTOK, no_grid),
-];
+/// HHFAN's experiments, and each baseline's beside them.
+const fn hhfan_experiments(grid: fn() -> Vec<String>) -> [Experiment; 4] {
+    [
+        on_hhfan("ml1m", HHFAN_ML1M, grid),
+        Experiment {
+            label: "ml1m@0.6",
+            ..on_hhfan("ml1m", HHFAN_ML1M_60, grid)
+        },
+        Experiment {
+            label: "ml1m@0.4",
+            ..on_hhfan("ml1m", HHFAN_ML1M_40, grid)
+        },
+        on_hhfan("tiktok-mmssl", HHFAN_TIKTOK, grid),
+    ]
+}
+
+const HHFAN_EXPERIMENTS: [Experiment; 4] = hhfan_experiments(no_grid);
 
 const HHFAN_DEMO: &str = "dim = 16\nepochs = 15\nlr = 0.02\nbatch = 512\ncontent_clusters = 8";
 
@@ -265,35 +300,41 @@ const fn hhfan(name: &'static str, about: &'static str, preset: &'static str) ->
     }
 }
 
-const MOSTPOP_EXPERIMENTS: [Experiment; 8] = [
+const MOSTPOP_EXPERIMENTS: [Experiment; 10] = [
     baseline(BASELINE_DATASETS[0], no_grid),
     baseline(BASELINE_DATASETS[1], no_grid),
     baseline(BASELINE_DATASETS[2], no_grid),
     baseline(BASELINE_DATASETS[3], no_grid),
     on_glrs("glrs-yelp-madison", GLRS_MADISON, no_grid),
     on_glrs("movielens", GLRS_MOVIELENS, no_grid),
-    on_hhfan("ml1m", HHFAN_ML1M, no_grid),
-    on_hhfan("tiktok-mmssl", HHFAN_TIKTOK, no_grid),
+    hhfan_experiments(no_grid)[0],
+    hhfan_experiments(no_grid)[1],
+    hhfan_experiments(no_grid)[2],
+    hhfan_experiments(no_grid)[3],
 ];
-const ITEMKNN_EXPERIMENTS: [Experiment; 8] = [
+const ITEMKNN_EXPERIMENTS: [Experiment; 10] = [
     baseline(BASELINE_DATASETS[0], itemknn_grid),
     baseline(BASELINE_DATASETS[1], itemknn_grid),
     baseline(BASELINE_DATASETS[2], itemknn_grid),
     baseline(BASELINE_DATASETS[3], itemknn_grid),
     on_glrs("glrs-yelp-madison", GLRS_MADISON, itemknn_grid),
     on_glrs("movielens", GLRS_MOVIELENS, itemknn_grid),
-    on_hhfan("ml1m", HHFAN_ML1M, itemknn_grid),
-    on_hhfan("tiktok-mmssl", HHFAN_TIKTOK, itemknn_grid),
+    hhfan_experiments(itemknn_grid)[0],
+    hhfan_experiments(itemknn_grid)[1],
+    hhfan_experiments(itemknn_grid)[2],
+    hhfan_experiments(itemknn_grid)[3],
 ];
-const BPR_EXPERIMENTS: [Experiment; 8] = [
+const BPR_EXPERIMENTS: [Experiment; 10] = [
     baseline(BASELINE_DATASETS[0], bpr_grid),
     baseline(BASELINE_DATASETS[1], bpr_grid),
     baseline(BASELINE_DATASETS[2], bpr_grid),
     baseline(BASELINE_DATASETS[3], bpr_grid),
     on_glrs("glrs-yelp-madison", GLRS_MADISON, bpr_grid),
     on_glrs("movielens", GLRS_MOVIELENS, bpr_grid),
-    on_hhfan("ml1m", HHFAN_ML1M, bpr_grid),
-    on_hhfan("tiktok-mmssl", HHFAN_TIKTOK, bpr_grid),
+    hhfan_experiments(bpr_grid)[0],
+    hhfan_experiments(bpr_grid)[1],
+    hhfan_experiments(bpr_grid)[2],
+    hhfan_experiments(bpr_grid)[3],
 ];
 /// lgrec.txt Table 2: Yelp's validation runs on 2,000 sampled users with a
 /// 15-epoch cap (docs/lgrec.md).
@@ -304,6 +345,7 @@ const LGREC_EXPERIMENTS: [Experiment; 3] = [
 ];
 const REDA_EXPERIMENTS: [Experiment; 1] = [Experiment {
     dataset: "reda-lastfm",
+    label: "",
     settings: "",
     grid: no_grid,
     grid_settings: "epochs = 3",
@@ -347,6 +389,7 @@ const GLRS_EXPERIMENTS: [Experiment; 3] = [
     },
     Experiment {
         dataset: "lgrec-ml100k",
+        label: "",
         settings: "",
         grid: glrs_grid,
         grid_settings: "",
@@ -542,7 +585,14 @@ mod tests {
             let p = m.params(None, &empty).unwrap();
             assert!(p.to_toml().is_ok(), "{}", m.name);
             m.params(None, &parse_toml(m.demo).unwrap()).unwrap();
-            for e in m.experiments {
+            for (j, e) in m.experiments.iter().enumerate() {
+                assert!(
+                    m.experiments[..j].iter().all(|o| o.name() != e.name()),
+                    "{} {}",
+                    m.name,
+                    e.name()
+                );
+                crate::experiment::ExperimentConfig::parse(e.protocol).unwrap();
                 parse_toml(e.settings).unwrap();
                 for g in (e.grid)() {
                     parse_toml(&g).unwrap();

@@ -41,7 +41,8 @@ pub struct SeedRun {
 /// A model on a dataset.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {
-    /// Dataset name.
+    /// Dataset name, or the experiment's label where a dataset has
+    /// several protocols (`ml1m@0.6`).
     pub dataset: String,
     /// Model name.
     pub model: String,
