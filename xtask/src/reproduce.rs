@@ -259,6 +259,21 @@ fn run_experiment(
             }
             None => Metrics::default(),
         };
+        let labelled = if prepared.labelled.is_some() {
+            let m = hinrec::eval::labelled_auc(model, &prepared.test_rows, &prepared.item_kinds)
+                .map_err(anyhow::Error::from_boxed)?;
+            println!(
+                "   {name} seed {seed}: labelled {}",
+                m.values
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v:.4}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            m
+        } else {
+            Metrics::default()
+        };
         let best = fitted.summary.as_ref().map_or(0, |f| f.best_epoch);
         println!(
             "   {name} seed {seed}: test {} | full HR@10 {} | best epoch {best} | {:.0}s",
@@ -290,6 +305,7 @@ fn run_experiment(
             full,
             pruned,
             pooled,
+            labelled,
             fit: fitted.summary,
             wall_s: t.elapsed().as_secs_f64(),
         });

@@ -5,7 +5,8 @@
 //! features and an optional given split. Loading one gives a [`Dataset`] with
 //! dense 0-based ids, [`Interactions`] in CSR form both ways, relations and
 //! features. [`SplitRule`] makes seeded splits, [`EvalNegatives`] stores the
-//! candidates every model is compared on, and [`synthetic`] generates a small
+//! candidates every model is compared on, [`LabelledSplit`] keeps low
+//! ratings as observed negatives (DURation's protocol), and [`synthetic`] generates a small
 //! heterogeneous dataset for demos and tests.
 //!
 //! Bad input never panics: every error names the file and line (columns
@@ -32,6 +33,7 @@ pub mod filter;
 pub mod fingerprint;
 pub mod ids;
 pub mod interactions;
+pub mod labels;
 pub mod manifest;
 pub mod negatives;
 pub mod npy;
@@ -46,6 +48,7 @@ pub use error::{DataError, Result};
 pub use fingerprint::DataFingerprint;
 pub use ids::IdMap;
 pub use interactions::{Interactions, Record};
+pub use labels::{LabelRule, LabelledSplit};
 pub use manifest::Manifest;
 pub use negatives::{Against, EvalNegatives, Ids, PlainIds};
 pub use split::{Split, SplitRule};

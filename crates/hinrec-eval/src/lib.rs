@@ -7,9 +7,13 @@
 //! - [`sampled`]: each test pair against its stored negatives;
 //! - [`full_ranking`]: all items except the user's training and validation
 //!   items;
-//! - [`global_auc`]: one AUC over every labeled pair (DURation).
+//! - [`global_auc`]: one AUC over every test pair against its stored
+//!   negatives;
+//! - [`labelled_auc`]: DURation's ROC AUC over labelled rows (observed
+//!   low ratings are the negatives), pooled and per item kind.
 //!
-//! Ties count against the positive, so a constant scorer gets zero.
+//! Ties count against the positive, so a constant scorer gets zero (the
+//! labelled ROC AUC counts them one half, as ROC AUC does).
 //!
 //! ```
 //! use hinrec_data::{EvalNegatives, Interactions};
@@ -32,11 +36,13 @@
 //! # Ok::<(), ScoreError>(())
 //! ```
 
+pub mod labelled;
 pub mod metrics;
 pub mod protocol;
 pub mod pruned;
 pub mod report;
 
+pub use labelled::{labelled_auc, roc_auc, ItemKind};
 pub use metrics::{ranks_against, UserMetrics};
 pub use protocol::{
     check_len, check_pairs, check_users, full_ranking, global_auc, pooled, sampled,

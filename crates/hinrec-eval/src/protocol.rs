@@ -297,9 +297,9 @@ pub fn full_ranking<S: Scorer + ?Sized>(
     Ok(Metrics::average(&per_user, ks))
 }
 
-/// One AUC over every labeled pair: test pairs are positives, their stored
-/// negatives are negatives (DURation's protocol). Ties count against the
-/// positive, as everywhere in this crate.
+/// One AUC over every test pair against every stored negative: test pairs
+/// are positives, their stored negatives are negatives. Ties count against
+/// the positive, as everywhere in this crate but [`crate::labelled_auc`].
 pub fn global_auc<S: Scorer + ?Sized>(
     model: &S,
     negatives: &EvalNegatives,

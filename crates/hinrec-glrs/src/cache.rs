@@ -57,6 +57,14 @@ pub(crate) fn key(cfg: &GlrsConfig, ctx: &FitContext<'_>, space: Space) -> Strin
             pairs(&mut h, valid);
             pairs(&mut h, train);
         }
+        ValidationData::Labelled(rows) => {
+            h.update(b"labelled");
+            for &(u, i, l) in *rows {
+                h.update(u.to_le_bytes());
+                h.update(i.to_le_bytes());
+                h.update([u8::from(l)]);
+            }
+        }
     }
     // The settings that shape a space (not the variant, the attention's,
     // or the probe count).

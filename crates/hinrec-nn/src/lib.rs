@@ -15,6 +15,8 @@
 //!   averaged, one fused op with its own backward (HHFAN's intra-type
 //!   aggregator);
 //! - [`loss`]: hinge, BPR, sigmoid cross-entropy with logits, L2;
+//! - [`alignment`]: DURation's RBF distributional variance (alignment) and
+//!   row-covariance (topology) losses;
 //! - [`normalize`]: row-wise L2 normalisation as one op with its gradient;
 //! - [`dense_mlp`]: an MLP (and its normalisation) over plain `f32` rows
 //!   with a fused backward, outside candle, for towers of small layers;
@@ -37,6 +39,7 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
+pub mod alignment;
 pub mod attention;
 pub mod bias;
 pub mod checkpoint;

@@ -3,7 +3,7 @@
 
 use hinrec_data::{EvalNegatives, Interactions};
 use hinrec_eval::metrics::AT_K_NAMES;
-use hinrec_eval::{full_ranking, sampled, ScoreError, Scorer};
+use hinrec_eval::{full_ranking, labelled_auc, sampled, ScoreError, Scorer};
 use serde::{Deserialize, Serialize};
 
 /// How to score a model on validation data during training.
@@ -20,6 +20,9 @@ pub enum ValidationData<'a> {
         /// Training interactions (excluded from candidates).
         train: &'a Interactions,
     },
+    /// Labelled validation rows (user, item, label), scored by their ROC
+    /// AUC (DURation); the metric must be `AUC`.
+    Labelled(&'a [(u32, u32, bool)]),
 }
 
 /// Validation used for early stopping: the data and the metric (how long
@@ -32,12 +35,15 @@ pub struct Validation<'a> {
     pub metric: String,
 }
 
-/// The cut-off of a validation metric such as `NDCG@10`, or an error that
-/// names the metrics there are.
-pub fn metric_cutoff(metric: &str) -> Result<usize, String> {
+/// The cut-off of a validation metric such as `NDCG@10` (`None` for `AUC`,
+/// which has none), or an error that names the metrics there are.
+pub fn metric_cutoff(metric: &str) -> Result<Option<usize>, String> {
+    if metric == "AUC" {
+        return Ok(None);
+    }
     let bad = || {
         format!(
-            "unknown validation metric {metric:?}: use one of {} with a cut-off, e.g. NDCG@10",
+            "unknown validation metric {metric:?}: use AUC or one of {} with a cut-off, e.g. NDCG@10",
             AT_K_NAMES.join(", ")
         )
     };
@@ -46,7 +52,7 @@ pub fn metric_cutoff(metric: &str) -> Result<usize, String> {
     if k == 0 || !AT_K_NAMES.contains(&name) {
         return Err(bad());
     }
-    Ok(k)
+    Ok(Some(k))
 }
 
 impl<'a> Validation<'a> {
@@ -76,12 +82,21 @@ impl<'a> Validation<'a> {
 
     /// The validation metric of `model`, or `None` without validation data.
     pub fn score<S: Scorer + ?Sized>(&self, model: &S) -> Result<Option<f64>, ScoreError> {
-        let k = metric_cutoff(&self.metric)?;
+        let ks: Vec<usize> = metric_cutoff(&self.metric)?.into_iter().collect();
         let m = match self.data {
             ValidationData::None => return Ok(None),
             ValidationData::Sampled(n) if n.is_empty() => return Ok(None),
-            ValidationData::Sampled(n) => sampled(model, n, &[k])?,
-            ValidationData::Full { valid, train } => full_ranking(model, valid, &[train], &[k])?,
+            ValidationData::Sampled(n) => sampled(model, n, &ks)?,
+            ValidationData::Full { valid, train } => full_ranking(model, valid, &[train], &ks)?,
+            ValidationData::Labelled([]) => return Ok(None),
+            ValidationData::Labelled(rows) => {
+                if self.metric != "AUC" {
+                    return Err(
+                        format!("labelled validation measures AUC, not {}", self.metric).into(),
+                    );
+                }
+                labelled_auc(model, rows, &[])?
+            }
         };
         Ok(m.get(&self.metric))
     }
@@ -94,7 +109,7 @@ impl<'a> Validation<'a> {
 pub struct Judge<'a> {
     validation: Validation<'a>,
     audit: Option<&'a EvalNegatives>,
-    k: usize,
+    ks: Vec<usize>,
     audited: Vec<hinrec_eval::Metrics>,
 }
 
@@ -105,11 +120,11 @@ impl<'a> Judge<'a> {
         validation: Validation<'a>,
         audit: Option<&'a EvalNegatives>,
     ) -> Result<Self, String> {
-        let k = metric_cutoff(&validation.metric)?;
+        let ks = metric_cutoff(&validation.metric)?.into_iter().collect();
         Ok(Judge {
             validation,
             audit,
-            k,
+            ks,
             audited: Vec::new(),
         })
     }
@@ -118,7 +133,7 @@ impl<'a> Judge<'a> {
     /// of `model`.
     pub fn score<S: Scorer + ?Sized>(&mut self, model: &S) -> Result<Option<f64>, ScoreError> {
         if let Some(audit) = self.audit {
-            self.audited.push(sampled(model, audit, &[self.k])?);
+            self.audited.push(sampled(model, audit, &self.ks)?);
         }
         self.validation.score(model)
     }
@@ -342,11 +357,43 @@ mod tests {
 
     #[test]
     fn metric_names_are_checked() {
-        assert_eq!(metric_cutoff("NDCG@10"), Ok(10));
-        assert_eq!(metric_cutoff("HR@5"), Ok(5));
-        for bad in ["HR@ten", "NDCG", "ndcg@10", "HR@0", "AUC@3"] {
+        assert_eq!(metric_cutoff("NDCG@10"), Ok(Some(10)));
+        assert_eq!(metric_cutoff("HR@5"), Ok(Some(5)));
+        assert_eq!(metric_cutoff("AUC"), Ok(None));
+        for bad in ["HR@ten", "NDCG", "ndcg@10", "HR@0", "AUC@3", "auc"] {
             assert!(metric_cutoff(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn labelled_validation_is_the_rows_auc() {
+        struct ByItem;
+        impl Scorer for ByItem {
+            fn n_items(&self) -> usize {
+                3
+            }
+            fn score_pairs(&self, pairs: &[(u32, u32)], out: &mut [f32]) -> Result<(), ScoreError> {
+                for (o, p) in out.iter_mut().zip(pairs) {
+                    *o = p.1 as f32;
+                }
+                Ok(())
+            }
+        }
+        // Scores are item ids. Positives 2 and 1 above negative 0: 1.
+        // Then negatives 2 and 0 around positive 1: one half.
+        let rows = [(0, 2, true), (0, 0, false), (1, 1, true)];
+        let mut v = Validation {
+            data: ValidationData::Labelled(&rows),
+            metric: "AUC".into(),
+        };
+        assert_eq!(v.score(&ByItem).unwrap(), Some(1.0));
+        let rows = [(0, 2, false), (0, 0, false), (1, 1, true)];
+        v.data = ValidationData::Labelled(&rows);
+        assert_eq!(v.score(&ByItem).unwrap(), Some(0.5));
+        v.metric = "NDCG@10".into();
+        assert!(v.score(&ByItem).is_err());
+        v.data = ValidationData::Labelled(&[]);
+        assert_eq!(v.score(&ByItem).unwrap(), None);
     }
 
     #[test]

@@ -5,8 +5,8 @@
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 
-use hinrec_data::{EvalNegatives, Split};
-use hinrec_eval::{ScoreError, Scorer};
+use hinrec_data::{EvalNegatives, LabelledSplit, Split};
+use hinrec_eval::{ItemKind, ScoreError, Scorer};
 use hinrec_graph::Hin;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -123,6 +123,13 @@ pub struct FitContext<'a> {
     /// [`FitSummary::audit`] (never used to choose anything): to measure
     /// how optimistic choosing the epoch on the test set would be.
     pub audit: Option<&'a EvalNegatives>,
+    /// Every rated row of the split with its label, where the protocol is
+    /// labelled (DURation's: low ratings are observed negatives); `split`
+    /// then holds each part's positives.
+    pub labelled: Option<&'a LabelledSplit>,
+    /// The item kinds of the combined item space (`book`, `music`), in id
+    /// order; empty where the dataset has one kind.
+    pub item_kinds: &'a [ItemKind],
 }
 
 impl<'a> FitContext<'a> {
@@ -132,8 +139,9 @@ impl<'a> FitContext<'a> {
         Judge::new(self.validation.clone(), self.audit)
     }
 
-    /// A context with no HIN, no dataset meta-paths, no checkpoints and no
-    /// audit; set those fields where a fit needs them.
+    /// A context with no HIN, no dataset meta-paths, no checkpoints, no
+    /// audit, no labels and no item kinds; set those fields where a fit
+    /// needs them.
     pub fn new(
         split: &'a Split,
         validation: Validation<'a>,
@@ -149,6 +157,8 @@ impl<'a> FitContext<'a> {
             checkpoints: CheckpointPolicy::default(),
             progress,
             audit: None,
+            labelled: None,
+            item_kinds: &[],
         }
     }
 }

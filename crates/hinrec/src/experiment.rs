@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use hinrec_data::{Dataset, EvalNegatives, Split, SplitRule};
-use hinrec_eval::{full_ranking, sampled, EvalReport, Metrics, Scorer};
+use hinrec_data::{Dataset, EvalNegatives, LabelRule, LabelledSplit, Split, SplitRule};
+use hinrec_eval::{full_ranking, labelled_auc, sampled, EvalReport, ItemKind, Metrics, Scorer};
 use hinrec_graph::Hin;
 use hinrec_train::{Validation, ValidationData};
 use serde::{Deserialize, Serialize};
@@ -41,6 +41,15 @@ pub struct ExperimentConfig {
     /// test items all ranked against one list of this many unobserved
     /// items; 0: no pooled lists).
     pub pooled_negatives: usize,
+    /// DURation's labelled protocol: every observed rating is kept, a
+    /// rating above this is a positive and any other a negative; models
+    /// validate and test on the ROC AUC of those labels (`metric = "AUC"`).
+    /// Absent: the manifest's implicit rule (positives only).
+    pub positive_above: Option<f32>,
+    /// DURation's cold start (Table 5), labelled protocol only: a seeded
+    /// share of the test users keep at most a few training rows, and the
+    /// test AUC is measured on their rows.
+    pub cold_start: Option<ColdStart>,
     /// Each model table of the file (`[lgrec]` ...), by name.
     #[serde(skip)]
     pub models: BTreeMap<String, toml::Table>,
@@ -57,6 +66,8 @@ impl Default for ExperimentConfig {
             sampled_validation: true,
             valid_users: 0,
             pooled_negatives: 0,
+            positive_above: None,
+            cold_start: None,
             models: BTreeMap::new(),
         }
     }
@@ -104,6 +115,28 @@ impl ExperimentConfig {
     /// Checks the protocol's settings before any work.
     pub fn check(&self) -> Result<()> {
         hinrec_train::metric_cutoff(&self.metric).map_err(anyhow::Error::msg)?;
+        if let Some(t) = self.positive_above {
+            if !t.is_finite() {
+                bail!("positive_above must be a finite rating, got {t}");
+            }
+            if self.metric != "AUC" {
+                bail!(
+                    "a labelled protocol (positive_above) validates on metric = \"AUC\", not {:?}",
+                    self.metric
+                );
+            }
+        } else if self.cold_start.is_some() {
+            bail!("cold_start needs the labelled protocol (positive_above)");
+        }
+        if let Some(c) = self.cold_start {
+            if !(0.0..=1.0).contains(&c.share) || c.keep == 0 {
+                bail!(
+                    "cold_start: share must be in [0, 1] and keep at least 1 (got {} and {})",
+                    c.share,
+                    c.keep
+                );
+            }
+        }
         if self.negatives == 0 {
             bail!("negatives must be positive");
         }
@@ -119,7 +152,9 @@ impl ExperimentConfig {
     pub fn validation<'a>(&self, prepared: &'a Prepared) -> Validation<'a> {
         let s = &prepared.split;
         Validation {
-            data: if self.sampled_validation {
+            data: if prepared.labelled.is_some() {
+                ValidationData::Labelled(&prepared.valid_rows)
+            } else if self.sampled_validation {
                 ValidationData::Sampled(&prepared.valid_negatives)
             } else {
                 ValidationData::Full {
@@ -130,6 +165,18 @@ impl ExperimentConfig {
             metric: self.metric.clone(),
         }
     }
+}
+
+/// DURation's cold-start users (Table 5: "we only reserve up to three
+/// samples of these users each in the training set").
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColdStart {
+    /// Share of the users with test rows made cold, drawn with the data
+    /// seed.
+    pub share: f64,
+    /// Training rows each of them keeps at most.
+    pub keep: usize,
 }
 
 /// A dataset ready for training and evaluation.
@@ -152,12 +199,26 @@ pub struct Prepared {
     /// One list of unobserved items per test user (HHFAN's pooled
     /// protocol), where the config asks for it.
     pub pooled_negatives: Option<EvalNegatives>,
+    /// Every rated row and its label, under the labelled protocol
+    /// (`positive_above`); `split` then holds each part's positives.
+    pub labelled: Option<LabelledSplit>,
+    /// Labelled validation rows (user, item, label).
+    pub valid_rows: Vec<(u32, u32, bool)>,
+    /// Labelled test rows: every test row, or the cold-start users' only.
+    pub test_rows: Vec<(u32, u32, bool)>,
+    /// The cold-start users, sorted (empty without `cold_start`).
+    pub cold_users: Vec<u32>,
+    /// The dataset's item kinds in id order (empty with one kind).
+    pub item_kinds: Vec<ItemKind>,
 }
 
 impl Prepared {
     /// Splits `ds` as `cfg` says and samples the negatives.
     pub fn new(ds: &Dataset, cfg: &ExperimentConfig) -> Result<Self> {
-        let data = ds.implicit();
+        let data = match cfg.positive_above {
+            Some(_) => ds.interactions.clone(),
+            None => ds.implicit(),
+        };
         let loo = if data.has_timestamps() {
             SplitRule::LeaveOneOutLatest
         } else {
@@ -180,7 +241,38 @@ impl Prepared {
         } else {
             label
         };
-        let all = [&split.train, &split.valid, &split.test];
+        // The labelled protocol keeps every rated row; the ranking
+        // protocols and the baselines see each part's positives.
+        let (labelled, cold_users) = match cfg.positive_above {
+            Some(positive_above) => {
+                let rule = LabelRule { positive_above };
+                let ls = LabelledSplit::new(split.clone(), rule)
+                    .with_context(|| format!("the labelled protocol on {}", ds.name))?;
+                let (ls, cold) = match cfg.cold_start {
+                    Some(c) => ls.cold_start(c.share, c.keep, cfg.data_seed.wrapping_add(5))?,
+                    None => (ls, Vec::new()),
+                };
+                split = ls.positives();
+                (Some(ls), cold)
+            }
+            None => (None, Vec::new()),
+        };
+        let (valid_rows, test_rows) = match &labelled {
+            Some(ls) => {
+                let test = ls.rule.labelled(&ls.rated.test);
+                let test = if cfg.cold_start.is_some() {
+                    test.into_iter()
+                        .filter(|r| cold_users.binary_search(&r.0).is_ok())
+                        .collect()
+                } else {
+                    test
+                };
+                (ls.rule.labelled(&ls.rated.valid), test)
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        let known = labelled.as_ref().map_or(&split, |ls| &ls.rated);
+        let all = [&known.train, &known.valid, &known.test];
         let test_negatives = match (&cfg.split, &ds.given_negatives) {
             (None, Some(n)) => n.clone(),
             _ => EvalNegatives::sample(
@@ -225,6 +317,11 @@ impl Prepared {
             test_negatives,
             meta_paths: ds.manifest.metapaths.clone(),
             pooled_negatives,
+            labelled,
+            valid_rows,
+            test_rows,
+            cold_users,
+            item_kinds: item_kinds(ds),
         })
     }
 
@@ -324,6 +421,23 @@ impl Prepared {
         Ok(self.report(name, "auc", seed, &[], metrics, t))
     }
 
+    /// DURation's labelled protocol: the ROC AUC of the test rows' labels
+    /// (`AUC`), and per item kind (`AUC:book`).
+    pub fn evaluate_labelled<S: Scorer + ?Sized>(
+        &self,
+        model: &S,
+        name: &str,
+        seed: u64,
+    ) -> Result<EvalReport> {
+        let t = Instant::now();
+        if self.labelled.is_none() {
+            bail!("the labelled protocol needs positive_above in the config (DURation: 3)");
+        }
+        let metrics = labelled_auc(model, &self.test_rows, &self.item_kinds)
+            .map_err(anyhow::Error::from_boxed)?;
+        Ok(self.report(name, "labelled", seed, &[], metrics, t))
+    }
+
     fn report(
         &self,
         name: &str,
@@ -344,4 +458,19 @@ impl Prepared {
             wall_s: t.elapsed().as_secs_f64(),
         }
     }
+}
+
+/// The item kinds of `ds` in id order, or none where it has one.
+pub fn item_kinds(ds: &Dataset) -> Vec<ItemKind> {
+    if ds.item_entities.len() < 2 {
+        return Vec::new();
+    }
+    ds.item_entities
+        .iter()
+        .enumerate()
+        .map(|(k, &e)| ItemKind {
+            name: ds.entities[e].name.clone(),
+            items: ds.item_offsets[k]..ds.item_offsets[k + 1],
+        })
+        .collect()
 }

@@ -26,6 +26,7 @@
 pub use hinrec_baselines as baselines;
 pub use hinrec_cluster as cluster;
 pub use hinrec_data as data;
+pub use hinrec_duration as duration;
 pub use hinrec_eval as eval;
 pub use hinrec_glrs as glrs;
 pub use hinrec_graph as graph;

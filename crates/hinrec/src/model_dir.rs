@@ -551,6 +551,13 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         test_negatives,
         meta_paths: dataset.manifest.metapaths.clone(),
         pooled_negatives,
+        // A model directory keeps the positives' split only (the labelled
+        // protocol runs in `cargo xtask reproduce`).
+        labelled: None,
+        valid_rows: Vec::new(),
+        test_rows: Vec::new(),
+        cold_users: Vec::new(),
+        item_kinds: crate::experiment::item_kinds(&dataset),
     };
     Ok(Loaded {
         info,

@@ -51,6 +51,8 @@ pub fn fit(
         checkpoints: run.checkpoints,
         progress: run.progress,
         audit: run.audit,
+        labelled: prepared.labelled.as_ref(),
+        item_kinds: &prepared.item_kinds,
     };
     params.check_data(&ctx)?;
     Ok(params.fit(&mut ctx)?)

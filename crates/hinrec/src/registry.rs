@@ -300,7 +300,62 @@ const fn hhfan(name: &'static str, about: &'static str, preset: &'static str) ->
     }
 }
 
-const MOSTPOP_EXPERIMENTS: [Experiment; 10] = [
+/// DURation's protocols (duration.txt 5.3 and A.2.1): every observed
+/// rating kept, above 3 stars positive, a seeded global 70/20/10 split,
+/// the epoch chosen on validation AUC; the cold start of Table 5 makes a
+/// fifth of the test users keep at most three training rows.
+const DURATION_DTCDR: &str = "split = { kind = \"global-ratio\", train = 0.7, valid = 0.2 }\npositive_above = 3.0\nmetric = \"AUC\"";
+const DURATION_DTCDR_COLD: &str = "split = { kind = \"global-ratio\", train = 0.7, valid = 0.2 }\npositive_above = 3.0\nmetric = \"AUC\"\ncold_start = { share = 0.2, keep = 3 }";
+
+/// DURation's experiments, and each baseline's beside them.
+const fn duration_experiments(grid: fn() -> Vec<String>) -> [Experiment; 2] {
+    [
+        Experiment {
+            dataset: "douban-dtcdr",
+            label: "",
+            settings: "",
+            grid,
+            grid_settings: "",
+            valid_users: 0,
+            ks: CUTOFF_10,
+            full: FullRanking::UpTo(usize::MAX),
+            protocol: DURATION_DTCDR,
+            full_ks: CUTOFF_10,
+        },
+        Experiment {
+            dataset: "douban-dtcdr",
+            label: "douban-dtcdr@cold",
+            settings: "",
+            grid,
+            grid_settings: "",
+            valid_users: 0,
+            ks: CUTOFF_10,
+            full: FullRanking::UpTo(usize::MAX),
+            protocol: DURATION_DTCDR_COLD,
+            full_ks: CUTOFF_10,
+        },
+    ]
+}
+
+const DURATION_EXPERIMENTS: [Experiment; 2] = duration_experiments(no_grid);
+
+const DURATION_DEMO: &str = "dim = 16\nepochs = 10\nbatch = 256\nlr = 0.005";
+
+/// A DURation variant's entry (duration.txt Tables 3 and 5).
+const fn duration(name: &'static str, about: &'static str, preset: &'static str) -> ModelEntry {
+    ModelEntry {
+        name,
+        table: "duration",
+        paper: "duration.txt",
+        about,
+        preset,
+        defaults: params::<hinrec_duration::DurationConfig>,
+        demo: DURATION_DEMO,
+        experiments: &DURATION_EXPERIMENTS,
+    }
+}
+
+const MOSTPOP_EXPERIMENTS: [Experiment; 12] = [
     baseline(BASELINE_DATASETS[0], no_grid),
     baseline(BASELINE_DATASETS[1], no_grid),
     baseline(BASELINE_DATASETS[2], no_grid),
@@ -311,8 +366,10 @@ const MOSTPOP_EXPERIMENTS: [Experiment; 10] = [
     hhfan_experiments(no_grid)[1],
     hhfan_experiments(no_grid)[2],
     hhfan_experiments(no_grid)[3],
+    duration_experiments(no_grid)[0],
+    duration_experiments(no_grid)[1],
 ];
-const ITEMKNN_EXPERIMENTS: [Experiment; 10] = [
+const ITEMKNN_EXPERIMENTS: [Experiment; 12] = [
     baseline(BASELINE_DATASETS[0], itemknn_grid),
     baseline(BASELINE_DATASETS[1], itemknn_grid),
     baseline(BASELINE_DATASETS[2], itemknn_grid),
@@ -323,8 +380,10 @@ const ITEMKNN_EXPERIMENTS: [Experiment; 10] = [
     hhfan_experiments(itemknn_grid)[1],
     hhfan_experiments(itemknn_grid)[2],
     hhfan_experiments(itemknn_grid)[3],
+    duration_experiments(itemknn_grid)[0],
+    duration_experiments(itemknn_grid)[1],
 ];
-const BPR_EXPERIMENTS: [Experiment; 10] = [
+const BPR_EXPERIMENTS: [Experiment; 12] = [
     baseline(BASELINE_DATASETS[0], bpr_grid),
     baseline(BASELINE_DATASETS[1], bpr_grid),
     baseline(BASELINE_DATASETS[2], bpr_grid),
@@ -335,6 +394,8 @@ const BPR_EXPERIMENTS: [Experiment; 10] = [
     hhfan_experiments(bpr_grid)[1],
     hhfan_experiments(bpr_grid)[2],
     hhfan_experiments(bpr_grid)[3],
+    duration_experiments(bpr_grid)[0],
+    duration_experiments(bpr_grid)[1],
 ];
 /// lgrec.txt Table 2: Yelp's validation runs on 2,000 sampled users with a
 /// 15-epoch cap (docs/lgrec.md).
@@ -552,6 +613,21 @@ pub static MODELS: &[ModelEntry] = &[
     hhfan("hhfan-l", "HHFAN with the mean of each group instead of its LSTM (HHFAN-l)", "variant = \"l\""),
     hhfan("hhfan-a", "HHFAN without the attribute self-attention (HHFAN-a)", "variant = \"a\""),
     hhfan("hhfan-n", "HHFAN without the neighbour-type attention (HHFAN-n)", "variant = \"n\""),
+    duration(
+        "duration",
+        "DURation: two towers over sparse histories, per-kind attribute mappings into one space, RBF alignment and covariance topology losses",
+        "",
+    ),
+    duration(
+        "duration-noat",
+        "DURation without the alignment and topology losses (Table 5's ablation)",
+        "alpha = 0.0\nbeta = 0.0",
+    ),
+    duration(
+        "duration-dmf",
+        "DURation's towers over histories alone, no attribute mapping (a DeepMF-style two-tower baseline)",
+        "variant = \"dmf\"",
+    ),
 ];
 
 /// The entry named `name` (case and `_` ignored), or an error listing

@@ -32,6 +32,10 @@ pub struct SeedRun {
     /// list of unobserved items); empty where the protocol has none.
     #[serde(default, skip_serializing_if = "Metrics::is_empty")]
     pub pooled: Metrics,
+    /// DURation's labelled protocol: the ROC AUC of the test rows' labels
+    /// (`AUC`) and per item kind (`AUC:book`); empty elsewhere.
+    #[serde(default, skip_serializing_if = "Metrics::is_empty")]
+    pub labelled: Metrics,
     /// Training summary.
     pub fit: Option<FitSummary>,
     /// Seconds to fit and evaluate.
@@ -164,8 +168,16 @@ pub fn git_commit() -> String {
         return "unknown".into();
     };
     // Uncommitted changes to tracked files make the commit alone a poor
-    // record of the code that ran.
-    let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+    // record of the code that ran; docs/ is not code (a reproduction
+    // writes its results there between runs).
+    let dirty = git(&[
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "--",
+        ".",
+        ":(exclude)docs",
+    ])
         .is_some_and(|s| !s.trim().is_empty());
     format!("{}{}", head.trim(), if dirty { "+dirty" } else { "" })
 }
@@ -368,6 +380,47 @@ pub fn render(store: &Store, papers: &PaperFile) -> String {
                     .iter()
                     .map(|m| cell(&f, m)),
                 );
+                let _ = writeln!(md, "| {} | {} |", r.model, cells.join(" | "));
+            }
+        }
+        // DURation's labelled protocol: AUC per item kind and over all.
+        let labelled: Vec<&&Record> = recs
+            .iter()
+            .filter(|r| r.runs.iter().all(|x| !x.labelled.is_empty()))
+            .collect();
+        if !labelled.is_empty() {
+            let mut columns: Vec<String> = Vec::new();
+            for r in &labelled {
+                for x in &r.runs {
+                    for k in x.labelled.values.keys() {
+                        if k.starts_with("AUC:") && !columns.contains(k) {
+                            columns.push(k.clone());
+                        }
+                    }
+                }
+            }
+            columns.push("AUC".into());
+            let head: Vec<String> = columns
+                .iter()
+                .map(|c| c.strip_prefix("AUC:").unwrap_or("all").to_string())
+                .collect();
+            let paper_head: Vec<String> = head.iter().map(|h| format!("paper {h}")).collect();
+            let _ = writeln!(
+                md,
+                "\nLabelled protocol (DURation): ROC AUC of the test rows' labels (rating above 3 positive, any other observed rating negative), per item kind and over all; ties count one half.\n\n\
+                 | model | {} | {} |\n|---|{}",
+                head.join(" | "),
+                paper_head.join(" | "),
+                "---|".repeat(2 * columns.len())
+            );
+            for r in labelled {
+                let l: Vec<&Metrics> = r.runs.iter().map(|x| &x.labelled).collect();
+                let mut cells: Vec<String> = columns.iter().map(|c| cell(&l, c)).collect();
+                cells.extend(columns.iter().map(|c| {
+                    paper
+                        .get(&(r.model.clone(), c.clone()))
+                        .map_or("-".into(), |v| format!("{:.4}", v.0))
+                }));
                 let _ = writeln!(md, "| {} | {} |", r.model, cells.join(" | "));
             }
         }
