@@ -6,6 +6,8 @@
 //! distributional variance of the kinds' mapped rows (alignment, eq. 1-4)
 //! and the distance between raw and mapped row covariances (topology,
 //! eq. 5-6), both from hinrec-nn's [`hinrec_nn::alignment`].
+//! [`per_kind::PerKind`] is the paper's homogeneous setting: one model per
+//! item kind.
 //!
 //! ```
 //! use hinrec_data::synthetic::{generate, SyntheticConfig};
@@ -30,7 +32,9 @@
 pub mod data;
 pub mod network;
 pub mod params;
+pub mod per_kind;
 pub mod train;
 
 pub use network::Duration;
 pub use params::{DurationConfig, DurationError, Variant};
+pub use per_kind::{PerKind, PerKindConfig};

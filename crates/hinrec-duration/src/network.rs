@@ -19,7 +19,7 @@ use hinrec_nn::checkpoint;
 use hinrec_nn::embedding::EmbeddingTable;
 use hinrec_nn::init::Rng;
 use hinrec_nn::layers::{Linear, Mlp};
-use hinrec_train::{ModelError, TrainedModel};
+use hinrec_train::{ModelError, Reason, TrainedModel};
 use rayon::prelude::*;
 
 use crate::data::{History, Kind};
@@ -308,7 +308,7 @@ impl Duration {
     }
 
     /// The state, the histories and the kinds: all a load needs.
-    fn saved(&self) -> Result<HashMap<String, Tensor>> {
+    pub(crate) fn saved(&self) -> Result<HashMap<String, Tensor>> {
         let dev = &self.dev;
         let mut out = self.state()?;
         for (name, h) in [("user", &self.user_history), ("item", &self.item_history)] {
@@ -412,8 +412,7 @@ impl Duration {
             })
         };
         let n_items = kinds.last().map_or(0, |k| k.items.end as usize);
-        let user_rows: Vec<u32> = get("item.history.offsets")?.to_vec1()?;
-        let n_users = user_rows.len().saturating_sub(1);
+        let n_users = get("user.history.offsets")?.dim(0)?.saturating_sub(1);
         let user_history = history("user", n_items)?;
         let item_history = history("item", n_users)?;
         if user_history.owners() != n_users || item_history.owners() != n_items {
@@ -476,8 +475,82 @@ impl Scorer for Duration {
     }
 }
 
+/// [`Duration::occlusion`]'s answer: `(item, score drop)` largest first,
+/// then `<u, x>` and the readout's offset.
+pub type Occlusion = (Vec<(u32, f32)>, f32, f32);
+
+impl Duration {
+    /// Each training item of `user` with how much the score of `item`
+    /// drops when that item alone leaves the user's history (occlusion,
+    /// the way training leaves a row's own item out), largest first; and
+    /// the readout's two parts.
+    pub fn occlusion(&self, user: u32, item: u32) -> Result<Occlusion> {
+        if user as usize >= self.n_users() || item as usize >= self.n_items() {
+            return Err(DurationError::Data(format!(
+                "({user}, {item}) is outside the model's {} users x {} items",
+                self.n_users(),
+                self.n_items()
+            )));
+        }
+        if self.items_final.is_empty() {
+            return Err(DurationError::Data("refresh not run".into()));
+        }
+        let d = self.cfg.dim;
+        let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+        let x = &self.items_final[item as usize * d..(item as usize + 1) * d];
+        let u = &self.users_final[user as usize * d..(user as usize + 1) * d];
+        let full = dot(u, x);
+        let (hist, weights) = self.user_history.of(user);
+        if hist.is_empty() {
+            return Ok((Vec::new(), full, self.offset_final));
+        }
+        let n = hist.len();
+        let b = self.bags(&self.user_bag, &self.user_history, &[user], hist)?;
+        let w = Tensor::from_vec(weights.to_vec(), (n, 1), &self.dev)?;
+        let own = b
+            .leaf
+            .as_tensor()
+            .index_select(&Tensor::from_vec(b.extra_at.clone(), n, &self.dev)?, 0)?
+            .broadcast_mul(&w)?;
+        let without = self.user_tower(&b.bags.broadcast_sub(&own)?)?;
+        let rows: Vec<Vec<f32>> = without.to_vec2()?;
+        let mut out: Vec<(u32, f32)> = hist
+            .iter()
+            .zip(&rows)
+            .map(|(&j, r)| (j, full - dot(r, x)))
+            .collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        Ok((out, full, self.offset_final))
+    }
+}
+
+/// Training items of the user an explanation lists at most.
+const EXPLAIN_ITEMS: usize = 10;
+
 impl TrainedModel for Duration {
     fn save(&self, path: &std::path::Path) -> std::result::Result<(), ModelError> {
         checkpoint::save_model(path, &self.saved()?)
+    }
+
+    /// The user's training items whose removal from its history lowers
+    /// the score most ([`Duration::occlusion`]), and the readout's parts.
+    fn explain(&self, user: u32, item: u32) -> std::result::Result<Vec<Reason>, ModelError> {
+        let (mut items, dot, offset) = self.occlusion(user, item)?;
+        items.truncate(EXPLAIN_ITEMS);
+        let kind = self
+            .kinds
+            .iter()
+            .find(|k| k.items.contains(&item))
+            .map_or("item", |k| k.name.as_str());
+        Ok(vec![
+            Reason::Items {
+                what: "score drop without this training item in the user's history".into(),
+                weights: items,
+            },
+            Reason::Values {
+                what: format!("readout of a {kind}"),
+                values: vec![("<u, x>".into(), dot), ("offset".into(), offset)],
+            },
+        ])
     }
 }

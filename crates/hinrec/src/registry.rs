@@ -337,12 +337,55 @@ const fn duration_experiments(grid: fn() -> Vec<String>) -> [Experiment; 2] {
     ]
 }
 
-const DURATION_EXPERIMENTS: [Experiment; 2] = duration_experiments(no_grid);
+/// What DURation's validation chooses among (section 5.3): the unified
+/// space's width (32 / 64 / 128) and, at 64, the weights α and β of eq. 8
+/// around the values that make the three terms comparable at a batch of
+/// 1024 per kind (docs/duration.md).
+fn duration_grid() -> Vec<String> {
+    let mut out: Vec<String> = [32, 128].iter().map(|d| format!("dim = {d}")).collect();
+    for alpha in [1.0, 10.0, 100.0] {
+        for beta in [1e-4, 1e-3, 1e-2] {
+            out.push(format!("alpha = {alpha:?}\nbeta = {beta:?}"));
+        }
+    }
+    out
+}
+
+/// The width alone, for the variants without the alignment and topology
+/// losses.
+fn duration_dims() -> Vec<String> {
+    [32, 64, 128].iter().map(|d| format!("dim = {d}")).collect()
+}
+
+/// Grid trials stop after this many epochs (the seeds' runs do not).
+const DURATION_TRIAL: &str = "epochs = 8";
+
+const DURATION_EXPERIMENTS: [Experiment; 2] = with_trial(duration_experiments(duration_grid));
+const DURATION_DIMS_EXPERIMENTS: [Experiment; 2] = with_trial(duration_experiments(duration_dims));
+
+/// DURation's experiments with the grid trials' epoch cap.
+const fn with_trial(e: [Experiment; 2]) -> [Experiment; 2] {
+    [
+        Experiment {
+            grid_settings: DURATION_TRIAL,
+            ..e[0]
+        },
+        Experiment {
+            grid_settings: DURATION_TRIAL,
+            ..e[1]
+        },
+    ]
+}
 
 const DURATION_DEMO: &str = "dim = 16\nepochs = 10\nbatch = 256\nlr = 0.005";
 
 /// A DURation variant's entry (duration.txt Tables 3 and 5).
-const fn duration(name: &'static str, about: &'static str, preset: &'static str) -> ModelEntry {
+const fn duration(
+    name: &'static str,
+    about: &'static str,
+    preset: &'static str,
+    experiments: &'static [Experiment],
+) -> ModelEntry {
     ModelEntry {
         name,
         table: "duration",
@@ -351,7 +394,7 @@ const fn duration(name: &'static str, about: &'static str, preset: &'static str)
         preset,
         defaults: params::<hinrec_duration::DurationConfig>,
         demo: DURATION_DEMO,
-        experiments: &DURATION_EXPERIMENTS,
+        experiments,
     }
 }
 
@@ -617,17 +660,29 @@ pub static MODELS: &[ModelEntry] = &[
         "duration",
         "DURation: two towers over sparse histories, per-kind attribute mappings into one space, RBF alignment and covariance topology losses",
         "",
+        &DURATION_EXPERIMENTS,
     ),
     duration(
         "duration-noat",
         "DURation without the alignment and topology losses (Table 5's ablation)",
         "alpha = 0.0\nbeta = 0.0",
+        &DURATION_DIMS_EXPERIMENTS,
     ),
     duration(
         "duration-dmf",
         "DURation's towers over histories alone, no attribute mapping (a DeepMF-style two-tower baseline)",
         "variant = \"dmf\"",
+        &DURATION_DIMS_EXPERIMENTS,
     ),
+    ModelEntry {
+        defaults: params::<hinrec_duration::PerKindConfig>,
+        ..duration(
+            "duration-ho",
+            "one DURation per item kind, each trained on its kind alone (the paper's homogeneous setting)",
+            "",
+            &DURATION_DIMS_EXPERIMENTS,
+        )
+    },
 ];
 
 /// The entry named `name` (case and `_` ignored), or an error listing

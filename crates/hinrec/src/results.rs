@@ -178,7 +178,7 @@ pub fn git_commit() -> String {
         ".",
         ":(exclude)docs",
     ])
-        .is_some_and(|s| !s.trim().is_empty());
+    .is_some_and(|s| !s.trim().is_empty());
     format!("{}{}", head.trim(), if dirty { "+dirty" } else { "" })
 }
 
