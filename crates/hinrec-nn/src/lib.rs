@@ -14,6 +14,8 @@
 //! - [`lstm`]: a masked (bi)directional LSTM whose hidden states are
 //!   averaged, one fused op with its own backward (HHFAN's intra-type
 //!   aggregator);
+//! - [`bag`]: an embedding bag (weighted sums of table rows) as one op
+//!   with its own backward (DURation's history towers);
 //! - [`loss`]: hinge, BPR, sigmoid cross-entropy with logits, L2;
 //! - [`alignment`]: DURation's RBF distributional variance (alignment) and
 //!   row-covariance (topology) losses;
@@ -41,6 +43,7 @@
 
 pub mod alignment;
 pub mod attention;
+pub mod bag;
 pub mod bias;
 pub mod checkpoint;
 pub mod dense_mlp;
