@@ -45,6 +45,11 @@ struct TrainingCheck {
     dataset: String,
     #[serde(default)]
     settings: String,
+    /// The protocol's keys (TOML, as a config file's top level; empty:
+    /// the defaults). A labelled one (`positive_above`) is measured on its
+    /// labelled AUC.
+    #[serde(default)]
+    protocol: String,
     #[serde(default)]
     tuned: bool,
     seeds: Vec<u64>,
@@ -90,9 +95,17 @@ fn check_training(root: &Path, c: &TrainingCheck) -> Result<()> {
     let t = Instant::now();
     let entry = hinrec::registry::model(&c.model).map_err(anyhow::Error::msg)?;
     let ds = registry::load(&c.dataset, Some(root))?;
-    let cfg = ExperimentConfig::default();
+    let cfg = ExperimentConfig::parse(&c.protocol)
+        .with_context(|| format!("the protocol of the {} check", c.model))?;
     let prepared = Prepared::new(&ds, &cfg)?;
     let base = params(entry, &cfg, &parse_toml(&c.settings)?)?;
+    let measure = |m: &dyn hinrec::train::TrainedModel, name: &str, seed: u64| {
+        if prepared.labelled.is_some() {
+            prepared.evaluate_labelled(m, name, seed)
+        } else {
+            prepared.evaluate_sampled(m, name, seed, &[10])
+        }
+    };
     let hin = base.needs_hin().then(|| prepared.hin(&ds));
     let grid = match entry.experiments.iter().find(|e| e.dataset == c.dataset) {
         Some(e) if c.tuned => (e.grid)(),
@@ -106,22 +119,21 @@ fn check_training(root: &Path, c: &TrainingCheck) -> Result<()> {
     let mut runs: Vec<Metrics> = Vec::new();
     for &seed in &c.seeds {
         let f = fit_quiet(chosen.as_ref(), &prepared, hin.as_ref(), &cfg, seed)?;
-        runs.push(
-            prepared
-                .evaluate_sampled(f.model.as_ref(), &c.model, seed, &[10])?
-                .metrics,
-        );
+        runs.push(measure(f.model.as_ref(), &c.model, seed)?.metrics);
     }
     let ms = mean_std(&runs.iter().collect::<Vec<_>>());
     let get = |m: &str| ms.get(m).map_or(f64::NAN, |v| v.0);
+    let shown = if prepared.labelled.is_some() {
+        format!("labelled AUC {:.4}", get("AUC"))
+    } else {
+        format!("HR@10 {:.4} NDCG@10 {:.4}", get("HR@10"), get("NDCG@10"))
+    };
     println!(
-        "{} {:<8} ({}; chosen {label}) seeds {:?}: HR@10 {:.4} NDCG@10 {:.4} ({:.1}s)",
+        "{} {:<8} ({}; chosen {label}) seeds {:?}: {shown} ({:.1}s)",
         c.dataset,
         c.model,
         hinrec::tune::label(&c.settings),
         c.seeds,
-        get("HR@10"),
-        get("NDCG@10"),
         t.elapsed().as_secs_f64()
     );
     for (m, &bound) in &c.bounds {
@@ -136,8 +148,7 @@ fn check_training(root: &Path, c: &TrainingCheck) -> Result<()> {
     }
     if let Some((m, margin)) = &c.above_mostpop {
         let pop = hinrec::baselines::MostPop::fit(&prepared.split.train);
-        let p = prepared
-            .evaluate_sampled(&pop, "mostpop", 0, &[10])?
+        let p = measure(&pop, "mostpop", 0)?
             .metrics
             .get(m)
             .unwrap_or(f64::NAN);
@@ -286,4 +297,23 @@ fn check_stats(root: &Path, expected: &[Expected]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checks_parse_and_name_registered_models_and_protocols() {
+        let c = checks().unwrap();
+        for t in &c.training {
+            hinrec::registry::model(&t.model).unwrap();
+            ExperimentConfig::parse(&t.protocol).unwrap();
+            parse_toml(&t.settings).unwrap();
+        }
+        assert!(c
+            .training
+            .iter()
+            .any(|t| t.protocol.contains("positive_above")));
+    }
 }
