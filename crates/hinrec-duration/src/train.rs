@@ -71,6 +71,7 @@ impl Duration {
             data,
             judge: ctx.judge().map_err(DurationError::Config)?,
             seed: ctx.seed,
+            terms: ([0.0; 3], 0),
         };
         let trainer = TrainerConfig {
             epochs: cfg.epochs,
@@ -223,6 +224,8 @@ struct Training<'a> {
     data: TrainingData,
     judge: Judge<'a>,
     seed: u64,
+    /// Sums of eq. 8's three terms over the epoch's steps, and the steps.
+    terms: ([f64; 3], usize),
 }
 
 /// One epoch: the rows of every step, each step kind by kind.
@@ -336,6 +339,11 @@ impl TrainStep for Training<'_> {
                 Some((&mut self.adam, &self.adam_cfg)),
             )?;
             total += l.total;
+            let t = &mut self.terms;
+            t.0[0] += l.classification;
+            t.0[1] += l.alignment;
+            t.0[2] += l.topology;
+            t.1 += 1;
         }
         Ok(total / range.len().max(1) as f64)
     }
@@ -355,6 +363,24 @@ impl TrainStep for Training<'_> {
         self.model.load_state(state)?;
         self.adam.load_state("adam", state)?;
         Ok(())
+    }
+
+    /// Eq. 8's `C`, `A` and `T`, each the mean over the epoch's steps
+    /// (before α and β).
+    fn take_terms(&mut self) -> Vec<(String, f64)> {
+        let (sums, n) = std::mem::replace(&mut self.terms, ([0.0; 3], 0));
+        let n = n.max(1) as f64;
+        let cfg = &self.model.cfg;
+        let maps = cfg.maps_attributes();
+        // A term with no weight is not computed: not reported either.
+        let used = [true, maps && cfg.alpha > 0.0, maps && cfg.beta > 0.0];
+        ["C", "A", "T"]
+            .iter()
+            .zip(sums)
+            .zip(used)
+            .filter(|(_, u)| *u)
+            .map(|((k, v), _)| (k.to_string(), v / n))
+            .collect()
     }
 
     fn samples_per_epoch(&self) -> usize {

@@ -68,6 +68,12 @@ pub trait TrainStep {
 
     /// Training samples per epoch (for throughput).
     fn samples_per_epoch(&self) -> usize;
+
+    /// The mean of each named term of the loss over the epoch just run,
+    /// and a fresh start for the next (none by default).
+    fn take_terms(&mut self) -> Vec<(String, f64)> {
+        Vec::new()
+    }
 }
 
 /// One epoch: its seeded stream, its examples, their batches; returns the
@@ -256,7 +262,8 @@ pub fn train<M: TrainStep>(
         let loss = run_epoch(model, epoch, progress)?;
         let train_s = t.elapsed().as_secs_f64();
         let valid = model.validate()?;
-        let (report, keep) = tracker.record(epoch, loss, train_s, valid);
+        let (mut report, keep) = tracker.record(epoch, loss, train_s, valid);
+        report.terms = model.take_terms();
         if keep || dir.is_some() {
             let state = model.state()?;
             if let Some(d) = dir {

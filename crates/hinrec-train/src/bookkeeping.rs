@@ -159,6 +159,10 @@ pub struct EpochReport {
     pub best: Option<f64>,
     /// Seconds since training started.
     pub elapsed_s: f64,
+    /// The mean of each term of the loss over the epoch's batches, where
+    /// the model reports them (DURation: `C`, `A`, `T` of eq. 8).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub terms: Vec<(String, f64)>,
 }
 
 /// How a fit went.
@@ -281,6 +285,7 @@ impl EpochTracker {
             valid,
             best: self.stop.best(),
             elapsed_s: self.start.elapsed().as_secs_f64(),
+            terms: Vec::new(),
         };
         (report, improved)
     }

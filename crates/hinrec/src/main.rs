@@ -418,9 +418,19 @@ impl Progress for BarProgress<'_> {
 
     fn epoch(&mut self, r: &EpochReport) {
         self.bar.set_position(r.epoch as u64);
+        let terms: String = r
+            .terms
+            .iter()
+            .map(|(k, v)| format!(" {k} {v:.4}"))
+            .collect();
         self.last = format!(
-            "loss {:.4} | valid {} {} | best {} | {:.0} samples/s",
+            "loss {:.4}{} | valid {} {} | best {} | {:.0} samples/s",
             r.loss,
+            if terms.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", terms.trim_start())
+            },
             self.metric,
             r.valid.map_or("-".into(), |v| format!("{v:.4}")),
             r.best.map_or("-".into(), |v| format!("{v:.4}")),
