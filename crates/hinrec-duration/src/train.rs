@@ -17,6 +17,7 @@ use hinrec_nn::trainer::{train as train_epochs, TrainStep, TrainerConfig};
 use hinrec_train::{FitContext, FitSummary, Judge};
 use rand::seq::SliceRandom;
 use rand::Rng as _;
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::data::{Row, TrainingData};
@@ -213,6 +214,30 @@ impl Duration {
             }
         }
         Ok(losses)
+    }
+}
+
+impl Duration {
+    /// Eq. 8's terms on one step of `ctx`'s training rows (B rows of each
+    /// kind, drawn with `seed`), without an update: the weights as they
+    /// are, for tests and diagnostics.
+    pub fn terms_of_one_step(&mut self, ctx: &FitContext<'_>, seed: u64) -> Result<StepLosses> {
+        let data = TrainingData::new(ctx)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut rows = Vec::new();
+        let mut blocks = Vec::new();
+        for (kind, idx) in data.by_kind.iter().enumerate() {
+            if idx.is_empty() {
+                continue;
+            }
+            let mut idx = idx.clone();
+            idx.shuffle(&mut rng);
+            idx.truncate(self.cfg.batch);
+            let from = rows.len();
+            rows.extend(idx.iter().map(|&i| data.rows[i as usize]));
+            blocks.push((kind, from..rows.len()));
+        }
+        self.step_rows(&rows, &blocks, None)
     }
 }
 
