@@ -12,9 +12,11 @@
 //!   probability could not fall below one half).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor, Var};
 use hinrec_eval::{check_len, check_pairs, check_users, ScoreError, Scorer};
+use hinrec_nn::bag::{embedding_bag, BagIndex};
 use hinrec_nn::checkpoint;
 use hinrec_nn::embedding::EmbeddingTable;
 use hinrec_nn::init::Rng;
@@ -154,39 +156,30 @@ impl Duration {
         owners: &[u32],
         extra: &[u32],
     ) -> Result<Bags> {
-        let mut slot: HashMap<u32, u32> = HashMap::new();
+        // A dense slot per table row: the histories touch most rows.
+        let mut slot = vec![u32::MAX; table.rows()];
         let mut ids: Vec<u32> = Vec::new();
         let mut at = |id: u32, ids: &mut Vec<u32>| {
-            *slot.entry(id).or_insert_with(|| {
+            let s = &mut slot[id as usize];
+            if *s == u32::MAX {
+                *s = ids.len() as u32;
                 ids.push(id);
-                ids.len() as u32 - 1
-            })
-        };
-        let mut pos = Vec::new();
-        let mut seg = Vec::new();
-        let mut w = Vec::new();
-        for (s, &o) in owners.iter().enumerate() {
-            let (hist, weights) = history.of(o);
-            for (&id, &x) in hist.iter().zip(weights) {
-                pos.push(at(id, &mut ids));
-                seg.push(s as u32);
-                w.push(x);
             }
+            *s
+        };
+        let mut index = BagIndex::new();
+        for &o in owners {
+            let (hist, weights) = history.of(o);
+            index.push(
+                hist.iter()
+                    .zip(weights)
+                    .map(|(&id, &w)| (at(id, &mut ids), w))
+                    .collect::<Vec<_>>(),
+            );
         }
         let extra_at = extra.iter().map(|&id| at(id, &mut ids)).collect();
-        let dev = &self.dev;
-        let leaf = table.gather(&ids, DType::F32, dev)?;
-        let n = pos.len();
-        let zeros = Tensor::zeros((owners.len(), table.dim()), DType::F32, dev)?;
-        let bags = if n == 0 {
-            zeros
-        } else {
-            let rows = leaf
-                .as_tensor()
-                .index_select(&Tensor::from_vec(pos, n, dev)?, 0)?;
-            let rows = rows.broadcast_mul(&Tensor::from_vec(w, (n, 1), dev)?)?;
-            zeros.index_add(&Tensor::from_vec(seg, n, dev)?, &rows, 0)?
-        };
+        let leaf = table.gather(&ids, DType::F32, &self.dev)?;
+        let bags = embedding_bag(leaf.as_tensor(), Arc::new(index))?;
         Ok(Bags {
             ids,
             leaf,

@@ -3,7 +3,15 @@
 //! kernel (alignment, eq. 1-4) and the distance between the raw and the
 //! mapped rows' centred covariances (topology, eq. 5-6).
 
-use candle_core::{bail, DType, Result, Tensor, D};
+use std::sync::Mutex;
+
+use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, D};
+use num_traits::Float;
+
+use rayon::prelude::*;
+
+use crate::dense_mlp::gemm;
+use crate::slot_ops::{contiguous, flat};
 
 /// `exp(-gamma ||a_k - b_l||^2)` for every row `a_k` of `a` `[n, d]` and
 /// `b_l` of `b` `[m, d]`: `[n, m]`.
@@ -15,6 +23,222 @@ pub fn rbf_gram(a: &Tensor, b: &Tensor, gamma: f64) -> Result<Tensor> {
     // one would break the variance's sign.
     let d2 = (aa.broadcast_add(&bb)? - (ab * 2.0)?)?.relu()?;
     (d2 * -gamma)?.exp()
+}
+
+/// `sum over k, l of exp(-gamma ||x_k - y_l||^2)` for the rows of `x`
+/// `[n, d]` and `y` `[m, d]`, as one op: the forward is one product
+/// `X Y^T` and one pass, the backward two products,
+/// `dX = -2 gamma g (diag(K 1) X - K Y)` and
+/// `dY = -2 gamma g (diag(K^T 1) Y - K^T X)`, where the composed
+/// [`rbf_gram`] and its sum make about ten `n x m` passes each way.
+pub fn rbf_kernel_sum(x: &Tensor, y: &Tensor, gamma: f64) -> Result<Tensor> {
+    let (_, d) = x.dims2()?;
+    let (_, e) = y.dims2()?;
+    if d != e {
+        bail!("rbf kernel sum of {d}- and {e}-wide rows");
+    }
+    if !(gamma.is_finite() && gamma >= 0.0) {
+        bail!("rbf kernel sum: gamma {gamma} is not a finite number >= 0");
+    }
+    x.contiguous()?.apply_op2(
+        &y.contiguous()?,
+        RbfKernelSum {
+            gamma,
+            kernel: Mutex::new(Kernel::F32(Vec::new())),
+        },
+    )
+}
+
+struct RbfKernelSum {
+    gamma: f64,
+    /// The forward's `n x m` kernel values, for the backward.
+    kernel: Mutex<Kernel>,
+}
+
+/// Kernel values in the inputs' type.
+enum Kernel {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+}
+
+fn kernel_lock() -> candle_core::Error {
+    candle_core::Error::Msg("rbf kernel sum: a poisoned lock".into())
+}
+
+/// What the kernel op needs of an element type.
+trait KernelFloat: Float + ndarray::LinalgScalar + Send + Sync {
+    fn store(k: Vec<Self>) -> Kernel;
+    fn stored(k: &Kernel) -> Option<&[Self]>;
+}
+
+impl KernelFloat for f32 {
+    fn store(k: Vec<f32>) -> Kernel {
+        Kernel::F32(k)
+    }
+    fn stored(k: &Kernel) -> Option<&[f32]> {
+        match k {
+            Kernel::F32(v) => Some(v),
+            Kernel::F64(_) => None,
+        }
+    }
+}
+
+impl KernelFloat for f64 {
+    fn store(k: Vec<f64>) -> Kernel {
+        Kernel::F64(k)
+    }
+    fn stored(k: &Kernel) -> Option<&[f64]> {
+        match k {
+            Kernel::F64(v) => Some(v),
+            Kernel::F32(_) => None,
+        }
+    }
+}
+
+impl RbfKernelSum {
+    fn forward<T: KernelFloat>(&self, x: &[T], y: &[T], d: usize) -> Result<(T, Vec<T>)> {
+        let d = d.max(1);
+        let (n, m) = (x.len() / d, y.len() / d);
+        let norms = |v: &[T]| -> Vec<T> {
+            v.chunks(d)
+                .map(|r| r.iter().fold(T::zero(), |a, &b| a + b * b))
+                .collect()
+        };
+        let (xx, yy) = (norms(x), norms(y));
+        let mut k = vec![T::zero(); n * m];
+        gemm(x, false, y, true, &mut k, (n, d, m), T::zero())?;
+        let two = T::one() + T::one();
+        let g = T::from(-self.gamma).unwrap_or_else(T::zero);
+        let sums: Vec<f64> = k
+            .par_chunks_mut(m.max(1))
+            .zip(xx.par_iter())
+            .map(|(row, &a)| {
+                let mut s = 0f64;
+                for (v, &b) in row.iter_mut().zip(&yy) {
+                    // Rounding can make a distance slightly negative.
+                    let d2 = (a + b - two * *v).max(T::zero());
+                    *v = (g * d2).exp();
+                    s += v.to_f64().unwrap_or(0.0);
+                }
+                s
+            })
+            .collect();
+        let sum = sums.iter().sum::<f64>();
+        Ok((T::from(sum).unwrap_or_else(T::zero), k))
+    }
+
+    /// `scale (diag(K 1) A - K B)` for rows `a` `[n, d]` and `b` `[m, d]`,
+    /// with the kernel `k` stored `n x m`, or `m x n` and read transposed
+    /// when `t`.
+    fn side<T: KernelFloat>(
+        a: &[T],
+        b: &[T],
+        k: &[T],
+        t: bool,
+        (n, m, d): (usize, usize, usize),
+        scale: f64,
+    ) -> Result<Vec<T>> {
+        let mut out = vec![T::zero(); n * d];
+        gemm(k, t, b, false, &mut out, (n, m, d), T::zero())?;
+        let sums: Vec<T> = if t {
+            let mut s = vec![T::zero(); n];
+            for row in k.chunks(n.max(1)) {
+                for (acc, &v) in s.iter_mut().zip(row) {
+                    *acc = *acc + v;
+                }
+            }
+            s
+        } else {
+            k.chunks(m.max(1))
+                .map(|row| row.iter().fold(T::zero(), |acc, &v| acc + v))
+                .collect()
+        };
+        let s = T::from(scale).unwrap_or_else(T::zero);
+        out.par_chunks_mut(d.max(1))
+            .zip(a.par_chunks(d.max(1)))
+            .zip(sums.par_iter())
+            .for_each(|((o, a), &r)| {
+                for (o, &a) in o.iter_mut().zip(a) {
+                    *o = s * (r * a - *o);
+                }
+            });
+        Ok(out)
+    }
+
+    fn grads<T: KernelFloat + candle_core::WithDType>(
+        &self,
+        x: &Tensor,
+        y: &Tensor,
+        scale: f64,
+    ) -> Result<(Tensor, Tensor)> {
+        let (n, d) = x.dims2()?;
+        let (m, _) = y.dims2()?;
+        let lock = self.kernel.lock().map_err(|_| kernel_lock())?;
+        let k = T::stored(&lock).ok_or_else(|| {
+            candle_core::Error::Msg("rbf kernel sum: kernel of another type".into())
+        })?;
+        let (xs, ys) = (flat::<T>(x)?, flat::<T>(y)?);
+        Ok((
+            Tensor::from_vec(
+                Self::side(&xs, &ys, k, false, (n, m, d), scale)?,
+                (n, d),
+                x.device(),
+            )?,
+            Tensor::from_vec(
+                Self::side(&ys, &xs, k, true, (m, n, d), scale)?,
+                (m, d),
+                y.device(),
+            )?,
+        ))
+    }
+}
+
+impl CustomOp2 for RbfKernelSum {
+    fn name(&self) -> &'static str {
+        "rbf-kernel-sum"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (_, d) = l1.shape().dims2()?;
+        let (storage, k) = match (s1, s2) {
+            (CpuStorage::F32(_), CpuStorage::F32(_)) => {
+                let (v, k) =
+                    self.forward(contiguous::<f32>(s1, l1)?, contiguous::<f32>(s2, l2)?, d)?;
+                (CpuStorage::F32(vec![v]), f32::store(k))
+            }
+            (CpuStorage::F64(_), CpuStorage::F64(_)) => {
+                let (v, k) =
+                    self.forward(contiguous::<f64>(s1, l1)?, contiguous::<f64>(s2, l2)?, d)?;
+                (CpuStorage::F64(vec![v]), f64::store(k))
+            }
+            _ => bail!("rbf kernel sum supports f32 and f64, both the same"),
+        };
+        *self.kernel.lock().map_err(|_| kernel_lock())? = k;
+        Ok((storage, Shape::from(())))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        y: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = grad.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let scale = -2.0 * self.gamma * g;
+        let (dx, dy) = if x.dtype() == DType::F64 {
+            self.grads::<f64>(x, y, scale)?
+        } else {
+            self.grads::<f32>(x, y, scale)?
+        };
+        Ok((Some(dx), Some(dy)))
+    }
 }
 
 /// The distributional variance of `P` sample sets (eq. 2 with eq. 3's
@@ -42,7 +266,7 @@ pub fn distributional_variance(sets: &[&Tensor], gamma: f64) -> Result<Tensor> {
             } else {
                 -2.0 / (pf * pf * (sizes[i] * sizes[j]) as f64)
             };
-            let block = (rbf_gram(sets[i], sets[j], gamma)?.sum_all()? * c)?;
+            let block = (rbf_kernel_sum(sets[i], sets[j], gamma)? * c)?;
             total = Some(match total {
                 Some(t) => (t + block)?,
                 None => block,
@@ -257,6 +481,33 @@ mod tests {
             .backward()
             .unwrap();
         assert!(grads.get(var.as_tensor()).is_none());
+    }
+
+    #[test]
+    fn the_fused_kernel_sum_is_the_composed_one() {
+        let x = m(&[&[0.1, 0.4, -0.3], &[0.9, -0.5, 0.2], &[0.0, 0.6, 0.8]]);
+        let y = m(&[&[0.5, -0.2, 0.1], &[1.0, 0.3, -0.7]]);
+        let fused = scalar(rbf_kernel_sum(&x, &y, 0.8).unwrap());
+        let composed = scalar(rbf_gram(&x, &y, 0.8).unwrap().sum_all().unwrap());
+        assert!((fused - composed).abs() < 1e-12, "{fused} {composed}");
+        let xs = [0.1, 0.4, -0.3, 0.9, -0.5, 0.2, 0.0, 0.6, 0.8];
+        // Against y, and against itself (both arguments the same tensor).
+        let e = max_gradient_error(&xs, &[3, 3], |t| rbf_kernel_sum(t, &y, 0.8)).unwrap();
+        assert!(e < 1e-6, "{e}");
+        let e = max_gradient_error(&xs, &[3, 3], |t| rbf_kernel_sum(t, t, 0.8)).unwrap();
+        assert!(e < 1e-6, "{e}");
+        let ys = [0.5, -0.2, 0.1, 1.0, 0.3, -0.7];
+        let e = max_gradient_error(&ys, &[2, 3], |t| rbf_kernel_sum(&x, t, 0.8)).unwrap();
+        assert!(e < 1e-6, "{e}");
+        let x32 = x.to_dtype(DType::F32).unwrap();
+        let y32 = y.to_dtype(DType::F32).unwrap();
+        let f32v = rbf_kernel_sum(&x32, &y32, 0.8)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!((f32v as f64 - composed).abs() < 1e-5);
+        assert!(rbf_kernel_sum(&x, &m(&[&[1.0, 2.0]]), 0.8).is_err());
+        assert!(rbf_kernel_sum(&x, &y, f64::NAN).is_err());
     }
 
     #[test]
