@@ -430,8 +430,8 @@ impl Prepared {
         seed: u64,
     ) -> Result<EvalReport> {
         let t = Instant::now();
-        if self.labelled.is_none() {
-            bail!("the labelled protocol needs positive_above in the config (DURation: 3)");
+        if self.test_rows.is_empty() {
+            bail!("no labelled test rows: the labelled protocol needs positive_above in the config (DURation: 3)");
         }
         let metrics = labelled_auc(model, &self.test_rows, &self.item_kinds)
             .map_err(anyhow::Error::from_boxed)?;

@@ -55,11 +55,15 @@ enum Protocol {
     /// Full ranking within the model's retrieval candidates (GLRS's
     /// probed clusters).
     Pruned,
-    /// Per-user AUC over unseen items and global AUC over labeled pairs.
+    /// Per-user AUC over unseen items and global AUC over test pairs
+    /// against their stored negatives.
     Auc,
     /// HHFAN's pooled lists: each test user's items against one stored list
     /// of `pooled_negatives` unobserved items (config key).
     Pooled,
+    /// DURation's labelled rows: the ROC AUC of the test ratings' labels,
+    /// pooled and per item kind (a model trained with `positive_above`).
+    Labelled,
 }
 
 #[derive(Subcommand)]
@@ -269,6 +273,7 @@ fn run(cli: Cli) -> Result<()> {
                 Protocol::Pruned => p.evaluate_pruned(scorer, name, seed, &k)?,
                 Protocol::Auc => p.evaluate_auc(scorer, name, seed)?,
                 Protocol::Pooled => p.evaluate_pooled(scorer, name, seed, &k)?,
+                Protocol::Labelled => p.evaluate_labelled(scorer, name, seed)?,
             };
             print_report(&report, json)?;
         }

@@ -304,6 +304,19 @@ fn write_dir(
     if let Some(p) = &prepared.pooled_negatives {
         p.write(&split_dir.join(POOLED), ds)?;
     }
+    if !prepared.test_rows.is_empty() {
+        let mut body = String::new();
+        for &(u, i, l) in &prepared.test_rows {
+            let _ = writeln!(
+                body,
+                "{}\t{}\t{}",
+                ds.users().original(u),
+                ds.item_original(i),
+                u8::from(l)
+            );
+        }
+        write_file(&split_dir.join(LABELLED), body.as_bytes())?;
+    }
     if let Some(s) = summary {
         let outcome = TrainOutcome {
             epochs: s.epochs,
@@ -543,6 +556,12 @@ pub fn load(dir: &Path) -> Result<Loaded> {
     } else {
         None
     };
+    let labelled_path = split_dir.join(LABELLED);
+    let test_rows = if labelled_path.exists() {
+        read_labelled(&labelled_path, &dataset)?
+    } else {
+        Vec::new()
+    };
     let prepared = Prepared {
         dataset: info.dataset.clone(),
         split_label: info.split.clone(),
@@ -551,11 +570,11 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         test_negatives,
         meta_paths: dataset.manifest.metapaths.clone(),
         pooled_negatives,
-        // A model directory keeps the positives' split only (the labelled
-        // protocol runs in `cargo xtask reproduce`).
+        // A model directory keeps the positives' split and, under the
+        // labelled protocol, the labelled test rows (what it evaluates).
         labelled: None,
         valid_rows: Vec::new(),
-        test_rows: Vec::new(),
+        test_rows,
         cold_users: Vec::new(),
         item_kinds: crate::experiment::item_kinds(&dataset),
     };
@@ -618,6 +637,8 @@ pub fn read_negatives(
 
 /// The pooled lists' file in a model directory's `split/`.
 const POOLED: &str = "test.pooled";
+/// The labelled test rows of a model trained under the labelled protocol.
+const LABELLED: &str = "test.labelled";
 
 /// A model directory's pooled lists: one line per test user, keyed by a
 /// test pair of that user, no negative the user knows.
@@ -647,6 +668,39 @@ fn read_pooled(path: &Path, ds: &Dataset, split: &Split) -> Result<EvalNegatives
         }
     }
     Ok(lists)
+}
+
+/// The labelled test rows `user<TAB>item<TAB>label` (label 0 or 1).
+fn read_labelled(path: &Path, ds: &Dataset) -> Result<Vec<(u32, u32, bool)>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let show = hinrec_data::text::show;
+    let mut rows = Vec::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let at = || format!("{}:{}", path.display(), n + 1);
+        let mut f = line.split('\t');
+        let (Some(u), Some(i), Some(l), None) = (f.next(), f.next(), f.next(), f.next()) else {
+            bail!("{}: expected user<TAB>item<TAB>label", at());
+        };
+        let u = ds
+            .users()
+            .get(u)
+            .with_context(|| format!("{}: unknown user {}", at(), show(u)))?;
+        let i = ds
+            .item_id(i)
+            .with_context(|| format!("{}: unknown item {}", at(), show(i)))?;
+        let l = match l.trim() {
+            "1" => true,
+            "0" => false,
+            other => bail!("{}: label {} is not 0 or 1", at(), show(other)),
+        };
+        rows.push((u, i, l));
+    }
+    Ok(rows)
 }
 
 fn read_pairs(path: &Path, ds: &Dataset) -> Result<Interactions> {

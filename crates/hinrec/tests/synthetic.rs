@@ -367,6 +367,36 @@ fn duration_beats_popularity_on_labelled_synthetic_ratings() {
     };
     let pop = auc("mostpop");
     let duration = auc("duration");
+    // A model directory keeps the labelled test rows and evaluates the same.
+    let entry = hinrec::registry::model("duration").unwrap();
+    let params = params(entry, &cfg, &parse_toml(entry.demo).unwrap()).unwrap();
+    let f = fit_quiet(params.as_ref(), &p, Some(&hin), &cfg, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("model");
+    let info = RunInfo {
+        model: "duration".into(),
+        seed: 1,
+        data: "synthetic".into(),
+        data_root: None,
+        dataset: ds.name.clone(),
+        split: p.split_label.clone(),
+        config: cfg.clone(),
+        params: hinrec::models::resolved(params.as_ref(), &p)
+            .to_toml()
+            .unwrap(),
+    };
+    model_dir::check_target(&out, false).unwrap();
+    model_dir::save(&out, &info, f.model.as_ref(), &ds, &p, None).unwrap();
+    let loaded = model_dir::load(&out).unwrap();
+    assert_eq!(loaded.prepared.test_rows, p.test_rows);
+    let before = p
+        .evaluate_labelled(f.model.as_ref(), "duration", 1)
+        .unwrap();
+    let after = loaded
+        .prepared
+        .evaluate_labelled(loaded.model.as_ref(), "duration", 1)
+        .unwrap();
+    assert_eq!(before.metrics, after.metrics);
     assert!(
         duration > pop + 0.05,
         "DURation {duration:.3} vs MostPop {pop:.3}"
