@@ -343,7 +343,7 @@ const fn duration_experiments(grid: fn() -> Vec<String>) -> [Experiment; 2] {
 /// 1024 per kind (docs/duration.md).
 fn duration_grid() -> Vec<String> {
     let mut out: Vec<String> = [32, 128].iter().map(|d| format!("dim = {d}")).collect();
-    for alpha in [1.0, 10.0, 100.0] {
+    for alpha in [1.0, 10.0, 100.0, 1000.0] {
         for beta in [1e-4, 1e-3, 1e-2] {
             out.push(format!("alpha = {alpha:?}\nbeta = {beta:?}"));
         }
