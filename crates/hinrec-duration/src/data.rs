@@ -131,7 +131,7 @@ pub const STATISTICS: usize = 4;
 
 /// Everything a fit trains on.
 #[derive(Debug, Clone)]
-pub struct TrainingData {
+pub struct TrainingData<'a> {
     /// The training rows (observed; sampled negatives are drawn per epoch).
     pub rows: Vec<Row>,
     /// The rows of each kind, by index into `rows`.
@@ -148,15 +148,15 @@ pub struct TrainingData {
     /// samples unobserved items as negatives.
     pub observed_negatives: bool,
     /// The positives of each user, sorted (what a sampled negative avoids).
-    pub positives: Interactions,
+    pub positives: &'a Interactions,
 }
 
-impl TrainingData {
+impl<'a> TrainingData<'a> {
     /// The training data of `ctx`: its labelled rows where the protocol is
     /// labelled, else its training positives; the kinds from
     /// `ctx.item_kinds` (one kind when empty); raw rows from the training
     /// statistics and the HIN's dense features of each item type.
-    pub fn new(ctx: &FitContext<'_>) -> Result<Self> {
+    pub fn new(ctx: &FitContext<'a>) -> Result<Self> {
         let train = &ctx.split.train;
         let (n_users, n_items) = (train.n_users(), train.n_items());
         let (rows, observed_negatives): (Vec<Row>, bool) = match ctx.labelled {
@@ -237,7 +237,7 @@ impl TrainingData {
             kinds,
             item_kind,
             observed_negatives,
-            positives: train.clone(),
+            positives: train,
             rows,
         })
     }

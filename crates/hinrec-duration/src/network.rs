@@ -247,29 +247,6 @@ impl Duration {
         Ok(())
     }
 
-    /// Every item's mapped attribute row `f_p(r)` (`n_items x dim`, kinds in
-    /// id order): the unified space section 4 aligns.
-    pub fn mapped_items(&self) -> Result<Vec<f32>> {
-        if !self.cfg.maps_attributes() {
-            return Err(DurationError::Config(
-                "the DMF variant maps no attributes".into(),
-            ));
-        }
-        let mut out = Vec::new();
-        for (k, kind) in self.kinds.iter().enumerate() {
-            let items: Vec<u32> = kind.items.clone().collect();
-            for chunk in items.chunks(EMBED_CHUNK) {
-                out.extend(
-                    self.map_items(k, chunk)?
-                        .1
-                        .flatten_all()?
-                        .to_vec1::<f32>()?,
-                );
-            }
-        }
-        Ok(out)
-    }
-
     /// The weights and tables, as checkpoints hold them.
     pub(crate) fn state(&self) -> Result<HashMap<String, Tensor>> {
         let mut out = checkpoint::vars_state(&self.named_vars())?;

@@ -196,12 +196,6 @@ impl TrainedModel for PerKind {
     }
 }
 
-impl From<DurationConfig> for PerKindConfig {
-    fn from(c: DurationConfig) -> Self {
-        PerKindConfig(c)
-    }
-}
-
 impl ModelParams for PerKindConfig {
     type Model = PerKind;
 

@@ -49,12 +49,13 @@ impl Duration {
     pub fn fit(cfg: &DurationConfig, ctx: &mut FitContext<'_>) -> Result<(Self, FitSummary)> {
         cfg.check()?;
         let started = Instant::now();
-        let data = TrainingData::new(ctx)?;
+        let mut data = TrainingData::new(ctx)?;
+        // The model owns the histories and kinds; training reads them there.
         let model = Duration::init(
             cfg,
-            data.kinds.clone(),
-            data.user_history.clone(),
-            data.item_history.clone(),
+            std::mem::take(&mut data.kinds),
+            std::mem::take(&mut data.user_history),
+            std::mem::take(&mut data.item_history),
             ctx.seed,
         )?;
         let adam_cfg = AdamConfig {
@@ -246,7 +247,7 @@ struct Training<'a> {
     model: Duration,
     adam: Adam,
     adam_cfg: AdamConfig,
-    data: TrainingData,
+    data: TrainingData<'a>,
     judge: Judge<'a>,
     seed: u64,
     /// Sums of eq. 8's three terms over the epoch's steps, and the steps.
@@ -325,7 +326,7 @@ impl Training<'_> {
 
     /// A uniform item of `kind` the user has no training positive with.
     fn negative(&self, user: u32, kind: usize, rng: &mut ChaCha8Rng) -> Option<u32> {
-        let items = &self.data.kinds[kind].items;
+        let items = &self.model.kinds[kind].items;
         let seen = self.data.positives.user_items(user);
         (0..NEGATIVE_TRIES)
             .map(|_| rng.random_range(items.clone()))

@@ -16,13 +16,18 @@ use crate::slot_ops::{contiguous, flat};
 /// `exp(-gamma ||a_k - b_l||^2)` for every row `a_k` of `a` `[n, d]` and
 /// `b_l` of `b` `[m, d]`: `[n, m]`.
 pub fn rbf_gram(a: &Tensor, b: &Tensor, gamma: f64) -> Result<Tensor> {
+    (squared_distances(a, b)? * -gamma)?.exp()
+}
+
+/// `||a_k - b_l||^2` for every row of `a` `[n, d]` and `b` `[m, d]`:
+/// `[n, m]`, never negative.
+fn squared_distances(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let aa = a.sqr()?.sum_keepdim(1)?; // [n, 1]
     let bb = b.sqr()?.sum_keepdim(1)?.t()?; // [1, m]
     let ab = a.matmul(&b.t()?)?;
     // Rounding can make a distance slightly negative; a kernel value above
     // one would break the variance's sign.
-    let d2 = (aa.broadcast_add(&bb)? - (ab * 2.0)?)?.relu()?;
-    (d2 * -gamma)?.exp()
+    (aa.broadcast_add(&bb)? - (ab * 2.0)?)?.relu()
 }
 
 /// `sum over k, l of exp(-gamma ||x_k - y_l||^2)` for the rows of `x`
@@ -320,8 +325,7 @@ pub fn topology(raw: &Tensor, mapped: &Tensor) -> Result<Tensor> {
 /// value, not a tensor on the tape.
 pub fn median_gamma(x: &Tensor) -> Result<f64> {
     let x = x.detach().to_dtype(DType::F64)?;
-    let aa = x.sqr()?.sum_keepdim(1)?;
-    let d2 = (aa.broadcast_add(&aa.t()?)? - (x.matmul(&x.t()?)? * 2.0)?)?.relu()?;
+    let d2 = squared_distances(&x, &x)?;
     let n = x.dim(0)?;
     let rows: Vec<Vec<f64>> = d2.to_vec2()?;
     let mut off: Vec<f64> = (0..n)
