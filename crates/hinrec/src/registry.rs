@@ -307,33 +307,41 @@ const fn hhfan(name: &'static str, about: &'static str, preset: &'static str) ->
 const DURATION_DTCDR: &str = "split = { kind = \"global-ratio\", train = 0.7, valid = 0.2 }\npositive_above = 3.0\nmetric = \"AUC\"";
 const DURATION_DTCDR_COLD: &str = "split = { kind = \"global-ratio\", train = 0.7, valid = 0.2 }\npositive_above = 3.0\nmetric = \"AUC\"\ncold_start = { share = 0.2, keep = 3 }";
 
-/// DURation's experiments, and each baseline's beside them.
-const fn duration_experiments(grid: fn() -> Vec<String>) -> [Experiment; 2] {
+/// One of DURation's experiments on douban-dtcdr.
+const fn on_duration(
+    label: &'static str,
+    protocol: &'static str,
+    grid: fn() -> Vec<String>,
+    grid_settings: &'static str,
+) -> Experiment {
+    Experiment {
+        dataset: "douban-dtcdr",
+        label,
+        settings: "",
+        grid,
+        grid_settings,
+        valid_users: 0,
+        ks: CUTOFF_10,
+        full: FullRanking::UpTo(usize::MAX),
+        protocol,
+        full_ks: CUTOFF_10,
+    }
+}
+
+/// DURation's experiments (full data and cold start), and each baseline's
+/// beside them, with `grid_settings` for the grid trials.
+const fn duration_experiments(
+    grid: fn() -> Vec<String>,
+    grid_settings: &'static str,
+) -> [Experiment; 2] {
     [
-        Experiment {
-            dataset: "douban-dtcdr",
-            label: "",
-            settings: "",
+        on_duration("", DURATION_DTCDR, grid, grid_settings),
+        on_duration(
+            "douban-dtcdr@cold",
+            DURATION_DTCDR_COLD,
             grid,
-            grid_settings: "",
-            valid_users: 0,
-            ks: CUTOFF_10,
-            full: FullRanking::UpTo(usize::MAX),
-            protocol: DURATION_DTCDR,
-            full_ks: CUTOFF_10,
-        },
-        Experiment {
-            dataset: "douban-dtcdr",
-            label: "douban-dtcdr@cold",
-            settings: "",
-            grid,
-            grid_settings: "",
-            valid_users: 0,
-            ks: CUTOFF_10,
-            full: FullRanking::UpTo(usize::MAX),
-            protocol: DURATION_DTCDR_COLD,
-            full_ks: CUTOFF_10,
-        },
+            grid_settings,
+        ),
     ]
 }
 
@@ -360,22 +368,9 @@ fn duration_dims() -> Vec<String> {
 /// Grid trials stop after this many epochs (the seeds' runs do not).
 const DURATION_TRIAL: &str = "epochs = 8";
 
-const DURATION_EXPERIMENTS: [Experiment; 2] = with_trial(duration_experiments(duration_grid));
-const DURATION_DIMS_EXPERIMENTS: [Experiment; 2] = with_trial(duration_experiments(duration_dims));
-
-/// DURation's experiments with the grid trials' epoch cap.
-const fn with_trial(e: [Experiment; 2]) -> [Experiment; 2] {
-    [
-        Experiment {
-            grid_settings: DURATION_TRIAL,
-            ..e[0]
-        },
-        Experiment {
-            grid_settings: DURATION_TRIAL,
-            ..e[1]
-        },
-    ]
-}
+const DURATION_EXPERIMENTS: [Experiment; 2] = duration_experiments(duration_grid, DURATION_TRIAL);
+const DURATION_DIMS_EXPERIMENTS: [Experiment; 2] =
+    duration_experiments(duration_dims, DURATION_TRIAL);
 
 const DURATION_DEMO: &str = "dim = 16\nepochs = 10\nbatch = 256\nlr = 0.005";
 
@@ -409,8 +404,8 @@ const MOSTPOP_EXPERIMENTS: [Experiment; 12] = [
     hhfan_experiments(no_grid)[1],
     hhfan_experiments(no_grid)[2],
     hhfan_experiments(no_grid)[3],
-    duration_experiments(no_grid)[0],
-    duration_experiments(no_grid)[1],
+    duration_experiments(no_grid, "")[0],
+    duration_experiments(no_grid, "")[1],
 ];
 const ITEMKNN_EXPERIMENTS: [Experiment; 12] = [
     baseline(BASELINE_DATASETS[0], itemknn_grid),
@@ -423,8 +418,8 @@ const ITEMKNN_EXPERIMENTS: [Experiment; 12] = [
     hhfan_experiments(itemknn_grid)[1],
     hhfan_experiments(itemknn_grid)[2],
     hhfan_experiments(itemknn_grid)[3],
-    duration_experiments(itemknn_grid)[0],
-    duration_experiments(itemknn_grid)[1],
+    duration_experiments(itemknn_grid, "")[0],
+    duration_experiments(itemknn_grid, "")[1],
 ];
 const BPR_EXPERIMENTS: [Experiment; 12] = [
     baseline(BASELINE_DATASETS[0], bpr_grid),
@@ -437,8 +432,8 @@ const BPR_EXPERIMENTS: [Experiment; 12] = [
     hhfan_experiments(bpr_grid)[1],
     hhfan_experiments(bpr_grid)[2],
     hhfan_experiments(bpr_grid)[3],
-    duration_experiments(bpr_grid)[0],
-    duration_experiments(bpr_grid)[1],
+    duration_experiments(bpr_grid, "")[0],
+    duration_experiments(bpr_grid, "")[1],
 ];
 /// lgrec.txt Table 2: Yelp's validation runs on 2,000 sampled users with a
 /// 15-epoch cap (docs/lgrec.md).
