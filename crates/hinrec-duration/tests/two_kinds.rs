@@ -43,6 +43,29 @@ fn setup() -> (LabelledSplit, hinrec_data::Split, Vec<ItemKind>) {
     (ls, positives, kinds)
 }
 
+/// A fit on the labelled rows with AUC validation, seed 1.
+fn context<'a>(
+    ls: &'a LabelledSplit,
+    positives: &'a hinrec_data::Split,
+    kinds: &'a [ItemKind],
+    valid: &'a [(u32, u32, bool)],
+    silent: &'a mut Silent,
+) -> FitContext<'a> {
+    FitContext {
+        labelled: Some(ls),
+        item_kinds: kinds,
+        ..FitContext::new(
+            positives,
+            Validation {
+                data: ValidationData::Labelled(valid),
+                metric: "AUC".into(),
+            },
+            1,
+            silent,
+        )
+    }
+}
+
 #[test]
 fn terms_add_up_and_both_variants_beat_chance() {
     let (ls, positives, kinds) = setup();
@@ -58,19 +81,7 @@ fn terms_add_up_and_both_variants_beat_chance() {
             ..Default::default()
         };
         let mut silent = Silent;
-        let mut ctx = FitContext {
-            labelled: Some(&ls),
-            item_kinds: &kinds,
-            ..FitContext::new(
-                &positives,
-                Validation {
-                    data: ValidationData::Labelled(&valid),
-                    metric: "AUC".into(),
-                },
-                1,
-                &mut silent,
-            )
-        };
+        let mut ctx = context(&ls, &positives, &kinds, &valid, &mut silent);
         let (mut model, summary) = Duration::fit(&cfg, &mut ctx).unwrap();
         assert!(summary.best_valid.unwrap() > 0.5);
         let m = labelled_auc(&model, &test, &kinds).unwrap();
@@ -122,19 +133,7 @@ fn the_per_kind_model_scores_each_kind_with_its_own_part() {
         ..Default::default()
     };
     let mut silent = Silent;
-    let mut ctx = FitContext {
-        labelled: Some(&ls),
-        item_kinds: &kinds,
-        ..FitContext::new(
-            &positives,
-            Validation {
-                data: ValidationData::Labelled(&valid),
-                metric: "AUC".into(),
-            },
-            1,
-            &mut silent,
-        )
-    };
+    let mut ctx = context(&ls, &positives, &kinds, &valid, &mut silent);
     let (model, _) = PerKind::fit(&cfg, &mut ctx).unwrap();
     assert_eq!(model.parts().len(), 2);
     let pairs = [(3u32, 5u32), (3, 140)];

@@ -56,6 +56,39 @@ fn hr10(
     report.unwrap().metrics.get("HR@10").unwrap()
 }
 
+/// What a model directory records of a run.
+struct Run<'a> {
+    model: &'a str,
+    params: &'a dyn hinrec::train::AnyParams,
+    seed: u64,
+    data: &'a str,
+}
+
+/// `model` written to a model directory at `out` as `hinrec train` writes
+/// it, and read back.
+fn save_and_load(
+    out: &Path,
+    run: &Run<'_>,
+    model: &dyn hinrec::train::TrainedModel,
+    ds: &Dataset,
+    p: &Prepared,
+    cfg: &ExperimentConfig,
+) -> model_dir::Loaded {
+    let info = RunInfo {
+        model: run.model.into(),
+        seed: run.seed,
+        data: run.data.into(),
+        data_root: None,
+        dataset: ds.name.clone(),
+        split: p.split_label.clone(),
+        config: cfg.clone(),
+        params: hinrec::models::resolved(run.params, p).to_toml().unwrap(),
+    };
+    model_dir::check_target(out, false).unwrap();
+    model_dir::save(out, &info, model, ds, p, None).unwrap();
+    model_dir::load(out).unwrap()
+}
+
 #[test]
 fn fixture_matches_its_generator_settings() {
     let text = std::fs::read_to_string(fixture().with_extension("toml")).unwrap();
@@ -169,21 +202,13 @@ fn saved_models_evaluate_identically_and_recommend_unseen_items() {
         }
         let params = params(entry, &cfg, &sets).unwrap();
         let fitted = fit_quiet(params.as_ref(), &p, Some(&hin), &cfg, 2).unwrap();
-        let info = RunInfo {
-            model: entry.name.into(),
+        let run = Run {
+            model: entry.name,
+            params: params.as_ref(),
             seed: 2,
-            data: spec.clone(),
-            data_root: None,
-            dataset: ds.name.clone(),
-            split: p.split_label.clone(),
-            config: cfg.clone(),
-            params: hinrec::models::resolved(params.as_ref(), &p)
-                .to_toml()
-                .unwrap(),
+            data: &spec,
         };
-        model_dir::check_target(&out, false).unwrap();
-        model_dir::save(&out, &info, fitted.model.as_ref(), &ds, &p, None).unwrap();
-        let loaded = model_dir::load(&out).unwrap();
+        let loaded = save_and_load(&out, &run, fitted.model.as_ref(), &ds, &p, &cfg);
         let pairs = |x: &hinrec::data::Interactions| x.pairs().collect::<Vec<_>>();
         let (a, b) = (&loaded.prepared.split, &p.split);
         assert!(pairs(&a.train) == pairs(&b.train) && pairs(&a.valid) == pairs(&b.valid));
@@ -372,22 +397,20 @@ fn duration_beats_popularity_on_labelled_synthetic_ratings() {
     let params = params(entry, &cfg, &parse_toml(entry.demo).unwrap()).unwrap();
     let f = fit_quiet(params.as_ref(), &p, Some(&hin), &cfg, 1).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("model");
-    let info = RunInfo {
-        model: "duration".into(),
+    let run = Run {
+        model: "duration",
+        params: params.as_ref(),
         seed: 1,
-        data: "synthetic".into(),
-        data_root: None,
-        dataset: ds.name.clone(),
-        split: p.split_label.clone(),
-        config: cfg.clone(),
-        params: hinrec::models::resolved(params.as_ref(), &p)
-            .to_toml()
-            .unwrap(),
+        data: "synthetic",
     };
-    model_dir::check_target(&out, false).unwrap();
-    model_dir::save(&out, &info, f.model.as_ref(), &ds, &p, None).unwrap();
-    let loaded = model_dir::load(&out).unwrap();
+    let loaded = save_and_load(
+        &dir.path().join("model"),
+        &run,
+        f.model.as_ref(),
+        &ds,
+        &p,
+        &cfg,
+    );
     assert_eq!(loaded.prepared.test_rows, p.test_rows);
     let before = p
         .evaluate_labelled(f.model.as_ref(), "duration", 1)
