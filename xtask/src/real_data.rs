@@ -100,7 +100,7 @@ fn check_training(root: &Path, c: &TrainingCheck) -> Result<()> {
     let prepared = Prepared::new(&ds, &cfg)?;
     let base = params(entry, &cfg, &parse_toml(&c.settings)?)?;
     let measure = |m: &dyn hinrec::train::TrainedModel, name: &str, seed: u64| {
-        if prepared.labelled.is_some() {
+        if prepared.is_labelled() {
             prepared.evaluate_labelled(m, name, seed)
         } else {
             prepared.evaluate_sampled(m, name, seed, &[10])
@@ -123,7 +123,7 @@ fn check_training(root: &Path, c: &TrainingCheck) -> Result<()> {
     }
     let ms = mean_std(&runs.iter().collect::<Vec<_>>());
     let get = |m: &str| ms.get(m).map_or(f64::NAN, |v| v.0);
-    let shown = if prepared.labelled.is_some() {
+    let shown = if prepared.is_labelled() {
         format!("labelled AUC {:.4}", get("AUC"))
     } else {
         format!("HR@10 {:.4} NDCG@10 {:.4}", get("HR@10"), get("NDCG@10"))

@@ -259,7 +259,7 @@ fn run_experiment(
             }
             None => Metrics::default(),
         };
-        let labelled = if prepared.labelled.is_some() {
+        let labelled = if prepared.is_labelled() {
             let m = hinrec::eval::labelled_auc(model, &prepared.test_rows, &prepared.item_kinds)
                 .map_err(anyhow::Error::from_boxed)?;
             println!(

@@ -511,7 +511,10 @@ fn read_interactions(
             check_id(&path, line_no, user_spec, user, user_base)?;
             check_id(&path, line_no, item_spec, item, item_base)?;
             out.push(RawRecord {
-                user: user.to_string(),
+                user: match &f.user_group {
+                    Some(g) => format!("{g}:{user}"),
+                    None => user.to_string(),
+                },
                 domain,
                 item: item.to_string(),
                 rating,

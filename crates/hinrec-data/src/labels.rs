@@ -113,6 +113,64 @@ impl LabelledSplit {
     }
 }
 
+/// Labelled rows for binary data (DURation on douban-hin): each positive of
+/// `part`, then `per_positive` items of the same kind (the range of
+/// `kinds` that holds it; one kind when `kinds` is empty) that the user has
+/// in none of `known`, as negatives. Deterministic for a seed. A user who
+/// has every item of a kind gets no negatives there, and an error says so
+/// when no positive got one.
+pub fn sampled_labels(
+    part: &Interactions,
+    known: &[&Interactions],
+    kinds: &[std::ops::Range<u32>],
+    per_positive: usize,
+    seed: u64,
+) -> Result<Vec<(u32, u32, bool)>> {
+    use rand::Rng;
+    let all = [0..part.n_items() as u32];
+    let kinds = if kinds.is_empty() { &all[..] } else { kinds };
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut out = Vec::with_capacity(part.nnz() * (1 + per_positive));
+    let mut negatives = 0usize;
+    for (user, item) in part.pairs() {
+        out.push((user, item, true));
+        let Some(range) = kinds.iter().find(|r| r.contains(&item)) else {
+            return Err(DataError::Invalid(format!(
+                "item {item} is in none of the item kinds"
+            )));
+        };
+        let seen = |i: u32| known.iter().any(|k| k.contains(user, i));
+        let held: usize = known
+            .iter()
+            .map(|k| {
+                k.user_items(user)
+                    .iter()
+                    .filter(|i| range.contains(i))
+                    .count()
+            })
+            .sum();
+        if held >= range.len() {
+            continue;
+        }
+        for _ in 0..per_positive {
+            let neg = loop {
+                let i = rng.random_range(range.clone());
+                if !seen(i) {
+                    break i;
+                }
+            };
+            out.push((user, neg, false));
+            negatives += 1;
+        }
+    }
+    if negatives == 0 && per_positive > 0 && !part.is_empty() {
+        return Err(DataError::Invalid(
+            "no sampled negatives: every user holds every item of its positives' kinds".into(),
+        ));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +186,39 @@ mod tests {
             })
             .collect();
         Interactions::from_records(3, 4, records)
+    }
+
+    #[test]
+    fn sampled_labels_take_unseen_items_of_the_positives_kind() {
+        let test = Interactions::from_pairs(2, 6, &[(0, 1), (1, 4)]);
+        let train = Interactions::from_pairs(2, 6, &[(0, 0), (1, 3), (1, 5)]);
+        let kinds = [0..3, 3..6];
+        let rows = sampled_labels(&test, &[&train, &test], &kinds, 3, 7).unwrap();
+        // User 0 has items 0 and 1 of kind 0: item 2 is its only negative.
+        // User 1 holds all of kind 1: no negatives.
+        assert_eq!(
+            rows,
+            vec![
+                (0, 1, true),
+                (0, 2, false),
+                (0, 2, false),
+                (0, 2, false),
+                (1, 4, true)
+            ]
+        );
+        assert_eq!(
+            sampled_labels(&test, &[&train, &test], &kinds, 3, 7).unwrap(),
+            rows
+        );
+        let full = Interactions::from_pairs(1, 2, &[(0, 0), (0, 1)]);
+        assert!(sampled_labels(&full, &[&full], &[], 1, 7).is_err());
+        // One kind: anything the user has not seen.
+        let one = sampled_labels(&test, &[&train, &test], &[], 50, 1).unwrap();
+        assert!(one
+            .iter()
+            .filter(|r| !r.2 && r.0 == 1)
+            .all(|r| [0, 1, 2].contains(&r.1)));
+        assert_eq!(one.iter().filter(|r| !r.2).count(), 100);
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub use error::{DataError, Result};
 pub use fingerprint::DataFingerprint;
 pub use ids::IdMap;
 pub use interactions::{Interactions, Record};
-pub use labels::{LabelRule, LabelledSplit};
+pub use labels::{sampled_labels, LabelRule, LabelledSplit};
 pub use manifest::Manifest;
 pub use negatives::{Against, EvalNegatives, Ids, PlainIds};
 pub use split::{Split, SplitRule};

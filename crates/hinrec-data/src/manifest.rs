@@ -115,6 +115,11 @@ pub struct InteractionFile {
     /// Columns; default to the manifest's `columns`.
     #[serde(default)]
     pub columns: Option<Columns>,
+    /// A user population of its own (`book`): this file's user ids are
+    /// read as `group:id`, so the same number in files of two groups names
+    /// two users (two crawls with separate user id spaces).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_group: Option<String>,
 }
 
 /// A split shipped with the data.
@@ -408,6 +413,31 @@ impl Manifest {
             if !known(name) {
                 return err(format!(
                     "{what} entity {name:?} is not declared in [[entities]]"
+                ));
+            }
+        }
+        let files = self
+            .interactions
+            .iter()
+            .chain(self.split.iter().flat_map(|s| {
+                s.train
+                    .iter()
+                    .chain(s.valid.iter())
+                    .chain(std::iter::once(&s.test))
+            }));
+        for f in files {
+            let Some(g) = &f.user_group else { continue };
+            if g.is_empty() || g.contains(':') {
+                return err(format!(
+                    "{}: user_group = {g:?}: want a non-empty name without ':'",
+                    f.file
+                ));
+            }
+            let user = self.entity_index(&self.user).expect("checked above");
+            if self.entities[user].count.is_some() {
+                return err(format!(
+                    "{}: user_group makes its own user ids, so the user entity {:?} cannot declare a count",
+                    f.file, self.user
                 ));
             }
         }

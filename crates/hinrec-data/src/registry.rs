@@ -59,6 +59,11 @@ pub const SHIPPED: &[Shipped] = &[
         include_str!("../manifests/douban-dtcdr.toml"),
     ),
     shipped(
+        "douban-hin",
+        "douban-hin",
+        include_str!("../manifests/douban-hin.toml"),
+    ),
+    shipped(
         "douban-hin-book",
         "douban-hin/book",
         include_str!("../manifests/douban-hin-book.toml"),

@@ -286,6 +286,7 @@ pub fn manifest(cfg: &SyntheticConfig) -> Manifest {
             separator: None,
             item: None,
             columns: None,
+            user_group: None,
         }],
         split: None,
         implicit: None,

@@ -226,7 +226,11 @@ impl<'a> TrainingData<'a> {
         let kinds = ranges
             .into_iter()
             .map(|(name, items)| {
-                let features = ctx.hin.map(|h| dense_features(h, &name, items.len()));
+                let features = ctx.hin.map(|h| {
+                    let mut f = dense_features(h, &name, items.len());
+                    f.extend(attribute_blocks(h, &name, items.len()));
+                    f
+                });
                 raw_rows(name, items, &stats, features.unwrap_or_default())
             })
             .collect();
@@ -275,6 +279,79 @@ fn dense_features(hin: &Hin, name: &str, count: usize) -> Vec<Vec<f32>> {
         .filter(|f| f.node_type == t && f.data.len() == count * f.dim)
         .map(|f| f.data.clone())
         .collect()
+}
+
+/// Attribute types up to this many values are one-hot (multi-hot) columns;
+/// wider ones (10,805 authors) are projected.
+pub const ONE_HOT_MAX: usize = 64;
+
+/// Columns of a projected attribute type.
+pub const PROJECTED: usize = 32;
+
+/// The item type `name`'s attribute relations (every relation between it
+/// and another type that is not a user type) as blocks of `count` rows:
+/// multi-hot columns for a type of at most [`ONE_HOT_MAX`] values, else a
+/// fixed random-sign projection of the multi-hot row to [`PROJECTED`]
+/// columns (seeded by the relation's name, so the raw space is the same
+/// for every model seed), each row divided by the square root of its
+/// count of values.
+fn attribute_blocks(hin: &Hin, name: &str, count: usize) -> Vec<Vec<f32>> {
+    use rand::Rng as _;
+    use rand::SeedableRng;
+    let Some(t) = hin.types.iter().position(|x| x.name == name) else {
+        return Vec::new();
+    };
+    let users: Vec<usize> = hin
+        .relations
+        .iter()
+        .filter(|r| r.name.starts_with("interactions"))
+        .map(|r| r.src)
+        .collect();
+    let mut out = Vec::new();
+    for r in &hin.relations {
+        let (m, other) = match (r.src == t, r.dst == t) {
+            (true, false) => (&r.matrix, r.dst),
+            (false, true) => (&r.transpose, r.src),
+            _ => continue,
+        };
+        if users.contains(&other) || m.rows() != count {
+            continue;
+        }
+        let values = hin.types[other].count;
+        let (dim, signs) = if values <= ONE_HOT_MAX {
+            (values, None)
+        } else {
+            let seed = r.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+            });
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let signs: Vec<f32> = (0..values * PROJECTED)
+                .map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 })
+                .collect();
+            (PROJECTED, Some(signs))
+        };
+        let mut block = vec![0f32; count * dim];
+        for (row, vec) in m.outer_iterator().enumerate() {
+            let n = vec.nnz();
+            if n == 0 {
+                continue;
+            }
+            let w = 1.0 / (n as f32).sqrt();
+            let out_row = &mut block[row * dim..(row + 1) * dim];
+            for (&v, _) in vec.indices().iter().zip(vec.data()) {
+                let v = v as usize;
+                match &signs {
+                    None => out_row[v] += w,
+                    Some(s) => out_row
+                        .iter_mut()
+                        .zip(&s[v * PROJECTED..(v + 1) * PROJECTED])
+                        .for_each(|(o, s)| *o += w * s),
+                }
+            }
+        }
+        out.push(block);
+    }
+    out
 }
 
 /// A kind's raw rows: its items' statistics, then its dense features,

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use hinrec_data::{Dataset, EvalNegatives, LabelRule, LabelledSplit, Split, SplitRule};
+use hinrec_data::{
+    sampled_labels, Dataset, EvalNegatives, LabelRule, LabelledSplit, Split, SplitRule,
+};
 use hinrec_eval::{full_ranking, labelled_auc, sampled, EvalReport, ItemKind, Metrics, Scorer};
 use hinrec_graph::Hin;
 use hinrec_train::{Validation, ValidationData};
@@ -50,6 +52,12 @@ pub struct ExperimentConfig {
     /// share of the test users keep at most a few training rows, and the
     /// test AUC is measured on their rows.
     pub cold_start: Option<ColdStart>,
+    /// The labelled protocol on binary data (DURation on douban-hin): each
+    /// validation and test positive gets this many stored negatives, items
+    /// of its own kind the user never interacted with, drawn with the data
+    /// seed; models validate and test on the ROC AUC (`metric = "AUC"`).
+    /// 0: off.
+    pub labelled_negatives: usize,
     /// Each model table of the file (`[lgrec]` ...), by name.
     #[serde(skip)]
     pub models: BTreeMap<String, toml::Table>,
@@ -68,6 +76,7 @@ impl Default for ExperimentConfig {
             pooled_negatives: 0,
             positive_above: None,
             cold_start: None,
+            labelled_negatives: 0,
             models: BTreeMap::new(),
         }
     }
@@ -125,8 +134,16 @@ impl ExperimentConfig {
                     self.metric
                 );
             }
+            if self.labelled_negatives > 0 {
+                bail!("labelled_negatives is for binary data: with positive_above the negatives are the observed low ratings");
+            }
         } else if self.cold_start.is_some() {
             bail!("cold_start needs the labelled protocol (positive_above)");
+        } else if self.labelled_negatives > 0 && self.metric != "AUC" {
+            bail!(
+                "the labelled protocol (labelled_negatives) validates on metric = \"AUC\", not {:?}",
+                self.metric
+            );
         }
         if let Some(c) = self.cold_start {
             if !(0.0..=1.0).contains(&c.share) || c.keep == 0 {
@@ -152,7 +169,7 @@ impl ExperimentConfig {
     pub fn validation<'a>(&self, prepared: &'a Prepared) -> Validation<'a> {
         let s = &prepared.split;
         Validation {
-            data: if prepared.labelled.is_some() {
+            data: if prepared.is_labelled() {
                 ValidationData::Labelled(&prepared.valid_rows)
             } else if self.sampled_validation {
                 ValidationData::Sampled(&prepared.valid_negatives)
@@ -273,6 +290,20 @@ impl Prepared {
         };
         let known = labelled.as_ref().map_or(&split, |ls| &ls.rated);
         let all = [&known.train, &known.valid, &known.test];
+        let kinds: Vec<ItemKind> = item_kinds(ds);
+        let (valid_rows, test_rows) = if cfg.labelled_negatives > 0 {
+            let ranges: Vec<_> = kinds.iter().map(|k| k.items.clone()).collect();
+            let draw = |part: &hinrec_data::Interactions, seed: u64, what: &str| {
+                sampled_labels(part, &all, &ranges, cfg.labelled_negatives, seed)
+                    .with_context(|| format!("sampling the labelled {what} negatives"))
+            };
+            (
+                draw(&split.valid, cfg.data_seed.wrapping_add(6), "validation")?,
+                draw(&split.test, cfg.data_seed.wrapping_add(7), "test")?,
+            )
+        } else {
+            (valid_rows, test_rows)
+        };
         let test_negatives = match (&cfg.split, &ds.given_negatives) {
             (None, Some(n)) => n.clone(),
             _ => EvalNegatives::sample(
@@ -321,8 +352,14 @@ impl Prepared {
             valid_rows,
             test_rows,
             cold_users,
-            item_kinds: item_kinds(ds),
+            item_kinds: kinds,
         })
+    }
+
+    /// Whether models validate and test on labelled rows (observed ratings
+    /// or sampled negatives) rather than by ranking.
+    pub fn is_labelled(&self) -> bool {
+        self.labelled.is_some() || !self.valid_rows.is_empty() || !self.test_rows.is_empty()
     }
 
     /// The typed HIN of `ds` with this split's training interactions (never

@@ -307,17 +307,29 @@ const fn hhfan(name: &'static str, about: &'static str, preset: &'static str) ->
 const DURATION_DTCDR: &str = "split = { kind = \"global-ratio\", train = 0.7, valid = 0.2 }\npositive_above = 3.0\nmetric = \"AUC\"";
 const DURATION_DTCDR_COLD: &str = "split = { kind = \"global-ratio\", train = 0.7, valid = 0.2 }\npositive_above = 3.0\nmetric = \"AUC\"\ncold_start = { share = 0.2, keep = 3 }";
 
-/// One of DURation's experiments on douban-dtcdr.
+/// DURation's protocol on binary data (douban-hin): the same global
+/// 70/20/10 split, and each validation and test positive beside one
+/// stored unobserved item of its own kind as a negative.
+const DURATION_HIN: &str = "split = { kind = \"global-ratio\", train = 0.7, valid = 0.2 }\nlabelled_negatives = 1\nmetric = \"AUC\"";
+
+/// douban-hin's epoch cap: an epoch there is 1.8 M samples (about 30 s on
+/// 2 cores), so a seed's run stops at this budget if validation has not
+/// stopped it first (docs/duration.md).
+const DURATION_HIN_SETTINGS: &str = "epochs = 10";
+
+/// One of DURation's experiments.
 const fn on_duration(
+    dataset: &'static str,
     label: &'static str,
     protocol: &'static str,
+    settings: &'static str,
     grid: fn() -> Vec<String>,
     grid_settings: &'static str,
 ) -> Experiment {
     Experiment {
-        dataset: "douban-dtcdr",
+        dataset,
         label,
-        settings: "",
+        settings,
         grid,
         grid_settings,
         valid_users: 0,
@@ -328,20 +340,36 @@ const fn on_duration(
     }
 }
 
-/// DURation's experiments (full data and cold start), and each baseline's
-/// beside them, with `grid_settings` for the grid trials.
+/// DURation's experiments (douban-dtcdr's full data and cold start, and
+/// douban-hin), and each baseline's beside them, with `grid_settings` for
+/// the grid trials; douban-hin searches `hin_grid`.
 const fn duration_experiments(
     grid: fn() -> Vec<String>,
     grid_settings: &'static str,
-) -> [Experiment; 2] {
+    hin_grid: fn() -> Vec<String>,
+) -> [Experiment; 3] {
     [
-        on_duration("", DURATION_DTCDR, grid, grid_settings),
+        on_duration("douban-dtcdr", "", DURATION_DTCDR, "", grid, grid_settings),
         on_duration(
+            "douban-dtcdr",
             "douban-dtcdr@cold",
             DURATION_DTCDR_COLD,
+            "",
             grid,
             grid_settings,
         ),
+        // 19,798 users x 29,954 items: full ranking on a sample of users.
+        Experiment {
+            full: FullRanking::SampledUsers(5000),
+            ..on_duration(
+                "douban-hin",
+                "",
+                DURATION_HIN,
+                DURATION_HIN_SETTINGS,
+                hin_grid,
+                DURATION_HIN_TRIAL,
+            )
+        },
     ]
 }
 
@@ -365,12 +393,26 @@ fn duration_dims() -> Vec<String> {
     [32, 64, 128].iter().map(|d| format!("dim = {d}")).collect()
 }
 
+/// On douban-hin validation chooses α and β alone (the width stays at
+/// 64): each trial costs minutes there.
+fn duration_hin_grid() -> Vec<String> {
+    let mut out = Vec::new();
+    for alpha in [100.0, 1000.0] {
+        for beta in [1e-4, 1e-2] {
+            out.push(format!("alpha = {alpha:?}\nbeta = {beta:?}"));
+        }
+    }
+    out
+}
+
 /// Grid trials stop after this many epochs (the seeds' runs do not).
 const DURATION_TRIAL: &str = "epochs = 8";
+const DURATION_HIN_TRIAL: &str = "epochs = 4";
 
-const DURATION_EXPERIMENTS: [Experiment; 2] = duration_experiments(duration_grid, DURATION_TRIAL);
-const DURATION_DIMS_EXPERIMENTS: [Experiment; 2] =
-    duration_experiments(duration_dims, DURATION_TRIAL);
+const DURATION_EXPERIMENTS: [Experiment; 3] =
+    duration_experiments(duration_grid, DURATION_TRIAL, duration_hin_grid);
+const DURATION_DIMS_EXPERIMENTS: [Experiment; 3] =
+    duration_experiments(duration_dims, DURATION_TRIAL, no_grid);
 
 const DURATION_DEMO: &str = "dim = 16\nepochs = 10\nbatch = 256\nlr = 0.005";
 
@@ -393,7 +435,7 @@ const fn duration(
     }
 }
 
-const MOSTPOP_EXPERIMENTS: [Experiment; 12] = [
+const MOSTPOP_EXPERIMENTS: [Experiment; 13] = [
     baseline(BASELINE_DATASETS[0], no_grid),
     baseline(BASELINE_DATASETS[1], no_grid),
     baseline(BASELINE_DATASETS[2], no_grid),
@@ -404,10 +446,11 @@ const MOSTPOP_EXPERIMENTS: [Experiment; 12] = [
     hhfan_experiments(no_grid)[1],
     hhfan_experiments(no_grid)[2],
     hhfan_experiments(no_grid)[3],
-    duration_experiments(no_grid, "")[0],
-    duration_experiments(no_grid, "")[1],
+    duration_experiments(no_grid, "", no_grid)[0],
+    duration_experiments(no_grid, "", no_grid)[1],
+    duration_experiments(no_grid, "", no_grid)[2],
 ];
-const ITEMKNN_EXPERIMENTS: [Experiment; 12] = [
+const ITEMKNN_EXPERIMENTS: [Experiment; 13] = [
     baseline(BASELINE_DATASETS[0], itemknn_grid),
     baseline(BASELINE_DATASETS[1], itemknn_grid),
     baseline(BASELINE_DATASETS[2], itemknn_grid),
@@ -418,10 +461,11 @@ const ITEMKNN_EXPERIMENTS: [Experiment; 12] = [
     hhfan_experiments(itemknn_grid)[1],
     hhfan_experiments(itemknn_grid)[2],
     hhfan_experiments(itemknn_grid)[3],
-    duration_experiments(itemknn_grid, "")[0],
-    duration_experiments(itemknn_grid, "")[1],
+    duration_experiments(itemknn_grid, "", itemknn_grid)[0],
+    duration_experiments(itemknn_grid, "", itemknn_grid)[1],
+    duration_experiments(itemknn_grid, "", itemknn_grid)[2],
 ];
-const BPR_EXPERIMENTS: [Experiment; 12] = [
+const BPR_EXPERIMENTS: [Experiment; 13] = [
     baseline(BASELINE_DATASETS[0], bpr_grid),
     baseline(BASELINE_DATASETS[1], bpr_grid),
     baseline(BASELINE_DATASETS[2], bpr_grid),
@@ -432,8 +476,9 @@ const BPR_EXPERIMENTS: [Experiment; 12] = [
     hhfan_experiments(bpr_grid)[1],
     hhfan_experiments(bpr_grid)[2],
     hhfan_experiments(bpr_grid)[3],
-    duration_experiments(bpr_grid, "")[0],
-    duration_experiments(bpr_grid, "")[1],
+    duration_experiments(bpr_grid, "", bpr_grid)[0],
+    duration_experiments(bpr_grid, "", bpr_grid)[1],
+    duration_experiments(bpr_grid, "", bpr_grid)[2],
 ];
 /// lgrec.txt Table 2: Yelp's validation runs on 2,000 sampled users with a
 /// 15-epoch cap (docs/lgrec.md).
