@@ -7,9 +7,12 @@
 //!   catalogue size (docs/glrs-retrieval.md).
 //! - `hhfan-walks`: HHFAN's neighbour walks timed on the real ml1m graph
 //!   (and the graph exported for the numpy peer).
+//! - `duration-alignment`: DURation's mapped item rows of saved models in
+//!   one SVG (docs/duration.md).
 //! - `real-data`: the checks CI runs where ../shared/datasets exists.
 //! - `ci`: everything .ci/run runs.
 
+mod duration;
 mod glrs;
 mod hhfan;
 mod real_data;
@@ -38,6 +41,9 @@ enum Task {
     GlrsRetrieval(glrs::Args),
     /// HHFAN's random walks from every node of ml1m's M-HIG, timed.
     HhfanWalks(hhfan::Args),
+    /// DURation's alignment figure: saved models' mapped item rows of each
+    /// kind in a 2-D projection, one panel per model.
+    DurationAlignment(duration::Args),
     /// Re-render docs/results.md from docs/results.json.
     Render {
         /// Folder of results.json and paper-numbers.toml.
@@ -66,6 +72,7 @@ fn main() -> Result<()> {
         Task::Reproduce(args) => reproduce::run(&args),
         Task::GlrsRetrieval(args) => glrs::run(&args),
         Task::HhfanWalks(args) => hhfan::run(&args),
+        Task::DurationAlignment(args) => duration::run(&args),
         Task::Render { out } => hinrec::results::render_file(&out),
         Task::RealData { data_root } => real_data::run(&data_root),
         Task::Ci => {

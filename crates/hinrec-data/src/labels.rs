@@ -127,7 +127,7 @@ pub fn sampled_labels(
     seed: u64,
 ) -> Result<Vec<(u32, u32, bool)>> {
     use rand::Rng;
-    let all = [0..part.n_items() as u32];
+    let all = std::slice::from_ref(&(0..part.n_items() as u32)).to_vec();
     let kinds = if kinds.is_empty() { &all[..] } else { kinds };
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut out = Vec::with_capacity(part.nnz() * (1 + per_positive));

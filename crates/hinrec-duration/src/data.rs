@@ -314,7 +314,7 @@ fn attribute_blocks(hin: &Hin, name: &str, count: usize) -> Vec<Vec<f32>> {
             (false, true) => (&r.transpose, r.src),
             _ => continue,
         };
-        if users.contains(&other) || m.rows() != count {
+        if r.name.starts_with("interactions") || users.contains(&other) || m.rows() != count {
             continue;
         }
         let values = hin.types[other].count;
@@ -408,6 +408,53 @@ mod tests {
         assert_eq!(h.of(2).1, &[s, 0.25 * s, s]);
         assert_eq!(h.scale(2), s);
         assert_eq!(h.owners(), 3);
+    }
+
+    #[test]
+    fn attribute_relations_become_multi_hot_or_projected_blocks() {
+        use hinrec_graph::{Adjacency, NodeType};
+        let ty = |name: &str, count| NodeType {
+            name: name.into(),
+            code: None,
+            count,
+        };
+        let hin = Hin {
+            types: vec![
+                ty("user", 2),
+                ty("book", 3),
+                ty("year", 4),
+                ty("author", 100),
+            ],
+            relations: vec![
+                Adjacency::new("interactions", 0, 1, (2, 3), &[(0, 0), (1, 2)]),
+                Adjacency::new("book_year", 1, 2, (3, 4), &[(0, 1), (1, 1), (1, 3)]),
+                // Declared author -> book: read transposed.
+                Adjacency::new("author_book", 3, 1, (100, 3), &[(7, 0), (7, 1), (9, 1)]),
+            ],
+            features: Vec::new(),
+        };
+        let blocks = attribute_blocks(&hin, "book", 3);
+        assert_eq!(blocks.len(), 2);
+        let h = 1.0 / 2f32.sqrt();
+        // Years: multi-hot, each row over the root of its count.
+        assert_eq!(
+            blocks[0],
+            vec![0.0, 1.0, 0.0, 0.0, 0.0, h, 0.0, h, 0.0, 0.0, 0.0, 0.0]
+        );
+        // Authors: 100 values, projected to PROJECTED signed columns.
+        let a = &blocks[1];
+        assert_eq!(a.len(), 3 * PROJECTED);
+        assert!(a[..PROJECTED].iter().all(|v| v.abs() == 1.0));
+        assert!(a[2 * PROJECTED..].iter().all(|&v| v == 0.0));
+        // Book 1 = (author 7 + author 9) / sqrt 2, book 0 = author 7.
+        let nine: Vec<f32> = (0..PROJECTED)
+            .map(|c| (a[PROJECTED + c] - h * a[c]) / h)
+            .collect();
+        assert!(nine.iter().all(|v| (v.abs() - 1.0).abs() < 1e-5));
+        assert_eq!(attribute_blocks(&hin, "book", 3), blocks);
+        // The user type's only relation is the interactions.
+        assert!(attribute_blocks(&hin, "user", 2).is_empty());
+        assert!(attribute_blocks(&hin, "none", 3).is_empty());
     }
 
     #[test]

@@ -31,6 +31,7 @@
 
 pub mod data;
 pub mod network;
+pub mod paper;
 pub mod params;
 pub mod per_kind;
 pub mod train;

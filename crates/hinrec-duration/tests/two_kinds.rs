@@ -119,6 +119,23 @@ fn terms_add_up_and_both_variants_beat_chance() {
         loaded.score_pairs(&pairs, &mut b).unwrap();
         assert_eq!(a, b);
         assert!(!model.explain(0, 5).unwrap().is_empty());
+        // The alignment figure: each kind's sampled rows, projected.
+        let view = hinrec_duration::paper::alignment_view(&model, 100, 3);
+        match variant {
+            Variant::Full => {
+                let view = view.unwrap();
+                let sizes: Vec<usize> = view.points.iter().map(Vec::len).collect();
+                assert_eq!(sizes, vec![80, 100]);
+                assert!(
+                    view.variance >= 0.0 && view.explained > 0.0 && view.explained <= 1.0 + 1e-9
+                );
+                assert_eq!(
+                    view,
+                    hinrec_duration::paper::alignment_view(&model, 100, 3).unwrap()
+                );
+            }
+            Variant::Dmf => assert!(view.is_err()),
+        }
     }
 }
 
