@@ -23,7 +23,16 @@ fn bench(c: &mut Criterion) {
         });
     }
     g.bench_function("itemknn_fit_k50", |b| {
-        b.iter(|| ItemKnn::fit(train, &ItemKnnConfig { k: 50, shrink: 0.0 }).expect("fits"))
+        b.iter(|| {
+            ItemKnn::fit(
+                train,
+                &ItemKnnConfig {
+                    k: 50,
+                    ..Default::default()
+                },
+            )
+            .expect("fits")
+        })
     });
     g.finish();
 }

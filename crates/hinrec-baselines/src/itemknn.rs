@@ -1,8 +1,11 @@
 //! ItemKNN: cosine item-item similarity over training users, top-k
 //! neighbours per item (Sarwar et al., 2001; Deshpande & Karypis, 2004).
 //!
-//! `score(u, i) = sum over j in N(u) of sim(j, i)` where `sim(j, .)` keeps
-//! only item j's k most similar items.
+//! `score(u, i) = sum over j in N(u) of sim(j, i)` over the pairs a top-k
+//! keeps: with [`Direction::Source`], each item j keeps its k most similar
+//! items (the rows of the similarity matrix); with [`Direction::Target`],
+//! each item i keeps the k items most similar to it and is scored from
+//! those alone (the columns: RecBole's ItemKNN).
 
 use std::path::Path;
 
@@ -22,6 +25,19 @@ pub struct ItemKnnConfig {
     pub k: usize,
     /// Shrinkage added to the cosine denominator (0 = plain cosine).
     pub shrink: f32,
+    /// Which side of each pair the top-k is taken for.
+    pub direction: Direction,
+}
+
+/// Which items keep k neighbours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    /// Each of the user's items spreads to its own k most similar items.
+    #[default]
+    Source,
+    /// Each scored item reads only its k most similar items.
+    Target,
 }
 
 impl Default for ItemKnnConfig {
@@ -29,6 +45,7 @@ impl Default for ItemKnnConfig {
         ItemKnnConfig {
             k: 100,
             shrink: 0.0,
+            direction: Direction::Source,
         }
     }
 }
@@ -92,6 +109,20 @@ impl ItemKnn {
                 },
             )
             .collect();
+        // Target: item i's row lists what it reads; scoring spreads from
+        // each of the user's items, so store the transpose.
+        let rows = match cfg.direction {
+            Direction::Source => rows,
+            Direction::Target => {
+                let mut t: Vec<Vec<(u32, f32)>> = vec![Vec::new(); n];
+                for (i, row) in rows.iter().enumerate() {
+                    for &(j, s) in row {
+                        t[j as usize].push((i as u32, s));
+                    }
+                }
+                t
+            }
+        };
         let mut ptr = vec![0u32];
         let (mut neighbours, mut sims) = (Vec::new(), Vec::new());
         for row in rows {
@@ -109,7 +140,9 @@ impl ItemKnn {
         })
     }
 
-    /// Neighbours of `item` with their similarities.
+    /// The items `item` adds to when a user has it, with their
+    /// similarities (its own top-k for [`Direction::Source`]; the items
+    /// whose top-k holds it for [`Direction::Target`]).
     pub fn neighbours(&self, item: u32) -> impl Iterator<Item = (u32, f32)> + '_ {
         let (a, b) = (
             self.ptr[item as usize] as usize,
@@ -225,7 +258,14 @@ mod tests {
     fn cosine_by_hand() {
         // item 0: users {0,1}; item 1: users {0,1,2}; item 2: users {2}
         let x = Interactions::from_pairs(3, 3, &[(0, 0), (1, 0), (0, 1), (1, 1), (2, 1), (2, 2)]);
-        let m = ItemKnn::fit(&x, &ItemKnnConfig { k: 5, shrink: 0.0 }).unwrap();
+        let m = ItemKnn::fit(
+            &x,
+            &ItemKnnConfig {
+                k: 5,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let n0: Vec<_> = m.neighbours(0).collect();
         assert_eq!(n0.len(), 1);
         assert!((n0[0].1 - 2.0 / (2f32 * 3.0).sqrt()).abs() < 1e-6);
@@ -237,11 +277,50 @@ mod tests {
         m.score_users(&[2], &mut out).unwrap();
         assert!((out[0] - 2.0 / 6f32.sqrt()).abs() < 1e-6);
         // k = 1 keeps only item 1's best neighbour (item 0).
-        let m1 = ItemKnn::fit(&x, &ItemKnnConfig { k: 1, shrink: 0.0 }).unwrap();
+        let m1 = ItemKnn::fit(
+            &x,
+            &ItemKnnConfig {
+                k: 1,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(m1.neighbours(1).map(|p| p.0).collect::<Vec<_>>(), vec![0]);
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("knn.safetensors");
         m.save(&p).unwrap();
         assert_eq!(ItemKnn::load(&p).unwrap(), m);
+    }
+
+    #[test]
+    fn target_direction_keeps_each_scored_items_top_k() {
+        let x = Interactions::from_pairs(3, 3, &[(0, 0), (1, 0), (0, 1), (1, 1), (2, 1), (2, 2)]);
+        let (s01, s12) = (2.0 / 6f32.sqrt(), 1.0 / 3f32.sqrt());
+        let cfg = ItemKnnConfig {
+            k: 1,
+            direction: Direction::Target,
+            ..Default::default()
+        };
+        let m = ItemKnn::fit(&x, &cfg).unwrap();
+        // Tops: item 0 reads item 1, item 1 reads item 0, item 2 reads item 1.
+        let lists: Vec<Vec<u32>> = (0..3)
+            .map(|i| m.neighbours(i).map(|p| p.0).collect())
+            .collect();
+        assert_eq!(lists, vec![vec![1], vec![0, 2], vec![]]);
+        // User 2 (items 1, 2): item 0 and item 2 each read item 1.
+        let mut out = [0.0; 3];
+        m.score_users(&[2], &mut out).unwrap();
+        assert!((out[0] - s01).abs() < 1e-6 && (out[2] - s12).abs() < 1e-6 && out[1] == 0.0);
+        // Source with k = 1: item 2 spreads to item 1, item 1 to item 0.
+        let src = ItemKnn::fit(
+            &x,
+            &ItemKnnConfig {
+                k: 1,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        src.score_users(&[2], &mut out).unwrap();
+        assert!((out[0] - s01).abs() < 1e-6 && (out[1] - s12).abs() < 1e-6 && out[2] == 0.0);
     }
 }

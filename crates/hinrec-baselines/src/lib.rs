@@ -35,6 +35,6 @@ pub mod params;
 pub use bpr::{BprConfig, BprMf};
 pub use error::{BaselineError, Result};
 pub use hinrec_train::{EpochReport, Validation};
-pub use itemknn::{ItemKnn, ItemKnnConfig};
+pub use itemknn::{Direction, ItemKnn, ItemKnnConfig};
 pub use mostpop::MostPop;
 pub use params::MostPopParams;

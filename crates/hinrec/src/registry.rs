@@ -148,11 +148,20 @@ fn no_grid() -> Vec<String> {
     Vec::new()
 }
 
+/// ItemKNN's neighbours per item, which side keeps them (its own rows or
+/// RecBole's columns) and the cosine's shrinkage.
 fn itemknn_grid() -> Vec<String> {
-    [20, 50, 100, 200, 400]
-        .iter()
-        .map(|k| format!("k = {k}"))
-        .collect()
+    let mut out = Vec::new();
+    for direction in ["source", "target"] {
+        for k in [20, 50, 100, 200, 400] {
+            for shrink in [0, 10] {
+                out.push(format!(
+                    "k = {k}\ndirection = \"{direction}\"\nshrink = {shrink}.0"
+                ));
+            }
+        }
+    }
+    out
 }
 
 fn bpr_grid() -> Vec<String> {
