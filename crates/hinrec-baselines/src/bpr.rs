@@ -143,10 +143,7 @@ impl BprMf {
             let (u, i, j) = (u as usize, i as usize, j as usize);
             pu.copy_from_slice(&self.users[u * d..(u + 1) * d]);
             let (qi, qj) = two_rows(&mut self.items, i, j, d);
-            let mut x = 0f32;
-            for k in 0..d {
-                x += pu[k] * (qi[k] - qj[k]);
-            }
+            let mut x = dot_difference(&pu, qi, qj);
             if cfg.item_bias {
                 x += self.bias[i] - self.bias[j];
             }
@@ -154,11 +151,12 @@ impl BprMf {
             let g = 1.0 / (1.0 + x.exp());
             loss += f64::from(softplus(-x));
             let p = &mut self.users[u * d..(u + 1) * d];
-            for k in 0..d {
-                let (a, b, c) = (pu[k], qi[k], qj[k]);
-                p[k] += lr * (g * (b - c) - reg * a);
-                qi[k] += lr * (g * a - reg * b);
-                qj[k] += lr * (-g * a - reg * c);
+            // Zipped, so the loop has no bounds checks and vectorises.
+            for (((p, &a), b), c) in p.iter_mut().zip(&pu).zip(qi.iter_mut()).zip(qj.iter_mut()) {
+                let (bv, cv) = (*b, *c);
+                *p += lr * (g * (bv - cv) - reg * a);
+                *b += lr * (g * a - reg * bv);
+                *c += lr * (-g * a - reg * cv);
             }
             if cfg.item_bias {
                 self.bias[i] += lr * (g - reg * self.bias[i]);
@@ -283,6 +281,34 @@ impl Scorer for BprMf {
             self.score_user_all(u, o)
         })
     }
+}
+
+/// Lanes of [`dot_difference`]'s partial sums.
+const LANES: usize = 8;
+
+/// `p . (a - b)` with [`LANES`] partial sums, which the compiler keeps in
+/// one SIMD register (a single running sum is a chain of dependent adds
+/// that cannot be vectorised).
+fn dot_difference(p: &[f32], a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let (pc, ac, bc) = (
+        p.chunks_exact(LANES),
+        a.chunks_exact(LANES),
+        b.chunks_exact(LANES),
+    );
+    let tail: f32 = pc
+        .remainder()
+        .iter()
+        .zip(ac.remainder())
+        .zip(bc.remainder())
+        .map(|((p, a), b)| p * (a - b))
+        .sum();
+    for ((p, a), b) in pc.zip(ac).zip(bc) {
+        for l in 0..LANES {
+            acc[l] += p[l] * (a[l] - b[l]);
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
