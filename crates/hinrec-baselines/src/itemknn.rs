@@ -40,12 +40,15 @@ pub enum Direction {
     Target,
 }
 
+/// The defaults are the grid point with the highest mean share of each
+/// shipped dataset's best validation score (97 % over 11 experiments;
+/// docs/baselines.md).
 impl Default for ItemKnnConfig {
     fn default() -> Self {
         ItemKnnConfig {
-            k: 100,
-            shrink: 0.0,
-            direction: Direction::Source,
+            k: 400,
+            shrink: 10.0,
+            direction: Direction::Target,
         }
     }
 }
@@ -262,7 +265,8 @@ mod tests {
             &x,
             &ItemKnnConfig {
                 k: 5,
-                ..Default::default()
+                shrink: 0.0,
+                direction: Direction::Source,
             },
         )
         .unwrap();
@@ -281,7 +285,8 @@ mod tests {
             &x,
             &ItemKnnConfig {
                 k: 1,
-                ..Default::default()
+                shrink: 0.0,
+                direction: Direction::Source,
             },
         )
         .unwrap();
@@ -298,8 +303,8 @@ mod tests {
         let (s01, s12) = (2.0 / 6f32.sqrt(), 1.0 / 3f32.sqrt());
         let cfg = ItemKnnConfig {
             k: 1,
+            shrink: 0.0,
             direction: Direction::Target,
-            ..Default::default()
         };
         let m = ItemKnn::fit(&x, &cfg).unwrap();
         // Tops: item 0 reads item 1, item 1 reads item 0, item 2 reads item 1.
@@ -316,7 +321,8 @@ mod tests {
             &x,
             &ItemKnnConfig {
                 k: 1,
-                ..Default::default()
+                shrink: 0.0,
+                direction: Direction::Source,
             },
         )
         .unwrap();
