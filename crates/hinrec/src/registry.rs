@@ -321,10 +321,15 @@ const DURATION_DTCDR_COLD: &str = "split = { kind = \"global-ratio\", train = 0.
 /// stored unobserved item of its own kind as a negative.
 const DURATION_HIN: &str = "split = { kind = \"global-ratio\", train = 0.7, valid = 0.2 }\nlabelled_negatives = 1\nmetric = \"AUC\"";
 
-/// douban-hin's epoch cap: an epoch there is 1.8 M samples (about 30 s on
-/// 2 cores), so a seed's run stops at this budget if validation has not
-/// stopped it first (docs/duration.md).
-const DURATION_HIN_SETTINGS: &str = "epochs = 10";
+/// douban-hin's epoch cap for DURation and its variants: an epoch there is
+/// 1.8 M samples (over a minute on 2 cores), so every variant gets the
+/// budget of the grid trials (docs/duration.md).
+const DURATION_HIN_EPOCHS: &str = "epochs = 4";
+
+/// DURation on douban-hin: that cap, and the α and β its validation grid
+/// ([`duration_hin_grid`], 4-epoch trials, seed 1) chose, which
+/// `cargo xtask reproduce --no-grid` uses without the grid's 20 minutes.
+const DURATION_HIN_CHOSEN: &str = "epochs = 4\nalpha = 100.0\nbeta = 0.0001";
 
 /// One of DURation's experiments.
 const fn on_duration(
@@ -356,6 +361,7 @@ const fn duration_experiments(
     grid: fn() -> Vec<String>,
     grid_settings: &'static str,
     hin_grid: fn() -> Vec<String>,
+    hin_settings: &'static str,
 ) -> [Experiment; 3] {
     [
         on_duration("douban-dtcdr", "", DURATION_DTCDR, "", grid, grid_settings),
@@ -374,7 +380,7 @@ const fn duration_experiments(
                 "douban-hin",
                 "",
                 DURATION_HIN,
-                DURATION_HIN_SETTINGS,
+                hin_settings,
                 hin_grid,
                 DURATION_HIN_TRIAL,
             )
@@ -418,10 +424,14 @@ fn duration_hin_grid() -> Vec<String> {
 const DURATION_TRIAL: &str = "epochs = 8";
 const DURATION_HIN_TRIAL: &str = "epochs = 4";
 
-const DURATION_EXPERIMENTS: [Experiment; 3] =
-    duration_experiments(duration_grid, DURATION_TRIAL, duration_hin_grid);
+const DURATION_EXPERIMENTS: [Experiment; 3] = duration_experiments(
+    duration_grid,
+    DURATION_TRIAL,
+    duration_hin_grid,
+    DURATION_HIN_CHOSEN,
+);
 const DURATION_DIMS_EXPERIMENTS: [Experiment; 3] =
-    duration_experiments(duration_dims, DURATION_TRIAL, no_grid);
+    duration_experiments(duration_dims, DURATION_TRIAL, no_grid, DURATION_HIN_EPOCHS);
 
 const DURATION_DEMO: &str = "dim = 16\nepochs = 10\nbatch = 256\nlr = 0.005";
 
@@ -455,9 +465,9 @@ const MOSTPOP_EXPERIMENTS: [Experiment; 13] = [
     hhfan_experiments(no_grid)[1],
     hhfan_experiments(no_grid)[2],
     hhfan_experiments(no_grid)[3],
-    duration_experiments(no_grid, "", no_grid)[0],
-    duration_experiments(no_grid, "", no_grid)[1],
-    duration_experiments(no_grid, "", no_grid)[2],
+    duration_experiments(no_grid, "", no_grid, "")[0],
+    duration_experiments(no_grid, "", no_grid, "")[1],
+    duration_experiments(no_grid, "", no_grid, "")[2],
 ];
 const ITEMKNN_EXPERIMENTS: [Experiment; 13] = [
     baseline(BASELINE_DATASETS[0], itemknn_grid),
@@ -470,9 +480,9 @@ const ITEMKNN_EXPERIMENTS: [Experiment; 13] = [
     hhfan_experiments(itemknn_grid)[1],
     hhfan_experiments(itemknn_grid)[2],
     hhfan_experiments(itemknn_grid)[3],
-    duration_experiments(itemknn_grid, "", itemknn_grid)[0],
-    duration_experiments(itemknn_grid, "", itemknn_grid)[1],
-    duration_experiments(itemknn_grid, "", itemknn_grid)[2],
+    duration_experiments(itemknn_grid, "", itemknn_grid, "")[0],
+    duration_experiments(itemknn_grid, "", itemknn_grid, "")[1],
+    duration_experiments(itemknn_grid, "", itemknn_grid, "")[2],
 ];
 const BPR_EXPERIMENTS: [Experiment; 13] = [
     baseline(BASELINE_DATASETS[0], bpr_grid),
@@ -485,9 +495,9 @@ const BPR_EXPERIMENTS: [Experiment; 13] = [
     hhfan_experiments(bpr_grid)[1],
     hhfan_experiments(bpr_grid)[2],
     hhfan_experiments(bpr_grid)[3],
-    duration_experiments(bpr_grid, "", bpr_grid)[0],
-    duration_experiments(bpr_grid, "", bpr_grid)[1],
-    duration_experiments(bpr_grid, "", bpr_grid)[2],
+    duration_experiments(bpr_grid, "", bpr_grid, "")[0],
+    duration_experiments(bpr_grid, "", bpr_grid, "")[1],
+    duration_experiments(bpr_grid, "", bpr_grid, "")[2],
 ];
 /// lgrec.txt Table 2: Yelp's validation runs on 2,000 sampled users with a
 /// 15-epoch cap (docs/lgrec.md).
