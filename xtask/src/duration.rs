@@ -11,7 +11,8 @@ use hinrec::train::ModelParams;
 #[derive(clap::Args)]
 pub struct Args {
     /// Model directories written by `hinrec train --model duration...`
-    /// (one panel each, in order), each as `TITLE=DIR` or `DIR`.
+    /// (one panel each, in order), each as `TITLE=DIR` (split at the last
+    /// `=`) or `DIR`.
     #[arg(long = "model", required = true)]
     models: Vec<String>,
     /// Items drawn from each kind.
@@ -28,7 +29,7 @@ pub struct Args {
 pub fn run(args: &Args) -> Result<()> {
     let mut views: Vec<(String, AlignmentView)> = Vec::new();
     for spec in &args.models {
-        let (title, dir) = match spec.split_once('=') {
+        let (title, dir) = match spec.rsplit_once('=') {
             Some((t, d)) => (t.to_string(), PathBuf::from(d)),
             None => (spec.clone(), PathBuf::from(spec)),
         };

@@ -175,16 +175,28 @@ pub fn alignment_svg(views: &[(&str, &AlignmentView)]) -> String {
     for (p, (title, view)) in views.iter().enumerate() {
         let x0 = margin + p as f64 * (PANEL + margin);
         let y0 = margin + 10.0;
-        let extent = view
+        // The frame holds 98 % of the points: a few far items would
+        // otherwise squeeze the rest into a dot. The others are clipped
+        // and counted.
+        let mut reach: Vec<f64> = view
             .points
             .iter()
             .flatten()
-            .flat_map(|q| [q[0].abs(), q[1].abs()])
-            .fold(1e-12, f64::max);
+            .map(|q| q[0].abs().max(q[1].abs()))
+            .collect();
+        reach.sort_by(f64::total_cmp);
+        let extent = reach
+            .get((reach.len() * 98 / 100).min(reach.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(1.0)
+            .max(1e-12);
+        let outside = reach.iter().filter(|&&r| r > extent).count();
         let scale = (PANEL / 2.0 - 6.0) / extent;
         out += &format!(
             "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"13\">{}</text>\n\
-             <rect x=\"{x0}\" y=\"{y0}\" width=\"{PANEL}\" height=\"{PANEL}\" fill=\"none\" stroke=\"#999\"/>\n",
+             <rect x=\"{x0}\" y=\"{y0}\" width=\"{PANEL}\" height=\"{PANEL}\" fill=\"none\" stroke=\"#999\"/>\n\
+             <clipPath id=\"panel{p}\"><rect x=\"{x0}\" y=\"{y0}\" width=\"{PANEL}\" height=\"{PANEL}\"/></clipPath>\n\
+             <g clip-path=\"url(#panel{p})\">\n",
             x0 + PANEL / 2.0,
             y0 - 8.0,
             escape(title)
@@ -199,6 +211,7 @@ pub fn alignment_svg(views: &[(&str, &AlignmentView)]) -> String {
                 );
             }
         }
+        out += "</g>\n";
         let legend: Vec<String> = view
             .kinds
             .iter()
@@ -212,7 +225,7 @@ pub fn alignment_svg(views: &[(&str, &AlignmentView)]) -> String {
             })
             .collect();
         out += &format!(
-            "<text x=\"{x0}\" y=\"{}\">{}</text>\n<text x=\"{x0}\" y=\"{}\">distributional variance {:.4}; axes hold {:.0}% of the variance</text>\n",
+            "<text x=\"{x0}\" y=\"{}\">{} ({outside} points beyond the frame)</text>\n<text x=\"{x0}\" y=\"{}\">distributional variance {:.4}; axes hold {:.0}% of the variance</text>\n",
             y0 + PANEL + 18.0,
             legend.join(" "),
             y0 + PANEL + 36.0,
