@@ -356,12 +356,14 @@ const fn on_duration(
 
 /// DURation's experiments (douban-dtcdr's full data and cold start, and
 /// douban-hin), and each baseline's beside them, with `grid_settings` for
-/// the grid trials; douban-hin searches `hin_grid`.
+/// the grid trials; douban-hin searches `hin_grid` with `hin_settings`
+/// under its trials' own cap (DURation's: [`DURATION_HIN_EPOCHS`]).
 const fn duration_experiments(
     grid: fn() -> Vec<String>,
     grid_settings: &'static str,
     hin_grid: fn() -> Vec<String>,
     hin_settings: &'static str,
+    hin_grid_settings: &'static str,
 ) -> [Experiment; 3] {
     [
         on_duration("douban-dtcdr", "", DURATION_DTCDR, "", grid, grid_settings),
@@ -382,7 +384,7 @@ const fn duration_experiments(
                 DURATION_HIN,
                 hin_settings,
                 hin_grid,
-                DURATION_HIN_TRIAL,
+                hin_grid_settings,
             )
         },
     ]
@@ -422,16 +424,21 @@ fn duration_hin_grid() -> Vec<String> {
 
 /// Grid trials stop after this many epochs (the seeds' runs do not).
 const DURATION_TRIAL: &str = "epochs = 8";
-const DURATION_HIN_TRIAL: &str = "epochs = 4";
 
 const DURATION_EXPERIMENTS: [Experiment; 3] = duration_experiments(
     duration_grid,
     DURATION_TRIAL,
     duration_hin_grid,
     DURATION_HIN_CHOSEN,
+    DURATION_HIN_EPOCHS,
 );
-const DURATION_DIMS_EXPERIMENTS: [Experiment; 3] =
-    duration_experiments(duration_dims, DURATION_TRIAL, no_grid, DURATION_HIN_EPOCHS);
+const DURATION_DIMS_EXPERIMENTS: [Experiment; 3] = duration_experiments(
+    duration_dims,
+    DURATION_TRIAL,
+    no_grid,
+    DURATION_HIN_EPOCHS,
+    DURATION_HIN_EPOCHS,
+);
 
 const DURATION_DEMO: &str = "dim = 16\nepochs = 10\nbatch = 256\nlr = 0.005";
 
@@ -465,9 +472,9 @@ const MOSTPOP_EXPERIMENTS: [Experiment; 13] = [
     hhfan_experiments(no_grid)[1],
     hhfan_experiments(no_grid)[2],
     hhfan_experiments(no_grid)[3],
-    duration_experiments(no_grid, "", no_grid, "")[0],
-    duration_experiments(no_grid, "", no_grid, "")[1],
-    duration_experiments(no_grid, "", no_grid, "")[2],
+    duration_experiments(no_grid, "", no_grid, "", "")[0],
+    duration_experiments(no_grid, "", no_grid, "", "")[1],
+    duration_experiments(no_grid, "", no_grid, "", "")[2],
 ];
 const ITEMKNN_EXPERIMENTS: [Experiment; 13] = [
     baseline(BASELINE_DATASETS[0], itemknn_grid),
@@ -480,9 +487,9 @@ const ITEMKNN_EXPERIMENTS: [Experiment; 13] = [
     hhfan_experiments(itemknn_grid)[1],
     hhfan_experiments(itemknn_grid)[2],
     hhfan_experiments(itemknn_grid)[3],
-    duration_experiments(itemknn_grid, "", itemknn_grid, "")[0],
-    duration_experiments(itemknn_grid, "", itemknn_grid, "")[1],
-    duration_experiments(itemknn_grid, "", itemknn_grid, "")[2],
+    duration_experiments(itemknn_grid, "", itemknn_grid, "", "")[0],
+    duration_experiments(itemknn_grid, "", itemknn_grid, "", "")[1],
+    duration_experiments(itemknn_grid, "", itemknn_grid, "", "")[2],
 ];
 const BPR_EXPERIMENTS: [Experiment; 13] = [
     baseline(BASELINE_DATASETS[0], bpr_grid),
@@ -495,9 +502,9 @@ const BPR_EXPERIMENTS: [Experiment; 13] = [
     hhfan_experiments(bpr_grid)[1],
     hhfan_experiments(bpr_grid)[2],
     hhfan_experiments(bpr_grid)[3],
-    duration_experiments(bpr_grid, "", bpr_grid, "")[0],
-    duration_experiments(bpr_grid, "", bpr_grid, "")[1],
-    duration_experiments(bpr_grid, "", bpr_grid, "")[2],
+    duration_experiments(bpr_grid, "", bpr_grid, "", "")[0],
+    duration_experiments(bpr_grid, "", bpr_grid, "", "")[1],
+    duration_experiments(bpr_grid, "", bpr_grid, "", "")[2],
 ];
 /// lgrec.txt Table 2: Yelp's validation runs on 2,000 sampled users with a
 /// 15-epoch cap (docs/lgrec.md).
@@ -783,9 +790,21 @@ mod tests {
                     e.name()
                 );
                 crate::experiment::ExperimentConfig::parse(e.protocol).unwrap();
-                parse_toml(e.settings).unwrap();
+                // The settings, every grid point and the trials' cap are
+                // parameters this model takes.
+                let settings = parse_toml(e.settings).unwrap();
+                let trial = parse_toml(e.grid_settings).unwrap();
+                let mut points = vec![toml::Table::new()];
                 for g in (e.grid)() {
-                    parse_toml(&g).unwrap();
+                    points.push(parse_toml(&g).unwrap());
+                }
+                for point in points {
+                    let mut t = settings.clone();
+                    t.extend(point);
+                    t.extend(trial.clone());
+                    if let Err(err) = m.params(None, &t) {
+                        panic!("{} on {}: {t:?}: {err}", m.name, e.name());
+                    }
                 }
             }
         }
