@@ -407,7 +407,7 @@ pub fn render(store: &Store, papers: &PaperFile) -> String {
             let paper_head: Vec<String> = head.iter().map(|h| format!("paper {h}")).collect();
             let _ = writeln!(
                 md,
-                "\nLabelled protocol (DURation): ROC AUC of the test rows' labels (rating above 3 positive, any other observed rating negative), per item kind and over all; ties count one half.\n\n\
+                "\nLabelled protocol (DURation): ROC AUC of the labelled test rows (with ratings: above 3 positive, any other observed rating negative; binary data: each positive beside one stored unobserved item of its kind), per item kind and over all; ties count one half.\n\n\
                  | model | {} | {} |\n|---|{}",
                 head.join(" | "),
                 paper_head.join(" | "),
