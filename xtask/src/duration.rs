@@ -33,19 +33,20 @@ pub fn run(args: &Args) -> Result<()> {
             Some((t, d)) => (t.to_string(), PathBuf::from(d)),
             None => (spec.clone(), PathBuf::from(spec)),
         };
-        // Checksums, provenance and the dataset first, as `hinrec evaluate`.
-        let loaded = hinrec::model_dir::load(&dir)?;
-        if loaded.entry.table != "duration" || loaded.info.model == "duration-ho" {
+        // The directory's checksums and tensor shapes; the weights are
+        // then read once, as a concrete DURation.
+        let v = hinrec::model_dir::read_verified(&dir)?;
+        if v.entry.table != "duration" || v.info.model == "duration-ho" {
             bail!(
                 "{}: a {} model; the figure needs one DURation over every kind",
                 dir.display(),
-                loaded.info.model
+                v.info.model
             );
         }
-        let cfg: DurationConfig = toml::Value::Table(loaded.info.params.clone())
+        let cfg: DurationConfig = toml::Value::Table(v.info.params)
             .try_into()
             .with_context(|| format!("{}: config.toml's [params]", dir.display()))?;
-        let model = cfg.load(&dir.join("model.safetensors"))?;
+        let model = cfg.load(&v.weights)?;
         let view = alignment_view(&model, args.per_kind, args.seed)
             .with_context(|| format!("{}", dir.display()))?;
         println!(

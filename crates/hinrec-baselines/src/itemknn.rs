@@ -257,19 +257,20 @@ impl Scorer for ItemKnn {
 mod tests {
     use super::*;
 
+    /// Plain cosine (no shrinkage), `k` neighbours on `direction`'s side.
+    fn plain(k: usize, direction: Direction) -> ItemKnnConfig {
+        ItemKnnConfig {
+            k,
+            shrink: 0.0,
+            direction,
+        }
+    }
+
     #[test]
     fn cosine_by_hand() {
         // item 0: users {0,1}; item 1: users {0,1,2}; item 2: users {2}
         let x = Interactions::from_pairs(3, 3, &[(0, 0), (1, 0), (0, 1), (1, 1), (2, 1), (2, 2)]);
-        let m = ItemKnn::fit(
-            &x,
-            &ItemKnnConfig {
-                k: 5,
-                shrink: 0.0,
-                direction: Direction::Source,
-            },
-        )
-        .unwrap();
+        let m = ItemKnn::fit(&x, &plain(5, Direction::Source)).unwrap();
         let n0: Vec<_> = m.neighbours(0).collect();
         assert_eq!(n0.len(), 1);
         assert!((n0[0].1 - 2.0 / (2f32 * 3.0).sqrt()).abs() < 1e-6);
@@ -281,15 +282,7 @@ mod tests {
         m.score_users(&[2], &mut out).unwrap();
         assert!((out[0] - 2.0 / 6f32.sqrt()).abs() < 1e-6);
         // k = 1 keeps only item 1's best neighbour (item 0).
-        let m1 = ItemKnn::fit(
-            &x,
-            &ItemKnnConfig {
-                k: 1,
-                shrink: 0.0,
-                direction: Direction::Source,
-            },
-        )
-        .unwrap();
+        let m1 = ItemKnn::fit(&x, &plain(1, Direction::Source)).unwrap();
         assert_eq!(m1.neighbours(1).map(|p| p.0).collect::<Vec<_>>(), vec![0]);
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("knn.safetensors");
@@ -301,12 +294,7 @@ mod tests {
     fn target_direction_keeps_each_scored_items_top_k() {
         let x = Interactions::from_pairs(3, 3, &[(0, 0), (1, 0), (0, 1), (1, 1), (2, 1), (2, 2)]);
         let (s01, s12) = (2.0 / 6f32.sqrt(), 1.0 / 3f32.sqrt());
-        let cfg = ItemKnnConfig {
-            k: 1,
-            shrink: 0.0,
-            direction: Direction::Target,
-        };
-        let m = ItemKnn::fit(&x, &cfg).unwrap();
+        let m = ItemKnn::fit(&x, &plain(1, Direction::Target)).unwrap();
         // Tops: item 0 reads item 1, item 1 reads item 0, item 2 reads item 1.
         let lists: Vec<Vec<u32>> = (0..3)
             .map(|i| m.neighbours(i).map(|p| p.0).collect())
@@ -317,15 +305,7 @@ mod tests {
         m.score_users(&[2], &mut out).unwrap();
         assert!((out[0] - s01).abs() < 1e-6 && (out[2] - s12).abs() < 1e-6 && out[1] == 0.0);
         // Source with k = 1: item 2 spreads to item 1, item 1 to item 0.
-        let src = ItemKnn::fit(
-            &x,
-            &ItemKnnConfig {
-                k: 1,
-                shrink: 0.0,
-                direction: Direction::Source,
-            },
-        )
-        .unwrap();
+        let src = ItemKnn::fit(&x, &plain(1, Direction::Source)).unwrap();
         src.score_users(&[2], &mut out).unwrap();
         assert!((out[0] - s01).abs() < 1e-6 && (out[1] - s12).abs() < 1e-6 && out[2] == 0.0);
     }

@@ -127,40 +127,53 @@ pub fn sampled_labels(
     seed: u64,
 ) -> Result<Vec<(u32, u32, bool)>> {
     use rand::Rng;
-    let all = std::slice::from_ref(&(0..part.n_items() as u32)).to_vec();
-    let kinds = if kinds.is_empty() { &all[..] } else { kinds };
+    let whole = 0..part.n_items() as u32;
+    let kinds = if kinds.is_empty() {
+        std::slice::from_ref(&whole)
+    } else {
+        kinds
+    };
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut out = Vec::with_capacity(part.nnz() * (1 + per_positive));
     let mut negatives = 0usize;
-    for (user, item) in part.pairs() {
-        out.push((user, item, true));
-        let Some(range) = kinds.iter().find(|r| r.contains(&item)) else {
-            return Err(DataError::Invalid(format!(
-                "item {item} is in none of the item kinds"
-            )));
-        };
-        let seen = |i: u32| known.iter().any(|k| k.contains(user, i));
-        let held: usize = known
-            .iter()
-            .map(|k| {
-                k.user_items(user)
-                    .iter()
-                    .filter(|i| range.contains(i))
-                    .count()
-            })
-            .sum();
-        if held >= range.len() {
+    let mut held_items: Vec<u32> = Vec::new();
+    for user in 0..part.n_users() as u32 {
+        let items = part.user_items(user);
+        if items.is_empty() {
             continue;
         }
-        for _ in 0..per_positive {
-            let neg = loop {
-                let i = rng.random_range(range.clone());
-                if !seen(i) {
-                    break i;
-                }
+        // Once per user: how many distinct items of each kind it holds.
+        held_items.clear();
+        for k in known {
+            held_items.extend_from_slice(k.user_items(user));
+        }
+        held_items.sort_unstable();
+        held_items.dedup();
+        let held: Vec<usize> = kinds
+            .iter()
+            .map(|r| held_items.iter().filter(|i| r.contains(i)).count())
+            .collect();
+        let seen = |i: u32| held_items.binary_search(&i).is_ok();
+        for &item in items {
+            out.push((user, item, true));
+            let Some(k) = kinds.iter().position(|r| r.contains(&item)) else {
+                return Err(DataError::Invalid(format!(
+                    "item {item} is in none of the item kinds"
+                )));
             };
-            out.push((user, neg, false));
-            negatives += 1;
+            if held[k] >= kinds[k].len() {
+                continue;
+            }
+            for _ in 0..per_positive {
+                let neg = loop {
+                    let i = rng.random_range(kinds[k].clone());
+                    if !seen(i) {
+                        break i;
+                    }
+                };
+                out.push((user, neg, false));
+                negatives += 1;
+            }
         }
     }
     if negatives == 0 && per_positive > 0 && !part.is_empty() {

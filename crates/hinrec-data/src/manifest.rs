@@ -325,19 +325,22 @@ impl Manifest {
         self.entities.iter().position(|e| e.name == name)
     }
 
-    /// Item entity types in the order their id ranges are laid out.
-    pub fn item_entities(&self) -> Vec<String> {
-        let mut out = vec![self.item.clone()];
-        let files = self
-            .interactions
+    /// Every interaction file: `[[interactions]]`, then the split's.
+    pub fn interaction_files(&self) -> impl Iterator<Item = &InteractionFile> {
+        self.interactions
             .iter()
             .chain(self.split.iter().flat_map(|s| {
                 s.train
                     .iter()
                     .chain(s.valid.iter())
                     .chain(std::iter::once(&s.test))
-            }));
-        for f in files {
+            }))
+    }
+
+    /// Item entity types in the order their id ranges are laid out.
+    pub fn item_entities(&self) -> Vec<String> {
+        let mut out = vec![self.item.clone()];
+        for f in self.interaction_files() {
             if let Some(it) = &f.item {
                 if !out.contains(it) {
                     out.push(it.clone());
@@ -416,16 +419,8 @@ impl Manifest {
                 ));
             }
         }
-        let files = self
-            .interactions
-            .iter()
-            .chain(self.split.iter().flat_map(|s| {
-                s.train
-                    .iter()
-                    .chain(s.valid.iter())
-                    .chain(std::iter::once(&s.test))
-            }));
-        for f in files {
+        let user = self.entity_index(&self.user).expect("checked above");
+        for f in self.interaction_files() {
             let Some(g) = &f.user_group else { continue };
             if g.is_empty() || g.contains(':') {
                 return err(format!(
@@ -433,7 +428,6 @@ impl Manifest {
                     f.file
                 ));
             }
-            let user = self.entity_index(&self.user).expect("checked above");
             if self.entities[user].count.is_some() {
                 return err(format!(
                     "{}: user_group makes its own user ids, so the user entity {:?} cannot declare a count",

@@ -344,3 +344,29 @@ fn id_base_is_checked_with_or_without_a_count() {
         "{zero}"
     );
 }
+
+#[test]
+fn user_groups_keep_two_files_users_apart_and_refuse_a_count() {
+    let grouped = UNCOUNTED.replace(
+        "[[interactions]]\nfile = \"ui.tsv\"\n",
+        "[[interactions]]\nfile = \"ui.tsv\"\nuser_group = \"a\"\n\
+         [[interactions]]\nfile = \"vi.tsv\"\nuser_group = \"b\"\n",
+    );
+    let ds = load_dir(
+        &grouped,
+        &[("ui.tsv", b"1\t1\n2\t2\n"), ("vi.tsv", b"1\t2\n")],
+    )
+    .unwrap();
+    // User 1 of file a and user 1 of file b are two users.
+    assert_eq!(ds.users().originals(), ["a:1", "a:2", "b:1"]);
+    assert_eq!(ds.interactions.nnz(), 3);
+    let empty = grouped.replace("user_group = \"b\"", "user_group = \"\"");
+    let e = load_dir(&empty, &[]).unwrap_err();
+    assert!(e.contains("vi.tsv: user_group = \"\""), "{e}");
+    let counted = grouped.replace(
+        "[[entities]]\nname = \"user\"\n",
+        "[[entities]]\nname = \"user\"\ncount = 2\n",
+    );
+    let e = load_dir(&counted, &[]).unwrap_err();
+    assert!(e.contains("cannot declare a count"), "{e}");
+}

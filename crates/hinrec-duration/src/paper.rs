@@ -75,8 +75,8 @@ pub fn alignment_view(model: &Duration, per_kind: usize, seed: u64) -> Result<Al
     let refs: Vec<&Tensor> = tensors.iter().collect();
     let variance = distributional_variance(&refs, gamma)?.to_scalar::<f32>()? as f64;
     let rows: Vec<&[f32]> = sets.iter().flat_map(|s| s.chunks(dim)).collect();
-    let (axes, explained) = principal_axes(&rows, dim);
     let mean = column_means(&rows, dim);
+    let (axes, explained) = principal_axes(&rows, &mean);
     let project = |r: &[f32]| {
         let mut p = [0.0; 2];
         for (a, axis) in axes.iter().enumerate() {
@@ -111,14 +111,14 @@ fn column_means(rows: &[&[f32]], dim: usize) -> Vec<f64> {
     mean
 }
 
-/// The top two eigenvectors of the rows' covariance (power iteration with
-/// deflation, from a fixed start), and the share of the total variance
-/// they hold.
-fn principal_axes(rows: &[&[f32]], dim: usize) -> ([Vec<f64>; 2], f64) {
-    let mean = column_means(rows, dim);
+/// The top two eigenvectors of the covariance of `rows` about their
+/// column means `mean` (power iteration with deflation, from a fixed
+/// start), and the share of the total variance they hold.
+fn principal_axes(rows: &[&[f32]], mean: &[f64]) -> ([Vec<f64>; 2], f64) {
+    let dim = mean.len();
     let mut cov = vec![0.0; dim * dim];
     for r in rows {
-        let c: Vec<f64> = r.iter().zip(&mean).map(|(&x, m)| x as f64 - m).collect();
+        let c: Vec<f64> = r.iter().zip(mean).map(|(&x, m)| x as f64 - m).collect();
         for i in 0..dim {
             for j in 0..dim {
                 cov[i * dim + j] += c[i] * c[j];
@@ -255,7 +255,7 @@ mod tests {
             })
             .collect();
         let rows: Vec<&[f32]> = pts.iter().map(|p| &p[..]).collect();
-        let (axes, explained) = principal_axes(&rows, 3);
+        let (axes, explained) = principal_axes(&rows, &column_means(&rows, 3));
         let h = 1.0 / 2f64.sqrt();
         assert!((axes[0][0].abs() - h).abs() < 1e-6 && (axes[0][1] - axes[0][0]).abs() < 1e-6);
         assert!((axes[1][0] + axes[1][1]).abs() < 1e-6 && axes[1][2].abs() < 1e-6);

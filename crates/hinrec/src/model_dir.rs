@@ -459,12 +459,23 @@ pub struct Loaded {
     pub prepared: Prepared,
 }
 
-/// Reads a model directory written by [`save`]: checksums, then the
-/// config, the weights against the recorded tensor shapes and the
-/// parameters, the dataset against what training read, and the split
-/// and negatives against the dataset. Any mismatch is an error that says
-/// what differs.
-pub fn load(dir: &Path) -> Result<Loaded> {
+/// A model directory's files checked, before any model or data is read.
+pub struct Verified {
+    /// Its config.
+    pub info: RunInfo,
+    /// What it was trained on.
+    pub provenance: Provenance,
+    /// Its registry entry.
+    pub entry: &'static ModelEntry,
+    /// The weights file, its tensors as the provenance records them.
+    pub weights: PathBuf,
+}
+
+/// Reads a model directory written by [`save`] as far as its own files
+/// go: checksums, the config, the provenance and the weights' tensor
+/// shapes against it, and the model's registry entry. For tools that load
+/// the weights themselves; [`load`] goes on to the model and the data.
+pub fn read_verified(dir: &Path) -> Result<Verified> {
     if !dir.is_dir() {
         let moved = Beside::of(dir)
             .map(|b| b.leftovers("old"))
@@ -506,6 +517,27 @@ pub fn load(dir: &Path) -> Result<Loaded> {
     }
     let entry =
         registry::model(&info.model).map_err(|e| anyhow::anyhow!("{}: {e}", cfg_path.display()))?;
+    Ok(Verified {
+        info,
+        provenance,
+        entry,
+        weights,
+    })
+}
+
+/// Reads a model directory written by [`save`]: checksums, then the
+/// config, the weights against the recorded tensor shapes and the
+/// parameters, the dataset against what training read, and the split
+/// and negatives against the dataset. Any mismatch is an error that says
+/// what differs.
+pub fn load(dir: &Path) -> Result<Loaded> {
+    let Verified {
+        info,
+        provenance,
+        entry,
+        weights,
+    } = read_verified(dir)?;
+    let cfg_path = dir.join(CONFIG);
     // The parameters exactly as trained: no preset or default on top.
     let mut params = (entry.defaults)();
     params
