@@ -54,6 +54,11 @@ impl EmbeddingTable {
         self.dim
     }
 
+    /// Every row, row-major (for products over the whole table).
+    pub fn values(&self) -> &[f32] {
+        &self.data
+    }
+
     /// Row `r`.
     pub fn row(&self, r: u32) -> &[f32] {
         &self.data[r as usize * self.dim..(r as usize + 1) * self.dim]
@@ -113,21 +118,8 @@ impl EmbeddingTable {
             // Ascending ids: the rows are disjoint, split off in order and
             // updated in parallel (each row's update is its own, so the
             // result is the sequential one).
-            let (mut data, mut m, mut v) = (&mut self.data[..], &mut self.m[..], &mut self.v[..]);
-            let mut rows = Vec::with_capacity(ids.len());
-            let mut at = 0;
-            for &r in ids {
-                let skip = (r as usize - at) * d;
-                let (w, rest) = std::mem::take(&mut data)[skip..].split_at_mut(d);
-                data = rest;
-                let (mr, rest) = std::mem::take(&mut m)[skip..].split_at_mut(d);
-                m = rest;
-                let (vr, rest) = std::mem::take(&mut v)[skip..].split_at_mut(d);
-                v = rest;
-                rows.push((w, mr, vr));
-                at = r as usize + 1;
-            }
-            rows.into_par_iter()
+            self.disjoint_rows(ids)
+                .into_par_iter()
                 .zip(g.par_chunks(d))
                 .with_min_len(ROWS_PER_TASK)
                 .for_each(|((w, m, v), g)| k.apply(w, m, v, g));
@@ -143,6 +135,59 @@ impl EmbeddingTable {
             );
         }
         Ok(())
+    }
+
+    /// [`EmbeddingTable::apply_rows`] with the gradient laid out like the
+    /// table (`rows x dim`, row `r` at `r * dim`), of which only the rows
+    /// `ids` (ascending) are read: no copy of them into a compact buffer.
+    pub fn apply_table_rows(&mut self, ids: &[u32], g: &[f32], cfg: &AdamConfig) -> Result<()> {
+        if g.len() != self.data.len() {
+            candle_core::bail!(
+                "embedding: a table-shaped gradient of {} values for {} x {}",
+                g.len(),
+                self.rows,
+                self.dim
+            );
+        }
+        if !ids.windows(2).all(|w| w[0] < w[1])
+            || ids.last().is_some_and(|&r| r as usize >= self.rows)
+        {
+            candle_core::bail!("embedding: rows must be ascending and inside the table");
+        }
+        self.step += 1;
+        let k = AdamStep::new(cfg, self.step);
+        let d = self.dim;
+        if d == 0 {
+            return Ok(());
+        }
+        self.disjoint_rows(ids)
+            .into_par_iter()
+            .zip(ids.par_iter())
+            .with_min_len(ROWS_PER_TASK)
+            .for_each(|((w, m, v), &r)| k.apply(w, m, v, &g[r as usize * d..(r as usize + 1) * d]));
+        Ok(())
+    }
+
+    /// The values and moments of rows `ids` (ascending, inside the
+    /// table, `dim > 0`), split off the table in order.
+    #[allow(clippy::type_complexity)]
+    fn disjoint_rows(&mut self, ids: &[u32]) -> Vec<(&mut [f32], &mut [f32], &mut [f32])> {
+        let d = self.dim;
+        let (mut data, mut m, mut v) = (&mut self.data[..], &mut self.m[..], &mut self.v[..]);
+        let mut rows = Vec::with_capacity(ids.len());
+        let mut at = 0;
+        for &r in ids {
+            let skip = (r as usize - at) * d;
+            let (w, rest) = std::mem::take(&mut data)[skip..].split_at_mut(d);
+            data = rest;
+            let (mr, rest) = std::mem::take(&mut m)[skip..].split_at_mut(d);
+            m = rest;
+            let (vr, rest) = std::mem::take(&mut v)[skip..].split_at_mut(d);
+            v = rest;
+            rows.push((w, mr, vr));
+            at = r as usize + 1;
+        }
+        rows
     }
 
     /// The state to checkpoint: values, moments and step.

@@ -290,6 +290,23 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.row(1), untouched.as_slice());
         assert_ne!(a.row(0), b.row(1));
+        // The same rows' gradient read from a table-shaped buffer.
+        let mut c = EmbeddingTable::new(
+            rows,
+            dim,
+            (0..rows * dim).map(|k| (k % 17) as f32 * 0.1).collect(),
+        );
+        let mut full = vec![0f32; rows * dim];
+        for (n, &r) in up.iter().enumerate() {
+            full[r as usize * dim..(r as usize + 1) * dim]
+                .copy_from_slice(&g[n * dim..(n + 1) * dim]);
+        }
+        for _ in 0..3 {
+            c.apply_table_rows(&up, &full, &cfg).unwrap();
+        }
+        assert_eq!(c, a);
+        assert!(c.apply_table_rows(&down, &full, &cfg).is_err());
+        assert!(c.apply_table_rows(&up, &g, &cfg).is_err());
         assert!(a.apply_rows(&[700], &[0.0; 3], &cfg).is_err());
         assert!(a.apply_rows(&[1], &[0.0; 2], &cfg).is_err());
     }

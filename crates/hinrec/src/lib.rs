@@ -32,6 +32,7 @@ pub use hinrec_glrs as glrs;
 pub use hinrec_graph as graph;
 pub use hinrec_hhfan as hhfan;
 pub use hinrec_lgrec as lgrec;
+pub use hinrec_neural_baselines as neural_baselines;
 pub use hinrec_reda as reda;
 pub use hinrec_sample as sample;
 pub use hinrec_train as train;

@@ -176,6 +176,29 @@ fn bpr_grid() -> Vec<String> {
     out
 }
 
+/// NeuMF's learning rate and sampled negatives per pair (the paper tries
+/// 1 to 10).
+fn neumf_grid() -> Vec<String> {
+    let mut out = Vec::new();
+    for lr in [0.0005, 0.001] {
+        for negatives in [2, 4, 8] {
+            out.push(format!("lr = {lr}\nnegatives = {negatives}"));
+        }
+    }
+    out
+}
+
+/// LightGCN's layers (RecBole's 2, the paper's 3) and learning rate.
+fn lightgcn_grid() -> Vec<String> {
+    let mut out = Vec::new();
+    for layers in [2, 3] {
+        for lr in [0.005, 0.01] {
+            out.push(format!("layers = {layers}\nlr = {lr}"));
+        }
+    }
+    out
+}
+
 const CUTOFFS_5_10_15: &[usize] = &[5, 10, 15];
 const CUTOFF_10: &[usize] = &[10];
 /// LGRec's full ranking sends every pair through co-attention: seconds on
@@ -461,51 +484,30 @@ const fn duration(
     }
 }
 
-const MOSTPOP_EXPERIMENTS: [Experiment; 13] = [
-    baseline(BASELINE_DATASETS[0], no_grid),
-    baseline(BASELINE_DATASETS[1], no_grid),
-    baseline(BASELINE_DATASETS[2], no_grid),
-    baseline(BASELINE_DATASETS[3], no_grid),
-    on_glrs("glrs-yelp-madison", GLRS_MADISON, no_grid),
-    on_glrs("movielens", GLRS_MOVIELENS, no_grid),
-    hhfan_experiments(no_grid)[0],
-    hhfan_experiments(no_grid)[1],
-    hhfan_experiments(no_grid)[2],
-    hhfan_experiments(no_grid)[3],
-    duration_experiments(no_grid, "", no_grid, "", "")[0],
-    duration_experiments(no_grid, "", no_grid, "", "")[1],
-    duration_experiments(no_grid, "", no_grid, "", "")[2],
-];
-const ITEMKNN_EXPERIMENTS: [Experiment; 13] = [
-    baseline(BASELINE_DATASETS[0], itemknn_grid),
-    baseline(BASELINE_DATASETS[1], itemknn_grid),
-    baseline(BASELINE_DATASETS[2], itemknn_grid),
-    baseline(BASELINE_DATASETS[3], itemknn_grid),
-    on_glrs("glrs-yelp-madison", GLRS_MADISON, itemknn_grid),
-    on_glrs("movielens", GLRS_MOVIELENS, itemknn_grid),
-    hhfan_experiments(itemknn_grid)[0],
-    hhfan_experiments(itemknn_grid)[1],
-    hhfan_experiments(itemknn_grid)[2],
-    hhfan_experiments(itemknn_grid)[3],
-    duration_experiments(itemknn_grid, "", itemknn_grid, "", "")[0],
-    duration_experiments(itemknn_grid, "", itemknn_grid, "", "")[1],
-    duration_experiments(itemknn_grid, "", itemknn_grid, "", "")[2],
-];
-const BPR_EXPERIMENTS: [Experiment; 13] = [
-    baseline(BASELINE_DATASETS[0], bpr_grid),
-    baseline(BASELINE_DATASETS[1], bpr_grid),
-    baseline(BASELINE_DATASETS[2], bpr_grid),
-    baseline(BASELINE_DATASETS[3], bpr_grid),
-    on_glrs("glrs-yelp-madison", GLRS_MADISON, bpr_grid),
-    on_glrs("movielens", GLRS_MOVIELENS, bpr_grid),
-    hhfan_experiments(bpr_grid)[0],
-    hhfan_experiments(bpr_grid)[1],
-    hhfan_experiments(bpr_grid)[2],
-    hhfan_experiments(bpr_grid)[3],
-    duration_experiments(bpr_grid, "", bpr_grid, "", "")[0],
-    duration_experiments(bpr_grid, "", bpr_grid, "", "")[1],
-    duration_experiments(bpr_grid, "", bpr_grid, "", "")[2],
-];
+/// A baseline's experiments: every dataset and protocol of the papers'
+/// tables, searching `grid` on validation.
+const fn baseline_experiments(grid: fn() -> Vec<String>) -> [Experiment; 13] {
+    [
+        baseline(BASELINE_DATASETS[0], grid),
+        baseline(BASELINE_DATASETS[1], grid),
+        baseline(BASELINE_DATASETS[2], grid),
+        baseline(BASELINE_DATASETS[3], grid),
+        on_glrs("glrs-yelp-madison", GLRS_MADISON, grid),
+        on_glrs("movielens", GLRS_MOVIELENS, grid),
+        hhfan_experiments(grid)[0],
+        hhfan_experiments(grid)[1],
+        hhfan_experiments(grid)[2],
+        hhfan_experiments(grid)[3],
+        duration_experiments(grid, "", grid, "", "")[0],
+        duration_experiments(grid, "", grid, "", "")[1],
+        duration_experiments(grid, "", grid, "", "")[2],
+    ]
+}
+const MOSTPOP_EXPERIMENTS: [Experiment; 13] = baseline_experiments(no_grid);
+const ITEMKNN_EXPERIMENTS: [Experiment; 13] = baseline_experiments(itemknn_grid);
+const BPR_EXPERIMENTS: [Experiment; 13] = baseline_experiments(bpr_grid);
+const NEUMF_EXPERIMENTS: [Experiment; 13] = baseline_experiments(neumf_grid);
+const LIGHTGCN_EXPERIMENTS: [Experiment; 13] = baseline_experiments(lightgcn_grid);
 /// lgrec.txt Table 2: Yelp's validation runs on 2,000 sampled users with a
 /// 15-epoch cap (docs/lgrec.md).
 const LGREC_EXPERIMENTS: [Experiment; 3] = [
@@ -619,6 +621,26 @@ pub static MODELS: &[ModelEntry] = &[
         defaults: params::<hinrec_baselines::BprConfig>,
         demo: "",
         experiments: &BPR_EXPERIMENTS,
+    },
+    ModelEntry {
+        name: "neumf",
+        table: "neumf",
+        paper: "baseline",
+        about: "NeuMF: GMF and MLP towers under one output layer, pointwise cross-entropy",
+        preset: "",
+        defaults: params::<hinrec_neural_baselines::NeuMfConfig>,
+        demo: "gmf_dim = 16\nmlp_dim = 16\nhidden = [32, 16]\nepochs = 10\nlr = 0.005\nbatch = 512",
+        experiments: &NEUMF_EXPERIMENTS,
+    },
+    ModelEntry {
+        name: "lightgcn",
+        table: "lightgcn",
+        paper: "baseline",
+        about: "LightGCN: layer means of ID embeddings propagated over the normalised user-item graph, BPR",
+        preset: "",
+        defaults: params::<hinrec_neural_baselines::LightGcnConfig>,
+        demo: "dim = 16\nlayers = 2\nepochs = 20\nlr = 0.01\nbatch = 512",
+        experiments: &LIGHTGCN_EXPERIMENTS,
     },
     ModelEntry {
         name: "lgrec",
