@@ -17,7 +17,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use hinrec_data::Interactions;
 use hinrec_eval::{ScoreError, Scorer};
 use hinrec_nn::checkpoint;
-use hinrec_nn::dense_mlp::{DenseMlp, Grads, Tape};
+use hinrec_nn::dense_mlp::{gemm, DenseMlp, Grads, Tape};
 use hinrec_nn::embedding::EmbeddingTable;
 use hinrec_nn::init::Rng;
 use hinrec_nn::layers::{Linear, Mlp};
@@ -435,9 +435,75 @@ impl Scorer for NeuMf {
         let n = self.n_items();
         hinrec_eval::check_len("score_users", out.len(), users.len() * n)?;
         hinrec_eval::check_users(users.iter().copied(), self.user_gmf.rows())?;
-        let items: Vec<u32> = (0..n as u32).collect();
-        for (&u, o) in users.iter().zip(out.chunks_mut(n.max(1))) {
-            self.scores(&vec![u; n], &items, o)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let boxed = |e: NeuralError| -> ScoreError { Box::new(e) };
+        let shares = self.item_first_layer().map_err(boxed)?;
+        for (&u, o) in users.iter().zip(out.chunks_mut(n)) {
+            self.score_all_items(u, &shares, o).map_err(boxed)?;
+        }
+        Ok(())
+    }
+}
+
+impl NeuMf {
+    /// Every item's share of the MLP's first layer, `q_i W1[items]`
+    /// (`n_items x h1`): the first layer is linear in `[p_u; q_i]`, so a
+    /// user's full ranking adds its own share to these once computed.
+    fn item_first_layer(&self) -> Result<Vec<f32>> {
+        let (dm, first) = (self.cfg.mlp_dim, &self.dense.layers[0]);
+        let n = self.item_mlp.rows();
+        let mut out = vec![0f32; n * first.d_out];
+        gemm(
+            self.item_mlp.values(),
+            false,
+            &first.weight[dm * first.d_out..],
+            false,
+            &mut out,
+            (n, dm, first.d_out),
+            0.0,
+        )?;
+        Ok(out)
+    }
+
+    /// Eq. 11's logit of every item for user `u` into `out`, from the
+    /// items' first-layer shares.
+    fn score_all_items(&self, u: u32, shares: &[f32], out: &mut [f32]) -> Result<()> {
+        let (dg, dm) = (self.cfg.gmf_dim, self.cfg.mlp_dim);
+        let first = &self.dense.layers[0];
+        let h1 = first.d_out;
+        let mut own = first.bias.clone();
+        let p = self.user_mlp.row(u);
+        for (k, &x) in p.iter().enumerate().take(dm) {
+            let w = &first.weight[k * h1..(k + 1) * h1];
+            own.iter_mut().zip(w).for_each(|(o, &w)| *o += x * w);
+        }
+        let n = out.len();
+        let mut h: Vec<f32> = shares
+            .chunks_exact(h1)
+            .flat_map(|s| s.iter().zip(&own).map(|(a, b)| a + b))
+            .collect();
+        if self.dense.layers.len() > 1 {
+            h.iter_mut().for_each(|x| *x = x.max(0.0));
+            let rest = DenseMlp {
+                layers: self.dense.layers[1..].to_vec(),
+                normalize: false,
+            };
+            h = rest.forward(&h, n)?.out;
+        }
+        let d = h.len() / n.max(1);
+        let (wg, wm) = self.out_w.split_at(dg);
+        let pg = self.user_gmf.row(u);
+        let gw: Vec<f32> = pg.iter().zip(wg).map(|(a, b)| a * b).collect();
+        for ((o, q), m) in out
+            .iter_mut()
+            .zip(self.item_gmf.values().chunks_exact(dg))
+            .zip(h.chunks_exact(d))
+        {
+            let a: f32 = q.iter().zip(&gw).map(|(x, w)| x * w).sum();
+            let b: f32 = m.iter().zip(wm).map(|(x, w)| x.max(0.0) * w).sum();
+            *o = a + b + self.out_b;
         }
         Ok(())
     }
