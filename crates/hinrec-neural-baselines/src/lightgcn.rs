@@ -30,6 +30,10 @@ use crate::error::{NeuralError, Result};
 use crate::factors::Factors;
 use crate::graph::NormalizedGraph;
 
+/// The most propagation layers (each keeps a `nodes x dim` buffer; the
+/// paper finds no gain past 3 or 4).
+pub const MAX_LAYERS: usize = 10;
+
 /// LightGCN's hyper-parameters (the paper's and RecBole's defaults, where
 /// they agree; see each field).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,6 +77,7 @@ impl LightGcnConfig {
     /// Checks every value.
     pub fn check(&self) -> Result<()> {
         let ok = self.dim > 0
+            && self.layers <= MAX_LAYERS
             && self.batch > 0
             && self.patience > 0
             && self.lr.is_finite()
@@ -81,7 +86,7 @@ impl LightGcnConfig {
             && self.reg >= 0.0;
         if !ok {
             return Err(NeuralError::Config(format!(
-                "LightGCN needs dim, batch and patience > 0, lr > 0 and reg >= 0 (got {self:?})"
+                "LightGCN needs dim, batch and patience > 0, at most {MAX_LAYERS} layers, lr > 0 and reg >= 0 (got {self:?})"
             )));
         }
         Ok(())
@@ -567,6 +572,7 @@ mod tests {
         let mut net = Network::new(&train, &cfg, 1).unwrap();
         assert_eq!(net.reached(&[0], 2), vec![0, 2]);
         assert_eq!(net.reached(&[0, 3], 0), vec![0, 3]);
-        assert!(LightGcnConfig { lr: 0.0, ..cfg }.check().is_err());
+        assert!(LightGcnConfig { lr: 0.0, ..cfg.clone() }.check().is_err());
+        assert!(LightGcnConfig { layers: 11, ..cfg }.check().is_err());
     }
 }
