@@ -572,7 +572,12 @@ mod tests {
         let mut net = Network::new(&train, &cfg, 1).unwrap();
         assert_eq!(net.reached(&[0], 2), vec![0, 2]);
         assert_eq!(net.reached(&[0, 3], 0), vec![0, 3]);
-        assert!(LightGcnConfig { lr: 0.0, ..cfg.clone() }.check().is_err());
+        assert!(LightGcnConfig {
+            lr: 0.0,
+            ..cfg.clone()
+        }
+        .check()
+        .is_err());
         assert!(LightGcnConfig { layers: 11, ..cfg }.check().is_err());
     }
 }
