@@ -18,6 +18,7 @@ use candle_core::Tensor;
 use hinrec_data::Interactions;
 use hinrec_nn::embedding::EmbeddingTable;
 use hinrec_nn::init::Rng;
+use hinrec_nn::loss::softplus_f32 as softplus;
 use hinrec_nn::optim::AdamConfig;
 use hinrec_nn::trainer::{train as train_epochs, TrainStep, TrainerConfig};
 use hinrec_sample::unseen_item;
@@ -361,14 +362,6 @@ impl Network {
     }
 }
 
-fn softplus(x: f32) -> f32 {
-    if x > 20.0 {
-        x
-    } else {
-        x.exp().ln_1p()
-    }
-}
-
 /// Trains LightGCN on `ctx.split.train` with early stopping on
 /// `ctx.validation`; returns the best epoch's layer means.
 pub fn fit(cfg: &LightGcnConfig, ctx: &mut FitContext<'_>) -> Result<(Factors, FitSummary)> {
@@ -410,31 +403,28 @@ struct Training<'a> {
 }
 
 /// One epoch: the training pairs shuffled, one unseen item per pair.
-pub(crate) struct Triples {
-    pub(crate) users: Vec<u32>,
-    pub(crate) pos: Vec<u32>,
-    pub(crate) neg: Vec<u32>,
+struct Triples {
+    users: Vec<u32>,
+    pos: Vec<u32>,
+    neg: Vec<u32>,
 }
 
-/// The training pairs in a seeded order, each with `negatives` items the
-/// user has no training pair with (pairs of a user who has every item are
-/// dropped).
-pub(crate) fn triples(train: &Interactions, negatives: usize, rng: &mut ChaCha8Rng) -> Triples {
+/// The training pairs in a seeded order, each with an item the user has
+/// no training pair with (pairs of a user who has every item are dropped).
+fn triples(train: &Interactions, rng: &mut ChaCha8Rng) -> Triples {
     let mut order: Vec<(u32, u32)> = train.pairs().collect();
     order.shuffle(rng);
     let n_items = train.n_items() as u32;
     let mut t = Triples {
-        users: Vec::with_capacity(order.len() * negatives),
-        pos: Vec::with_capacity(order.len() * negatives),
-        neg: Vec::with_capacity(order.len() * negatives),
+        users: Vec::with_capacity(order.len()),
+        pos: Vec::with_capacity(order.len()),
+        neg: Vec::with_capacity(order.len()),
     };
     for (u, i) in order {
-        for _ in 0..negatives {
-            if let Some(j) = unseen_item(train.user_items(u), n_items, rng) {
-                t.users.push(u);
-                t.pos.push(i);
-                t.neg.push(j);
-            }
+        if let Some(j) = unseen_item(train.user_items(u), n_items, rng) {
+            t.users.push(u);
+            t.pos.push(i);
+            t.neg.push(j);
         }
     }
     t
@@ -449,7 +439,7 @@ impl TrainStep for Training<'_> {
     }
 
     fn epoch(&mut self, _epoch: usize, rng: &mut ChaCha8Rng) -> Result<Triples> {
-        Ok(triples(self.train, 1, rng))
+        Ok(triples(self.train, rng))
     }
 
     fn examples(&self, data: &Triples) -> usize {

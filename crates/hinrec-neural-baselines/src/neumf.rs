@@ -21,6 +21,7 @@ use hinrec_nn::dense_mlp::{gemm, DenseMlp, Grads, Tape};
 use hinrec_nn::embedding::EmbeddingTable;
 use hinrec_nn::init::Rng;
 use hinrec_nn::layers::{Linear, Mlp};
+use hinrec_nn::loss::softplus_f32 as softplus;
 use hinrec_nn::optim::{Adam, AdamConfig};
 use hinrec_nn::trainer::{train as train_epochs, TrainStep, TrainerConfig};
 use hinrec_sample::unseen_item;
@@ -409,14 +410,6 @@ fn distinct(ids: &[u32]) -> (Vec<u32>, Vec<u32>) {
 
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
-}
-
-fn softplus(x: f32) -> f32 {
-    if x > 20.0 {
-        x
-    } else {
-        x.exp().ln_1p()
-    }
 }
 
 impl Scorer for NeuMf {

@@ -13,6 +13,16 @@ pub fn softplus(x: &Tensor) -> Result<Tensor> {
     x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?
 }
 
+/// [`softplus`] of one plain value (for losses computed outside candle):
+/// `x` itself above 20, where `ln(1 + e^x)` equals it in `f32`.
+pub fn softplus_f32(x: f32) -> f32 {
+    if x > 20.0 {
+        x
+    } else {
+        x.exp().ln_1p()
+    }
+}
+
 /// `mean(-ln sigmoid(pos - neg))` over scores (higher is better).
 pub fn bpr(pos: &Tensor, neg: &Tensor) -> Result<Tensor> {
     softplus(&(neg - pos)?)?.mean_all()
