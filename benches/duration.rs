@@ -2,6 +2,9 @@
 //! kind, two kinds, d = 64), forward and backward, each fused op beside the
 //! candle ops it replaces:
 //! - one block of eq. 4's RBF kernel sum, `1024 x 1024` pairs;
+//! - eq. 4's whole alignment loss and gradient over both kinds (`2048 x
+//!   2048` pairs): the symmetric tiles on plain rows against the candle
+//!   loss over three fused blocks;
 //! - the user tower's embedding bag over about 100,000 history entries of
 //!   1,500 users into a gathered leaf of 10,000 item rows.
 #![allow(missing_docs)] // criterion_group! generates an undocumented function.
@@ -10,7 +13,8 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor, Var};
 use criterion::{criterion_group, criterion_main, Criterion};
-use hinrec_nn::alignment::{rbf_gram, rbf_kernel_sum};
+use hinrec_nn::alignment::{distributional_variance, rbf_gram, rbf_kernel_sum};
+use hinrec_nn::alignment_rows::{distributional_variance_grad, AlignmentScratch};
 use hinrec_nn::bag::{embedding_bag, BagIndex};
 use hinrec_nn::init::Rng;
 
@@ -42,6 +46,36 @@ fn bench(c: &mut Criterion) {
             let xv = Var::from_tensor(&x).expect("var");
             rbf_gram(xv.as_tensor(), &y, 0.1)
                 .and_then(|k| k.sum_all())
+                .and_then(|t| t.backward())
+                .expect("backward")
+        })
+    });
+    let both = Tensor::cat(&[&x, &y], 0).expect("cat");
+    let flat: Vec<f32> = both.flatten_all().and_then(|t| t.to_vec1()).expect("flat");
+    let mut scratch = AlignmentScratch::default();
+    let mut grad = vec![0f32; flat.len()];
+    g.bench_function("alignment_tiles", |b| {
+        b.iter(|| {
+            distributional_variance_grad(
+                &flat,
+                DIM,
+                &[ROWS, ROWS],
+                0.1,
+                1.0,
+                &mut grad,
+                &mut scratch,
+            )
+            .expect("alignment")
+        })
+    });
+    g.bench_function("alignment_candle_blocks", |b| {
+        b.iter(|| {
+            let v = Var::from_tensor(&both).expect("var");
+            let (a, b2) = (
+                v.as_tensor().narrow(0, 0, ROWS).expect("a"),
+                v.as_tensor().narrow(0, ROWS, ROWS).expect("b"),
+            );
+            distributional_variance(&[&a, &b2], 0.1)
                 .and_then(|t| t.backward())
                 .expect("backward")
         })

@@ -34,6 +34,7 @@ pub mod network;
 pub mod paper;
 pub mod params;
 pub mod per_kind;
+mod step;
 pub mod train;
 
 pub use network::Duration;

@@ -9,9 +9,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::time::Instant;
 
-use candle_core::{Tensor, D};
-use hinrec_nn::alignment::{distributional_variance, median_gamma, topology};
-use hinrec_nn::loss::{bce_with_logits, l2};
+use candle_core::Tensor;
 use hinrec_nn::optim::{Adam, AdamConfig};
 use hinrec_nn::trainer::{train as train_epochs, TrainStep, TrainerConfig};
 use hinrec_train::{FitContext, FitSummary, Judge};
@@ -23,9 +21,10 @@ use rand_chacha::ChaCha8Rng;
 use crate::data::{Row, TrainingData};
 use crate::network::Duration;
 use crate::params::{DurationConfig, DurationError, Result};
+use crate::step::StepScratch;
 
 /// Rows of a batch the median bandwidth is measured on.
-const BANDWIDTH_ROWS: usize = 256;
+pub(crate) const BANDWIDTH_ROWS: usize = 256;
 /// Draws a sampled negative may take before the row is skipped.
 const NEGATIVE_TRIES: usize = 64;
 
@@ -74,6 +73,7 @@ impl Duration {
             judge: ctx.judge().map_err(DurationError::Config)?,
             seed: ctx.seed,
             terms: ([0.0; 3], 0),
+            scratch: StepScratch::default(),
         };
         let trainer = TrainerConfig {
             epochs: cfg.epochs,
@@ -85,136 +85,6 @@ impl Duration {
         summary.total_s = started.elapsed().as_secs_f64();
         summary.audit = run.judge.into_audit();
         Ok((run.model, summary))
-    }
-
-    /// One step of eq. 8 on `rows`, laid out kind by kind (`blocks[p]` the
-    /// range of kind `p`'s rows); with `adam`, the update too.
-    pub(crate) fn step_rows(
-        &mut self,
-        rows: &[Row],
-        blocks: &[(usize, Range<usize>)],
-        update: Option<(&mut Adam, &AdamConfig)>,
-    ) -> Result<StepLosses> {
-        let n = rows.len();
-        let dev = self.dev.clone();
-        let (mut users, mut items): (Vec<u32>, Vec<u32>) = (Vec::new(), Vec::new());
-        let (mut u_slot, mut i_slot) = (HashMap::new(), HashMap::new());
-        let slot_of = |v: u32, list: &mut Vec<u32>, map: &mut HashMap<u32, u32>| {
-            *map.entry(v).or_insert_with(|| {
-                list.push(v);
-                list.len() as u32 - 1
-            })
-        };
-        let ru: Vec<u32> = rows
-            .iter()
-            .map(|r| slot_of(r.user, &mut users, &mut u_slot))
-            .collect();
-        let ri: Vec<u32> = rows
-            .iter()
-            .map(|r| slot_of(r.item, &mut items, &mut i_slot))
-            .collect();
-        let row_items: Vec<u32> = rows.iter().map(|r| r.item).collect();
-        let row_users: Vec<u32> = rows.iter().map(|r| r.user).collect();
-        // Section 3.2's history bags, once per distinct user and item; a
-        // row's own rating is taken out of both (it is its label).
-        let ub = self.bags(&self.user_bag, &self.user_history, &users, &row_items)?;
-        let ib = self.bags(&self.item_bag, &self.item_history, &items, &row_users)?;
-        let idx = |v: Vec<u32>| Tensor::from_vec(v, n, &dev);
-        let own = |leaf: &Tensor, at: &[u32], w: Vec<f32>| -> candle_core::Result<Tensor> {
-            leaf.index_select(&Tensor::from_vec(at.to_vec(), n, &dev)?, 0)?
-                .broadcast_mul(&Tensor::from_vec(w, (n, 1), &dev)?)
-        };
-        let uw: Vec<f32> = rows
-            .iter()
-            .map(|r| r.weight * self.user_history.scale(r.user))
-            .collect();
-        let iw: Vec<f32> = rows
-            .iter()
-            .map(|r| r.weight * self.item_history.scale(r.item))
-            .collect();
-        let hu =
-            (ub.bags.index_select(&idx(ru)?, 0)? - own(ub.leaf.as_tensor(), &ub.extra_at, uw)?)?;
-        let hi =
-            (ib.bags.index_select(&idx(ri)?, 0)? - own(ib.leaf.as_tensor(), &ib.extra_at, iw)?)?;
-        // f_p(r) of each kind's rows (section 3.2), in row order.
-        let mut raws = Vec::new();
-        let mut maps = Vec::new();
-        if self.cfg.maps_attributes() {
-            for (kind, range) in blocks {
-                let (raw, mapped) = self.map_items(*kind, &row_items[range.clone()])?;
-                raws.push(raw);
-                maps.push(mapped);
-            }
-        }
-        let mapped = if maps.is_empty() {
-            None
-        } else {
-            Some(Tensor::cat(&maps, 0)?)
-        };
-        let u = self.user_tower(&hu)?;
-        let x = self.item_tower(&hi, mapped.as_ref())?;
-        // Eq. 7 on the readout <u, x> + offset.
-        let logits = (&u * &x)?
-            .sum(D::Minus1)?
-            .broadcast_add(self.offset.as_tensor())?;
-        let labels = Tensor::from_vec(rows.iter().map(|r| r.label).collect::<Vec<_>>(), n, &dev)?;
-        let c = bce_with_logits(&logits, &labels)?;
-        let mut loss = c.clone();
-        let (mut a_val, mut t_val) = (0.0, 0.0);
-        if self.cfg.maps_attributes() {
-            if maps.len() >= 2 && self.cfg.alpha > 0.0 {
-                let gamma = if self.cfg.gamma > 0.0 {
-                    self.cfg.gamma
-                } else {
-                    let m = mapped
-                        .as_ref()
-                        .ok_or_else(|| DurationError::Data("no mapped rows".into()))?;
-                    median_gamma(&m.narrow(0, 0, n.min(BANDWIDTH_ROWS))?)?
-                };
-                let refs: Vec<&Tensor> = maps.iter().collect();
-                let a = distributional_variance(&refs, gamma)?;
-                a_val = a.to_scalar::<f32>()? as f64;
-                loss = (loss + (a * self.cfg.alpha)?)?;
-            }
-            if self.cfg.beta > 0.0 {
-                let mut t_sum: Option<Tensor> = None;
-                for (raw, m) in raws.iter().zip(&maps) {
-                    if m.dim(0)? < 2 || raw.dim(1)? < 2 {
-                        continue;
-                    }
-                    let t = topology(raw, m)?;
-                    t_sum = Some(match t_sum {
-                        Some(s) => (s + t)?,
-                        None => t,
-                    });
-                }
-                if let Some(t) = t_sum {
-                    t_val = t.to_scalar::<f32>()? as f64;
-                    loss = (loss + (t * self.cfg.beta)?)?;
-                }
-            }
-        }
-        if self.cfg.reg > 0.0 {
-            let reg = (l2(&[&u, &x])? * (self.cfg.reg / n as f64))?;
-            loss = (loss + reg)?;
-        }
-        let losses = StepLosses {
-            classification: c.to_scalar::<f32>()? as f64,
-            alignment: a_val,
-            topology: t_val,
-            total: loss.to_scalar::<f32>()? as f64,
-        };
-        if let Some((adam, emb_cfg)) = update {
-            let grads = loss.backward()?;
-            adam.step(&grads)?;
-            if let Some(g) = grads.get(ub.leaf.as_tensor()) {
-                self.user_bag.apply(&ub.ids, g, emb_cfg)?;
-            }
-            if let Some(g) = grads.get(ib.leaf.as_tensor()) {
-                self.item_bag.apply(&ib.ids, g, emb_cfg)?;
-            }
-        }
-        Ok(losses)
     }
 }
 
@@ -238,7 +108,7 @@ impl Duration {
             rows.extend(idx.iter().map(|&i| data.rows[i as usize]));
             blocks.push((kind, from..rows.len()));
         }
-        self.step_rows(&rows, &blocks, None)
+        self.step_fused(&rows, &blocks, None, &mut StepScratch::default())
     }
 }
 
@@ -252,6 +122,8 @@ struct Training<'a> {
     seed: u64,
     /// Sums of eq. 8's three terms over the epoch's steps, and the steps.
     terms: ([f64; 3], usize),
+    /// The step's buffers, kept between steps.
+    scratch: StepScratch,
 }
 
 /// One epoch: the rows of every step, each step kind by kind.
@@ -359,10 +231,11 @@ impl TrainStep for Training<'_> {
         let mut total = 0.0;
         for s in range.clone() {
             let rows = &data.rows[data.steps[s].clone()];
-            let l = self.model.step_rows(
+            let l = self.model.step_fused(
                 rows,
                 &data.blocks[s],
                 Some((&mut self.adam, &self.adam_cfg)),
+                &mut self.scratch,
             )?;
             total += l.total;
             let t = &mut self.terms;

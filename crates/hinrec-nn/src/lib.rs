@@ -19,6 +19,9 @@
 //! - [`loss`]: hinge, BPR, sigmoid cross-entropy with logits, L2;
 //! - [`alignment`]: DURation's RBF distributional variance (alignment) and
 //!   row-covariance (topology) losses;
+//! - [`alignment_rows`]: the same two losses on plain `f32` rows, value
+//!   and gradient in one call (symmetric kernel tiles, a vectorised
+//!   exponential), for a step computed outside candle;
 //! - [`normalize`]: row-wise L2 normalisation as one op with its gradient;
 //! - [`dense_mlp`]: an MLP (and its normalisation) over plain `f32` rows
 //!   with a fused backward, outside candle, for towers of small layers;
@@ -42,6 +45,7 @@
 //! ```
 
 pub mod alignment;
+pub mod alignment_rows;
 pub mod attention;
 pub mod bag;
 pub mod bias;
