@@ -167,6 +167,25 @@ fn without_own(
     h
 }
 
+/// A tower's first layer on the step's rows: `ReLU(bag - own + b)`, each
+/// row's bag with its own rating taken out ([`without_own`]); `layer` is
+/// the table, the histories that index it and the bias.
+fn first_layer(
+    (table, history, bias): (&EmbeddingTable, &History, &Var),
+    owners: &[u32],
+    slot: &[u32],
+    other: &[u32],
+    own: &[f32],
+) -> Result<Vec<f32>> {
+    let bags = bags(table, history, owners);
+    let mut a = without_own(&bags, slot, table, other, own);
+    let bias = values(bias)?;
+    a.chunks_mut(table.dim())
+        .for_each(|r| r.iter_mut().zip(&bias).for_each(|(v, b)| *v += b));
+    relu(&mut a);
+    Ok(a)
+}
+
 /// Disjoint ranges of table rows a gradient scatter is split into (fixed,
 /// so the sums' order does not depend on the thread count). Each part
 /// reads every entry, so more parts than cores only cost: on douban-dtcdr
@@ -535,14 +554,14 @@ impl Duration {
         own: &[f32],
         side: &Side<'_>,
     ) -> Result<UserForward> {
-        let d = self.cfg.dim;
         let n = side.rows.len();
-        let user_bags = bags(&self.user_bag, &self.user_history, users);
-        let mut a = without_own(&user_bags, slot, &self.user_bag, side.row_items, own);
-        let bias = values(&self.user_bias)?;
-        a.chunks_mut(d)
-            .for_each(|r| r.iter_mut().zip(&bias).for_each(|(v, b)| *v += b));
-        relu(&mut a);
+        let a = first_layer(
+            (&self.user_bag, &self.user_history, &self.user_bias),
+            users,
+            slot,
+            side.row_items,
+            own,
+        )?;
         let layer = Layer::of(&self.user_out)?;
         let mut out = layer.forward(&a, n)?;
         relu(&mut out);
@@ -560,12 +579,13 @@ impl Duration {
     ) -> Result<ItemForward> {
         let d = self.cfg.dim;
         let n = side.rows.len();
-        let item_bags = bags(&self.item_bag, &self.item_history, items);
-        let mut a = without_own(&item_bags, slot, &self.item_bag, side.row_users, own);
-        let bias = values(&self.item_bias)?;
-        a.chunks_mut(d)
-            .for_each(|r| r.iter_mut().zip(&bias).for_each(|(v, b)| *v += b));
-        relu(&mut a);
+        let a = first_layer(
+            (&self.item_bag, &self.item_history, &self.item_bias),
+            items,
+            slot,
+            side.row_users,
+            own,
+        )?;
         let mut maps = Vec::new();
         let mut raws = Vec::new();
         let mut hidden = Vec::new();

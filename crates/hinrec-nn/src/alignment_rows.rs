@@ -409,6 +409,13 @@ mod tests {
             .collect()
     }
 
+    /// `d loss / d var` by candle's autograd.
+    fn autograd(loss: &Tensor, var: &Var) -> Vec<f64> {
+        let grads = loss.backward().unwrap();
+        let g = grads.get(var.as_tensor()).unwrap();
+        g.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
     #[test]
     fn fast_exp_is_within_2e7_of_exp() {
         let mut worst = 0f64;
@@ -449,15 +456,7 @@ mod tests {
         let w = want.to_scalar::<f64>().unwrap();
         // A is a difference of sums of order one, kept in f32.
         assert!((got - w).abs() < 1e-6, "{got} {w}");
-        let g: Vec<f64> = want
-            .backward()
-            .unwrap()
-            .get(var.as_tensor())
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let g = autograd(&want, &var);
         let top = g.iter().fold(0f64, |m, v| m.max(v.abs()));
         for (a, b) in grad.iter().zip(&g) {
             assert!((*a as f64 - 2.0 * b).abs() < 1e-4 * top, "{a} {b}");
@@ -514,15 +513,7 @@ mod tests {
         let want = topology(&t(&raw, dr), var.as_tensor()).unwrap();
         let w = want.to_scalar::<f64>().unwrap();
         assert!((got - w).abs() < 1e-4 * w.abs(), "{got} {w}");
-        let g: Vec<f64> = want
-            .backward()
-            .unwrap()
-            .get(var.as_tensor())
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let g = autograd(&want, &var);
         // Added onto what was there (0.5).
         for (a, b) in grad.iter().zip(&g) {
             assert!((*a as f64 - 0.5 - 3.0 * b).abs() < 1e-4, "{a} {b}");
