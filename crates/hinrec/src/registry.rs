@@ -153,7 +153,7 @@ fn no_grid() -> Vec<String> {
 fn itemknn_grid() -> Vec<String> {
     let mut out = Vec::new();
     for direction in ["source", "target"] {
-        for k in [20, 50, 100, 200, 400, 800, 1600] {
+        for k in [20, 50, 100, 200, 400, 800, 1600, 3200, 6400] {
             for shrink in [0, 10] {
                 out.push(format!(
                     "k = {k}\ndirection = \"{direction}\"\nshrink = {shrink}.0"
