@@ -17,9 +17,8 @@ use candle_core::Var;
 use hinrec_nn::alignment_rows::{
     distributional_variance_grad, median_gamma_rows, topology_grad, AlignmentScratch,
 };
-use hinrec_nn::dense_mlp::gemm;
+use hinrec_nn::dense_mlp::{gemm, DenseLayer};
 use hinrec_nn::embedding::EmbeddingTable;
-use hinrec_nn::layers::Linear;
 use hinrec_nn::optim::{Adam, AdamConfig};
 use rayon::prelude::*;
 
@@ -43,29 +42,18 @@ pub(crate) struct StepScratch {
     item_touched: Vec<bool>,
 }
 
-/// A linear layer's values, `(in, out)` row-major and `out` biases.
-struct Layer {
-    weight: Vec<f32>,
-    bias: Vec<f32>,
-    d_in: usize,
-    d_out: usize,
-}
-
 fn values(v: &Var) -> Result<Vec<f32>> {
     Ok(v.as_tensor().flatten_all()?.to_vec1::<f32>()?)
 }
 
-impl Layer {
-    fn of(l: &Linear) -> Result<Self> {
-        let (d_in, d_out) = l.weight.dims2()?;
-        Ok(Layer {
-            weight: values(&l.weight)?,
-            bias: values(&l.bias)?,
-            d_in,
-            d_out,
-        })
-    }
+/// A [`DenseLayer`] applied to a whole step's rows at once (one product
+/// each way; [`hinrec_nn::dense_mlp::DenseMlp`] works in chunks of rows).
+trait Rows {
+    fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>>;
+    fn backward(&self, x: &[f32], dz: &[f32], rows: usize) -> Result<[Vec<f32>; 3]>;
+}
 
+impl Rows for DenseLayer {
     /// `x W + b` for `rows` rows of `x`.
     fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
         let mut z = Vec::with_capacity(rows * self.d_out);
@@ -562,7 +550,7 @@ impl Duration {
             side.row_items,
             own,
         )?;
-        let layer = Layer::of(&self.user_out)?;
+        let layer = self.user_out.to_dense()?;
         let mut out = layer.forward(&a, n)?;
         relu(&mut out);
         Ok(UserForward { layer, a, out })
@@ -593,7 +581,7 @@ impl Duration {
         if self.cfg.maps_attributes() {
             for (kind, range) in side.blocks {
                 let m = &self.maps[*kind];
-                let layers = [Layer::of(&m.layers[0])?, Layer::of(&m.layers[1])?];
+                let layers = [m.layers[0].to_dense()?, m.layers[1].to_dense()?];
                 let raw = self.kinds[*kind].raw_rows(side.row_items[range.clone()].iter().copied());
                 let mut h1 = layers[0].forward(&raw, range.len())?;
                 relu(&mut h1);
@@ -613,7 +601,7 @@ impl Duration {
         } else {
             a.clone()
         };
-        let layer = Layer::of(&self.item_out)?;
+        let layer = self.item_out.to_dense()?;
         let mut out = layer.forward(&input, n)?;
         relu(&mut out);
         Ok(ItemForward {
@@ -640,7 +628,7 @@ struct Side<'a> {
 
 /// What the user tower's forward keeps for its backward.
 struct UserForward {
-    layer: Layer,
+    layer: DenseLayer,
     /// `ReLU(h + b)`, the output layer's input.
     a: Vec<f32>,
     /// `u`.
@@ -662,10 +650,10 @@ impl UserForward {
 
 /// What the item tower's forward keeps for its backward.
 struct ItemForward {
-    layer: Layer,
+    layer: DenseLayer,
     a: Vec<f32>,
     /// Per block: `f_p`'s two layers, the raw rows and the hidden rows.
-    maps: Vec<[Layer; 2]>,
+    maps: Vec<[DenseLayer; 2]>,
     raws: Vec<Vec<f32>>,
     hidden: Vec<Vec<f32>>,
     /// `f_p(r)` of every row, and the alignment's and topology's gradient

@@ -52,6 +52,20 @@ impl Linear {
         vec![self.weight.clone(), self.bias.clone()]
     }
 
+    /// Its current weight and bias as a [`DenseLayer`] (f32), for steps
+    /// computed outside candle.
+    pub fn to_dense(&self) -> Result<DenseLayer> {
+        let (d_in, d_out) = self.weight.dims2()?;
+        let flat =
+            |t: &Tensor| -> Result<Vec<f32>> { t.to_dtype(DType::F32)?.flatten_all()?.to_vec1() };
+        Ok(DenseLayer {
+            d_in,
+            d_out,
+            weight: flat(self.weight.as_tensor())?,
+            bias: flat(self.bias.as_tensor())?,
+        })
+    }
+
     /// Its variables named `{prefix}.weight` and `{prefix}.bias`.
     pub fn named_vars(&self, prefix: &str) -> Vec<(String, Var)> {
         vec![
@@ -104,18 +118,7 @@ impl Mlp {
         let layers = self
             .layers
             .iter()
-            .map(|l| {
-                let (d_in, d_out) = l.weight.dims2()?;
-                let flat = |t: &Tensor| -> Result<Vec<f32>> {
-                    t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()
-                };
-                Ok(DenseLayer {
-                    d_in,
-                    d_out,
-                    weight: flat(l.weight.as_tensor())?,
-                    bias: flat(l.bias.as_tensor())?,
-                })
-            })
+            .map(Linear::to_dense)
             .collect::<Result<_>>()?;
         Ok(DenseMlp { layers, normalize })
     }
