@@ -17,7 +17,7 @@ use candle_core::Var;
 use hinrec_nn::alignment_rows::{
     distributional_variance_grad, median_gamma_rows, topology_grad, AlignmentScratch,
 };
-use hinrec_nn::dense_mlp::{gemm, DenseLayer};
+use hinrec_nn::dense_mlp::{column_sums, DenseLayer};
 use hinrec_nn::embedding::EmbeddingTable;
 use hinrec_nn::optim::{Adam, AdamConfig};
 use rayon::prelude::*;
@@ -44,67 +44,6 @@ pub(crate) struct StepScratch {
 
 fn values(v: &Var) -> Result<Vec<f32>> {
     Ok(v.as_tensor().flatten_all()?.to_vec1::<f32>()?)
-}
-
-/// A [`DenseLayer`] applied to a whole step's rows at once (one product
-/// each way; [`hinrec_nn::dense_mlp::DenseMlp`] works in chunks of rows).
-trait Rows {
-    fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>>;
-    fn backward(&self, x: &[f32], dz: &[f32], rows: usize) -> Result<[Vec<f32>; 3]>;
-}
-
-impl Rows for DenseLayer {
-    /// `x W + b` for `rows` rows of `x`.
-    fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
-        let mut z = Vec::with_capacity(rows * self.d_out);
-        for _ in 0..rows {
-            z.extend_from_slice(&self.bias);
-        }
-        gemm(
-            x,
-            false,
-            &self.weight,
-            false,
-            &mut z,
-            (rows, self.d_in, self.d_out),
-            1.0,
-        )?;
-        Ok(z)
-    }
-
-    /// The gradients of the weight and bias from input `x` and output
-    /// gradient `dz`, and the input's gradient.
-    fn backward(&self, x: &[f32], dz: &[f32], rows: usize) -> Result<[Vec<f32>; 3]> {
-        let mut dw = vec![0f32; self.weight.len()];
-        gemm(
-            x,
-            true,
-            dz,
-            false,
-            &mut dw,
-            (self.d_in, rows, self.d_out),
-            0.0,
-        )?;
-        let mut dx = vec![0f32; rows * self.d_in];
-        gemm(
-            dz,
-            false,
-            &self.weight,
-            true,
-            &mut dx,
-            (rows, self.d_out, self.d_in),
-            0.0,
-        )?;
-        Ok([dw, column_sums(dz, self.d_out), dx])
-    }
-}
-
-fn column_sums(x: &[f32], d: usize) -> Vec<f32> {
-    let mut out = vec![0f32; d];
-    for row in x.chunks(d) {
-        out.iter_mut().zip(row).for_each(|(o, v)| *o += v);
-    }
-    out
 }
 
 fn relu(x: &mut [f32]) {
@@ -551,7 +490,7 @@ impl Duration {
             own,
         )?;
         let layer = self.user_out.to_dense()?;
-        let mut out = layer.forward(&a, n)?;
+        let mut out = layer.forward_rows(&a, n)?;
         relu(&mut out);
         Ok(UserForward { layer, a, out })
     }
@@ -583,9 +522,9 @@ impl Duration {
                 let m = &self.maps[*kind];
                 let layers = [m.layers[0].to_dense()?, m.layers[1].to_dense()?];
                 let raw = self.kinds[*kind].raw_rows(side.row_items[range.clone()].iter().copied());
-                let mut h1 = layers[0].forward(&raw, range.len())?;
+                let mut h1 = layers[0].forward_rows(&raw, range.len())?;
                 relu(&mut h1);
-                mapped.extend(layers[1].forward(&h1, range.len())?);
+                mapped.extend(layers[1].forward_rows(&h1, range.len())?);
                 maps.push(layers);
                 raws.push(raw);
                 hidden.push(h1);
@@ -602,7 +541,7 @@ impl Duration {
             a.clone()
         };
         let layer = self.item_out.to_dense()?;
-        let mut out = layer.forward(&input, n)?;
+        let mut out = layer.forward_rows(&input, n)?;
         relu(&mut out);
         Ok(ItemForward {
             layer,
@@ -641,7 +580,7 @@ impl UserForward {
     fn backward(&self, mut du: Vec<f32>, d: usize) -> Result<([Vec<f32>; 3], Vec<f32>)> {
         let n = du.len() / d;
         relu_back(&mut du, &self.out);
-        let [dw, db, mut da] = self.layer.backward(&self.a, &du, n)?;
+        let [dw, db, mut da] = self.layer.backward_rows(&self.a, &du, n)?;
         relu_back(&mut da, &self.a);
         let d_bias = column_sums(&da, d);
         Ok(([dw, db, d_bias], da))
@@ -678,7 +617,7 @@ impl ItemForward {
     ) -> Result<ItemGrads> {
         let n = dx.len() / d;
         relu_back(&mut dx, &self.out);
-        let [dw, db, dinput] = self.layer.backward(&self.input, &dx, n)?;
+        let [dw, db, dinput] = self.layer.backward_rows(&self.input, &dx, n)?;
         let mut da = Vec::with_capacity(n * d);
         if maps {
             for (r, g) in dinput.chunks(2 * d).enumerate() {
@@ -702,9 +641,9 @@ impl ItemForward {
             .zip(blocks)
         {
             let dm = &self.dmapped[range.start * d..range.end * d];
-            let [dw2, db2, mut dh1] = layers[1].backward(h1, dm, range.len())?;
+            let [dw2, db2, mut dh1] = layers[1].backward_rows(h1, dm, range.len())?;
             relu_back(&mut dh1, h1);
-            let [dw1, db1, _] = layers[0].backward(raw, &dh1, range.len())?;
+            let [dw1, db1, _] = layers[0].backward_rows(raw, &dh1, range.len())?;
             map_grads.push([dw1, db1, dw2, db2]);
         }
         Ok(([dw, db, d_bias], map_grads, da))

@@ -30,6 +30,9 @@
 pub mod graph;
 pub mod network;
 pub mod params;
+#[cfg(test)]
+mod reference;
+mod rows;
 pub mod train;
 
 pub use network::Hhfan;

@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use candle_core::Tensor;
 use hinrec_data::Interactions;
-use hinrec_nn::loss::{bpr, l2};
 use hinrec_nn::optim::{Adam, AdamConfig};
 use hinrec_nn::trainer::{train as train_epochs, TrainStep, TrainerConfig};
 use hinrec_sample::unseen_item;
@@ -99,58 +98,6 @@ impl Hhfan {
         summary.total_s = started.elapsed().as_secs_f64();
         summary.audit = run.judge.into_audit();
         Ok((run.model, summary))
-    }
-
-    /// One BPR step (eq. 10) on triples `(users[k], pos[k], neg[k])`.
-    fn step(
-        &mut self,
-        (users, pos, neg): (&[u32], &[u32], &[u32]),
-        adam: &mut Adam,
-        emb_cfg: &AdamConfig,
-    ) -> Result<f64> {
-        let b = users.len();
-        // The batch's unique users and items, embedded once.
-        let mut targets: Vec<u32> = Vec::new();
-        let mut slot: HashMap<u32, u32> = HashMap::new();
-        let mut at = |v: u32, targets: &mut Vec<u32>| {
-            *slot.entry(v).or_insert_with(|| {
-                targets.push(v);
-                targets.len() as u32 - 1
-            })
-        };
-        let ui: Vec<u32> = users
-            .iter()
-            .map(|&u| at(self.user_node(u), &mut targets))
-            .collect();
-        let pi: Vec<u32> = pos
-            .iter()
-            .map(|&i| at(self.item_node(i), &mut targets))
-            .collect();
-        let ni: Vec<u32> = neg
-            .iter()
-            .map(|&i| at(self.item_node(i), &mut targets))
-            .collect();
-        let emb = self.embed(&targets)?;
-        let dev = &self.dev;
-        let pick = |idx: Vec<u32>| emb.e.index_select(&Tensor::from_vec(idx, b, dev)?, 0);
-        let (eu, ep, en) = (pick(ui)?, pick(pi)?, pick(ni)?);
-        let sp = (&eu * &ep)?.sum(1)?;
-        let sn = (&eu * &en)?.sum(1)?;
-        let mut loss = bpr(&sp, &sn)?;
-        if self.cfg.reg > 0.0 {
-            let rows: Vec<&Tensor> = emb.leaves.iter().map(|l| l.2.as_tensor()).collect();
-            let reg = ((l2(&rows)? + l2(&[&eu, &ep, &en])?)? * (self.cfg.reg / b as f64))?;
-            loss = (loss + reg)?;
-        }
-        let grads = loss.backward()?;
-        adam.step(&grads)?;
-        for (t, ids, leaf) in &emb.leaves {
-            if let (Some(g), Some(table)) = (grads.get(leaf.as_tensor()), self.tables[*t].as_mut())
-            {
-                table.apply(ids, g, emb_cfg)?;
-            }
-        }
-        Ok(loss.to_scalar::<f32>()? as f64)
     }
 }
 
@@ -244,7 +191,7 @@ impl TrainStep for Training<'_> {
             &data.pos[range.clone()],
             &data.neg[range],
         );
-        self.model.step(batch, &mut self.adam, &self.adam_cfg)
+        self.model.step_rows(batch, &mut self.adam, &self.adam_cfg)
     }
 
     fn validate(&mut self) -> Result<Option<f64>> {

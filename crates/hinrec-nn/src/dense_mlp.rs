@@ -47,6 +47,62 @@ pub struct DenseLayer {
     pub bias: Vec<f32>,
 }
 
+impl DenseLayer {
+    /// `x W + b` for `rows` rows of `x`, one product (where
+    /// [`DenseMlp`] works in chunks of rows).
+    pub fn forward_rows(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
+        let mut z = Vec::with_capacity(rows * self.d_out);
+        for _ in 0..rows {
+            z.extend_from_slice(&self.bias);
+        }
+        gemm(
+            x,
+            false,
+            &self.weight,
+            false,
+            &mut z,
+            (rows, self.d_in, self.d_out),
+            1.0,
+        )?;
+        Ok(z)
+    }
+
+    /// [`DenseLayer::forward_rows`]'s gradients from its input `x` and
+    /// the output's gradient `dz`: `[dW, db, dx]`.
+    pub fn backward_rows(&self, x: &[f32], dz: &[f32], rows: usize) -> Result<[Vec<f32>; 3]> {
+        let mut dw = vec![0f32; self.weight.len()];
+        gemm(
+            x,
+            true,
+            dz,
+            false,
+            &mut dw,
+            (self.d_in, rows, self.d_out),
+            0.0,
+        )?;
+        let mut dx = vec![0f32; rows * self.d_in];
+        gemm(
+            dz,
+            false,
+            &self.weight,
+            true,
+            &mut dx,
+            (rows, self.d_out, self.d_in),
+            0.0,
+        )?;
+        Ok([dw, column_sums(dz, self.d_out), dx])
+    }
+}
+
+/// The sum of the rows of `x` (`d` wide), in row order.
+pub fn column_sums(x: &[f32], d: usize) -> Vec<f32> {
+    let mut out = vec![0f32; d];
+    for row in x.chunks(d.max(1)) {
+        out.iter_mut().zip(row).for_each(|(o, v)| *o += v);
+    }
+    out
+}
+
 /// Linear layers with ReLU between them (none after the last), optionally
 /// followed by row-wise L2 normalisation: [`crate::layers::Mlp`] then
 /// [`crate::normalize::l2_normalize`], as plain loops.

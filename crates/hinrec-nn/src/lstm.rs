@@ -606,6 +606,28 @@ impl LstmMean {
         Ok(out)
     }
 
+    /// The table's, the weights' (`[dirs, d + h, 4h]`) and the bias's
+    /// gradients from the output's gradient `dout` and the forward's tapes.
+    fn backward_values<T: Element>(
+        &self,
+        tapes: &mut [ChunkTape<T>],
+        table: &[T],
+        w_in: &[T],
+        w_hh: &[T],
+        dout: &[T],
+        dm: Dims,
+    ) -> (Vec<T>, Vec<T>, Vec<T>) {
+        let (dp, dw_hh, db) = self.backward(tapes, w_hh, dout, dm);
+        let (dtable, dw_in) = Self::project_back(table, w_in, &dp, dm);
+        let (d, h4) = (dm.d, 4 * dm.h);
+        let mut dw = Vec::with_capacity(dm.dirs * (d + dm.h) * h4);
+        for r in 0..dm.dirs {
+            dw.extend_from_slice(&dw_in[r * d * h4..(r + 1) * d * h4]);
+            dw.extend_from_slice(&dw_hh[r * dm.h * h4..(r + 1) * dm.h * h4]);
+        }
+        (dtable, dw, db)
+    }
+
     fn grads<T: Element>(
         &self,
         table: &Tensor,
@@ -631,14 +653,8 @@ impl LstmMean {
                 self.forward(&p, &w_hh, &flat::<T>(b)?, dm).1
             }
         };
-        let (dp, dw_hh, db) = self.backward(&mut tapes, &w_hh, &flat::<T>(grad)?, dm);
-        let (dtable, dw_in) = Self::project_back(&tv, &w_in, &dp, dm);
-        let (d, h4) = (dm.d, 4 * dm.h);
-        let mut dw = Vec::with_capacity(dm.dirs * (d + dm.h) * h4);
-        for r in 0..dm.dirs {
-            dw.extend_from_slice(&dw_in[r * d * h4..(r + 1) * d * h4]);
-            dw.extend_from_slice(&dw_hh[r * dm.h * h4..(r + 1) * dm.h * h4]);
-        }
+        let (dtable, dw, db) =
+            self.backward_values(&mut tapes, &tv, &w_in, &w_hh, &flat::<T>(grad)?, dm);
         let as_t = |v: Vec<T>, like: &Tensor| -> Result<Option<Tensor>> {
             Ok(Some(
                 Tensor::from_vec(v, like.shape(), like.device())?.to_dtype(like.dtype())?,
@@ -776,6 +792,82 @@ pub fn lstm_mean_rows(
         &b.contiguous()?,
         std::sync::Arc::new(Box::new(op)),
     )
+}
+
+/// What [`lstm_mean_values`]'s forward keeps for its backward.
+pub struct LstmMeanTape {
+    op: LstmMean,
+    dm: Dims,
+    tapes: Vec<ChunkTape<f32>>,
+}
+
+/// [`lstm_mean_rows`] on plain row-major values, for steps computed
+/// outside candle: `table` `[rows, d]`, `w` `[dirs, d + h, 4h]`, `b`
+/// `[dirs, 4h]`. The output `[nodes, dirs * h]` and the tape
+/// [`LstmMeanTape::backward`] reads; the same values as the candle op.
+#[allow(clippy::too_many_arguments)]
+pub fn lstm_mean_values(
+    table: &[f32],
+    d: usize,
+    idx: Vec<u32>,
+    steps: usize,
+    w: &[f32],
+    b: &[f32],
+    dirs: usize,
+    lengths: Vec<u32>,
+) -> Result<(Vec<f32>, LstmMeanTape)> {
+    let h4 = b.len() / dirs.max(1);
+    if d == 0 || !table.len().is_multiple_of(d) || dirs == 0 || w.len() != dirs * (d + h4 / 4) * h4
+    {
+        candle_core::bail!(
+            "lstm: a table of {} values of width {d}, weights of {} and a bias of {} for {dirs} directions",
+            table.len(),
+            w.len(),
+            b.len()
+        );
+    }
+    let op = LstmMean {
+        idx,
+        steps,
+        lengths,
+        tapes: Mutex::new(Tapes::None),
+    };
+    let dm = op.dims(
+        &Shape::from((table.len() / d, d)),
+        &Shape::from((dirs, d + h4 / 4, h4)),
+        &Shape::from((dirs, h4)),
+    )?;
+    op.check_rows(dm)?;
+    let (w_in, w_hh) = LstmMean::split_weights(w, dm);
+    let p = LstmMean::project(table, &w_in, dm);
+    let (out, tapes) = op.forward(&p, &w_hh, b, dm);
+    Ok((out, LstmMeanTape { op, dm, tapes }))
+}
+
+impl LstmMeanTape {
+    /// The gradients of the table, the weights and the bias (the shapes
+    /// of [`lstm_mean_values`]'s arguments) from the output's gradient
+    /// `dout`; `table` and `w` are the forward's.
+    pub fn backward(
+        mut self,
+        table: &[f32],
+        w: &[f32],
+        dout: &[f32],
+    ) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+        let dm = self.dm;
+        if dout.len() != dm.nodes * dm.dirs * dm.h || table.len() != dm.rows * dm.d {
+            candle_core::bail!(
+                "lstm: an output gradient of {} values for {} nodes x {}",
+                dout.len(),
+                dm.nodes,
+                dm.dirs * dm.h
+            );
+        }
+        let (w_in, w_hh) = LstmMean::split_weights(w, dm);
+        Ok(self
+            .op
+            .backward_values(&mut self.tapes, table, &w_in, &w_hh, dout, dm))
+    }
 }
 
 /// One LSTM step as candle ops, one op per gate (gates `i, f, g, o`):
@@ -1003,6 +1095,43 @@ mod tests {
         let mut pad = idx;
         pad[4 + 1] = 99;
         assert!(lstm_mean_rows(&tb, pad, steps, &w, &b, lengths).is_ok());
+    }
+
+    #[test]
+    fn plain_values_give_the_candle_op_and_its_gradients() {
+        let (n, steps, d, h, rows) = (5, 4, 3, 2, 3);
+        let f = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
+        let table = f(values(rows * d, 21));
+        let idx: Vec<u32> = vec![0, 2, 2, 1, 1, 0, 0, 0, 2, 2, 1, 0, 0, 1, 1, 1, 2, 0, 1, 2];
+        let lengths = vec![4, 0, 2, 1, 3];
+        let w = f(values(2 * (d + h) * 4 * h, 22));
+        let b = f(values(2 * 4 * h, 23));
+        let dout = f(values(n * 2 * h, 24));
+        let dev = Device::Cpu;
+        let tv = Var::from_vec(table.clone(), (rows, d), &dev).unwrap();
+        let wv = Var::from_vec(w.clone(), (2, d + h, 4 * h), &dev).unwrap();
+        let bv = Var::from_vec(b.clone(), (2, 4 * h), &dev).unwrap();
+        let out = lstm_mean_rows(&tv, idx.clone(), steps, &wv, &bv, lengths.clone()).unwrap();
+        let proj = Tensor::from_vec(dout.clone(), (n, 2 * h), &dev).unwrap();
+        let grads = (&out * &proj)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let (ours, tape) = lstm_mean_values(&table, d, idx, steps, &w, &b, 2, lengths).unwrap();
+        let flat32 = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(ours, flat32(&out));
+        let (dt, dw, db) = tape.backward(&table, &w, &dout).unwrap();
+        assert_eq!(dt, flat32(grads.get(&tv).unwrap()));
+        assert_eq!(dw, flat32(grads.get(&wv).unwrap()));
+        assert_eq!(db, flat32(grads.get(&bv).unwrap()));
+        // Shapes that do not fit are errors.
+        assert!(lstm_mean_values(&table, 2, vec![0; 20], steps, &w, &b, 2, vec![0; 5]).is_err());
+        assert!(lstm_mean_values(&table, d, vec![0; 20], steps, &w, &b, 1, vec![0; 5]).is_err());
+        let (_, tape) =
+            lstm_mean_values(&table, d, vec![0; 20], steps, &w, &b, 2, vec![1; 5]).unwrap();
+        assert!(tape.backward(&table, &w, &dout[1..]).is_err());
     }
 
     #[test]

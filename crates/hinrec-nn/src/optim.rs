@@ -88,6 +88,14 @@ impl Adam {
     /// in the order of [`Adam::new`]'s `vars` (for steps computed outside
     /// candle, e.g. [`crate::dense_mlp`]).
     pub fn step_with(&mut self, grads: &[&[f32]]) -> Result<()> {
+        let some: Vec<Option<&[f32]>> = grads.iter().map(|&g| Some(g)).collect();
+        self.step_some(&some)
+    }
+
+    /// [`Adam::step_with`] where a variable without a gradient (`None`:
+    /// the step did not reach it) keeps its values and moments, as in
+    /// [`Adam::step`].
+    pub fn step_some(&mut self, grads: &[Option<&[f32]>]) -> Result<()> {
         if grads.len() != self.vars.len() {
             candle_core::bail!(
                 "adam: {} gradients for {} variables",
@@ -96,7 +104,7 @@ impl Adam {
             );
         }
         for (var, g) in self.vars.iter().zip(grads) {
-            if var.elem_count() != g.len() {
+            if let Some(g) = g.filter(|g| g.len() != var.elem_count()) {
                 candle_core::bail!(
                     "adam: a gradient of {} values for a variable of {}",
                     g.len(),
@@ -113,6 +121,9 @@ impl Adam {
             .zip(&mut self.v)
             .zip(grads)
         {
+            let Some(g) = g else {
+                continue;
+            };
             let g = Tensor::from_slice(g, var.shape(), var.device())?;
             match var.dtype() {
                 DType::F64 => update_var::<f64>(var, m, v, &g, &k)?,
