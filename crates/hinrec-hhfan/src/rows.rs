@@ -86,15 +86,14 @@ pub(crate) struct Forward {
     e_attr: Option<Vec<f32>>,
     /// Each target's own eq. 1 row, `(n, d)`.
     q: Option<Vec<f32>>,
-    /// Eq. 6's candidates and, with attention, eq. 7's scores before the
-    /// LeakyReLU and its weights, `(n, G)`.
+    /// Eq. 6's candidates per target, `G`.
     g: usize,
+    /// Eq. 7's scores before the LeakyReLU, `(n, G)` (empty without
+    /// attention).
     pre: Vec<f32>,
     /// Eq. 7's weights over (user group, item group, attributes, the node
-    /// itself), `(n, G)`.
+    /// itself), `(n, G)` (empty without attention).
     pub alpha: Vec<f32>,
-    /// Eq. 4's attention, `(n, A, A)`.
-    pub attr_attention: Vec<f32>,
     /// The targets' embeddings `E`, `(n, d)`.
     pub e: Vec<f32>,
 }
@@ -134,6 +133,14 @@ fn softmax(x: &mut [f32]) {
         s += *v;
     });
     x.iter_mut().for_each(|v| *v /= s);
+}
+
+impl Forward {
+    /// Eq. 4's attention among the attribute groups, `(n, A, A)` (empty
+    /// without it).
+    pub(crate) fn attr_attention(&self) -> &[f32] {
+        self.attr.as_ref().map_or(&[], |a| &a.p)
+    }
 }
 
 impl Hhfan {
@@ -358,7 +365,6 @@ impl Hhfan {
                 });
             }
         }
-        let attr_attention = attr.as_ref().map_or(Vec::new(), |a| a.p.clone());
         Ok(Forward {
             plan,
             weights,
@@ -373,7 +379,6 @@ impl Hhfan {
             g,
             pre,
             alpha,
-            attr_attention,
             e,
         })
     }
@@ -928,8 +933,8 @@ mod tests {
                 .attr
                 .map(|p| p.flatten_all().unwrap().to_vec1().unwrap())
                 .unwrap_or_default();
-            assert_eq!(got.attr_attention.len(), wp.len(), "{variant:?}");
-            for (x, y) in got.attr_attention.iter().zip(&wp) {
+            assert_eq!(got.attr_attention().len(), wp.len(), "{variant:?}");
+            for (x, y) in got.attr_attention().iter().zip(&wp) {
                 assert!((x - y).abs() < 1e-5, "{variant:?}: {x} {y}");
             }
         }
