@@ -200,8 +200,7 @@ fn run_experiment(
             bar: &bar,
             name: &name,
             seed,
-            // Plain-Rust baselines run hundreds of sub-second epochs.
-            epochs: chosen.uses_candle(),
+            last_line: None,
         };
         let checkpoints = CheckpointPolicy {
             dir: args
@@ -452,12 +451,23 @@ fn command(model: &str, dataset: &str, args: &Args) -> String {
     c
 }
 
+/// Seconds between epoch lines when epochs are shorter than that.
+const LINE_EVERY_S: f64 = 10.0;
+
 /// Per-epoch lines and a bar over the epoch's batches.
 struct Lines<'a> {
     bar: &'a ProgressBar,
     name: &'a str,
     seed: u64,
-    epochs: bool,
+    /// When the last epoch line was printed.
+    last_line: Option<Instant>,
+}
+
+/// Whether an epoch gets a line: the first always, then at most one every
+/// [`LINE_EVERY_S`], so a baseline's hundreds of sub-second epochs do not
+/// flood the log while a 15 s epoch still gets its own line.
+fn line_due(since_last_line_s: Option<f64>) -> bool {
+    since_last_line_s.is_none_or(|s| s >= LINE_EVERY_S)
 }
 
 impl Progress for Lines<'_> {
@@ -467,9 +477,10 @@ impl Progress for Lines<'_> {
     }
 
     fn epoch(&mut self, r: &EpochReport) {
-        if !self.epochs {
+        if !line_due(self.last_line.map(|t| t.elapsed().as_secs_f64())) {
             return;
         }
+        self.last_line = Some(Instant::now());
         self.bar.suspend(|| {
             println!(
                 "   {} seed {} epoch {:>2}: loss {:.4} valid {:.4} ({:.0} samples/s, {:.0}s)",
@@ -502,6 +513,15 @@ fn batch_bar(prefix: &str) -> ProgressBar {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn epoch_lines_come_first_then_every_ten_seconds() {
+        assert!(line_due(None));
+        assert!(!line_due(Some(0.5)));
+        assert!(!line_due(Some(9.99)));
+        assert!(line_due(Some(10.0)));
+        assert!(line_due(Some(15.4)));
+    }
 
     #[test]
     fn settings_get_their_own_record_name() {
