@@ -1,9 +1,10 @@
 //! The neural baselines every paper's tables compare against: NeuMF
 //! ([`neumf`], He et al. 2017: GMF and MLP towers under one output layer,
-//! pointwise cross-entropy) and LightGCN ([`lightgcn`], He et al. 2020:
-//! layer means of embeddings propagated over the normalised user-item
-//! graph, BPR). Both train through hinrec-nn's trainer and implement the
-//! model contract of hinrec-train.
+//! pointwise cross-entropy; [`Towers::Gmf`] keeps the GMF tower alone) and
+//! LightGCN ([`lightgcn`], He et al. 2020: layer means of embeddings
+//! propagated over the normalised user-item graph, BPR). Each trains
+//! through hinrec-nn's trainer and implements the model contract of
+//! hinrec-train.
 //!
 //! ```
 //! use hinrec_data::synthetic::{generate, SyntheticConfig};
@@ -36,4 +37,4 @@ pub use error::NeuralError;
 pub use factors::Factors;
 pub use graph::NormalizedGraph;
 pub use lightgcn::LightGcnConfig;
-pub use neumf::{NeuMf, NeuMfConfig};
+pub use neumf::{NeuMf, NeuMfConfig, Towers};

@@ -3,7 +3,9 @@
 //! layer `ŷ = σ(h^T [φ_GMF; φ_MLP])` (eq. 11), trained pointwise with
 //! binary cross-entropy (eq. 7) on each training pair and `negatives`
 //! sampled unseen items, Adam. Pretraining the towers apart is left out
-//! (the paper's Table 2 shows it is optional).
+//! (the paper's Table 2 shows it is optional). [`Towers::Gmf`] keeps the
+//! GMF tower alone (`ŷ = σ(h^T φ_GMF)`, the paper's GMF and LGRec's "MF"
+//! row: matrix factorisation under the cross-entropy loss).
 //!
 //! The four embedding tables are updated row-wise (lazy Adam over the
 //! batch's rows); the MLP runs as hinrec-nn's fused dense MLP.
@@ -35,11 +37,25 @@ use crate::error::{NeuralError, Result};
 /// Rows scored per forward pass.
 const SCORE_ROWS: usize = 8192;
 
+/// Which towers feed the output layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Towers {
+    /// GMF and MLP (NeuMF, eq. 11).
+    #[default]
+    Both,
+    /// GMF alone (the paper's GMF, eq. 9 under one output layer); the MLP
+    /// settings are then unused.
+    Gmf,
+}
+
 /// NeuMF's hyper-parameters (RecBole's defaults where the paper leaves a
 /// choice; see each field).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NeuMfConfig {
+    /// Which towers the model has (`both`: NeuMF; `gmf`: GMF alone).
+    pub towers: Towers,
     /// GMF embedding size (RecBole's 64).
     pub gmf_dim: usize,
     /// MLP embedding size (RecBole's 64; the MLP's input is twice this).
@@ -67,6 +83,7 @@ pub struct NeuMfConfig {
 impl Default for NeuMfConfig {
     fn default() -> Self {
         NeuMfConfig {
+            towers: Towers::Both,
             gmf_dim: 64,
             mlp_dim: 64,
             hidden: vec![128, 64],
@@ -111,14 +128,22 @@ pub struct NeuMf {
     cfg: NeuMfConfig,
     user_gmf: EmbeddingTable,
     item_gmf: EmbeddingTable,
-    user_mlp: EmbeddingTable,
-    item_mlp: EmbeddingTable,
-    mlp: Mlp,
+    /// The MLP tower; `None` for GMF alone.
+    mlp: Option<MlpTower>,
     out: Linear,
-    /// The MLP and output layer as plain rows, refreshed after each step.
-    dense: DenseMlp,
+    /// The output layer as plain rows (GMF's weights, then the MLP's),
+    /// refreshed after each step.
     out_w: Vec<f32>,
     out_b: f32,
+}
+
+/// Eq. 10's tower: its embedding tables and ReLU layers.
+struct MlpTower {
+    user: EmbeddingTable,
+    item: EmbeddingTable,
+    layers: Mlp,
+    /// The layers as plain rows, refreshed after each step.
+    dense: DenseMlp,
 }
 
 impl std::fmt::Debug for NeuMf {
@@ -129,7 +154,8 @@ impl std::fmt::Debug for NeuMf {
 
 /// A forward pass over rows: what the backward needs.
 struct Forward {
-    tape: Tape,
+    /// The MLP tower's pass (`None` for GMF alone).
+    tape: Option<Tape>,
     /// `p_u ⊙ q_i`, `rows x gmf_dim`.
     gmf: Vec<f32>,
     logits: Vec<f32>,
@@ -145,25 +171,33 @@ impl NeuMf {
             EmbeddingTable::new(n, d, v.into_iter().map(|x| x as f32).collect())
         };
         let (user_gmf, item_gmf) = (table(n_users, cfg.gmf_dim), table(n_items, cfg.gmf_dim));
-        let (user_mlp, item_mlp) = (table(n_users, cfg.mlp_dim), table(n_items, cfg.mlp_dim));
-        let mut dims = vec![2 * cfg.mlp_dim];
-        dims.extend(&cfg.hidden);
         let dev = Device::Cpu;
-        let mlp = Mlp::new(&mut rng, &dims, DType::F32, &dev)?;
-        let last = dims[dims.len() - 1];
+        let (mlp, last) = match cfg.towers {
+            Towers::Both => {
+                let (user, item) = (table(n_users, cfg.mlp_dim), table(n_items, cfg.mlp_dim));
+                let mut dims = vec![2 * cfg.mlp_dim];
+                dims.extend(&cfg.hidden);
+                let layers = Mlp::new(&mut rng, &dims, DType::F32, &dev)?;
+                let tower = MlpTower {
+                    user,
+                    item,
+                    layers,
+                    dense: DenseMlp {
+                        layers: Vec::new(),
+                        normalize: false,
+                    },
+                };
+                (Some(tower), dims[dims.len() - 1])
+            }
+            Towers::Gmf => (None, 0),
+        };
         let out = Linear::new(&mut rng, cfg.gmf_dim + last, 1, DType::F32, &dev)?;
         let mut m = NeuMf {
             cfg: cfg.clone(),
             user_gmf,
             item_gmf,
-            user_mlp,
-            item_mlp,
             mlp,
             out,
-            dense: DenseMlp {
-                layers: Vec::new(),
-                normalize: false,
-            },
             out_w: Vec::new(),
             out_b: 0.0,
         };
@@ -178,7 +212,9 @@ impl NeuMf {
 
     /// Copies the dense layers' current values into their plain rows.
     fn refresh(&mut self) -> Result<()> {
-        self.dense = self.mlp.to_dense(false)?;
+        if let Some(t) = &mut self.mlp {
+            t.dense = t.layers.to_dense(false)?;
+        }
         self.out_w = self.out.weight.as_tensor().flatten_all()?.to_vec1()?;
         self.out_b = self.out.bias.as_tensor().flatten_all()?.to_vec1::<f32>()?[0];
         Ok(())
@@ -186,31 +222,49 @@ impl NeuMf {
 
     /// The dense variables, in the order Adam takes their gradients.
     fn dense_vars(&self) -> Vec<(String, Var)> {
-        let mut v = self.mlp.named_vars("mlp");
+        let mut v = match &self.mlp {
+            Some(t) => t.layers.named_vars("mlp"),
+            None => Vec::new(),
+        };
         v.extend(self.out.named_vars("out"));
         v
     }
 
+    /// The MLP tower's output width (0 for GMF alone).
+    fn mlp_width(&self) -> usize {
+        self.mlp.as_ref().map_or(0, |t| t.dense.d_out())
+    }
+
     /// Eq. 11's logits for `(users[k], items[k])`.
     fn forward(&self, users: &[u32], items: &[u32]) -> Result<Forward> {
-        let (dg, dm) = (self.cfg.gmf_dim, self.cfg.mlp_dim);
+        let dg = self.cfg.gmf_dim;
         let n = users.len();
-        let mut x = Vec::with_capacity(n * 2 * dm);
         let mut gmf = Vec::with_capacity(n * dg);
         for (&u, &i) in users.iter().zip(items) {
-            x.extend_from_slice(self.user_mlp.row(u));
-            x.extend_from_slice(self.item_mlp.row(i));
             let (p, q) = (self.user_gmf.row(u), self.item_gmf.row(i));
             gmf.extend(p.iter().zip(q).map(|(a, b)| a * b));
         }
-        let tape = self.dense.forward(&x, n)?;
-        let h = self.dense.d_out();
+        let tape = match &self.mlp {
+            Some(t) => {
+                let dm = self.cfg.mlp_dim;
+                let mut x = Vec::with_capacity(n * 2 * dm);
+                for (&u, &i) in users.iter().zip(items) {
+                    x.extend_from_slice(t.user.row(u));
+                    x.extend_from_slice(t.item.row(i));
+                }
+                Some(t.dense.forward(&x, n)?)
+            }
+            None => None,
+        };
+        let h = self.mlp_width();
+        let mlp_out: &[f32] = tape.as_ref().map_or(&[], |t| &t.out);
         let (wg, wm) = self.out_w.split_at(dg);
         let logits = gmf
             .chunks_exact(dg)
-            .zip(tape.out.chunks_exact(h))
-            .map(|(g, m)| {
+            .enumerate()
+            .map(|(r, g)| {
                 let a: f32 = g.iter().zip(wg).map(|(x, w)| x * w).sum();
+                let m = &mlp_out[r * h..(r + 1) * h];
                 let b: f32 = m.iter().zip(wm).map(|(x, w)| x.max(0.0) * w).sum();
                 a + b + self.out_b
             })
@@ -228,10 +282,11 @@ impl NeuMf {
         adam: &mut Adam,
         emb: &AdamConfig,
     ) -> Result<f64> {
-        let (dg, dm) = (self.cfg.gmf_dim, self.cfg.mlp_dim);
+        let dg = self.cfg.gmf_dim;
         let n = users.len();
         let mut f = self.forward(users, items)?;
-        let h = self.dense.d_out();
+        let h = self.mlp_width();
+        let mlp_out: &[f32] = f.tape.as_ref().map_or(&[], |t| &t.out);
         let (wg, wm) = self.out_w.split_at(dg);
         let mut loss = 0f64;
         let mut d_out_w = vec![0f32; dg + h];
@@ -243,10 +298,7 @@ impl NeuMf {
             loss += f64::from(softplus(z) - t * z);
             let c = (sigmoid(z) - t) / n as f32;
             d_out_b += c;
-            let (g, m) = (
-                &f.gmf[r * dg..(r + 1) * dg],
-                &f.tape.out[r * h..(r + 1) * h],
-            );
+            let (g, m) = (&f.gmf[r * dg..(r + 1) * dg], &mlp_out[r * h..(r + 1) * h]);
             for k in 0..dg {
                 d_out_w[k] += c * g[k];
                 d_gmf[r * dg + k] = c * wg[k];
@@ -258,16 +310,23 @@ impl NeuMf {
         }
         loss /= n.max(1) as f64;
         let mut grads = Grads::default();
-        self.dense.backward_into(&mut f.tape, &d_h, &mut grads)?;
-        // Per distinct user and item, the rows' gradients summed.
+        if let (Some(t), Some(tape)) = (&self.mlp, f.tape.as_mut()) {
+            t.dense.backward_into(tape, &d_h, &mut grads)?;
+        }
+        // Per distinct user and item, the rows' gradients summed, in the
+        // order of `tables()`.
         let (uu, us) = distinct(users);
         let (ui, is) = distinct(items);
-        let mut g = [
-            vec![0f32; uu.len() * dg],
-            vec![0f32; ui.len() * dg],
-            vec![0f32; uu.len() * dm],
-            vec![0f32; ui.len() * dm],
-        ];
+        let dm = if self.mlp.is_some() {
+            self.cfg.mlp_dim
+        } else {
+            0
+        };
+        let mut g = vec![vec![0f32; uu.len() * dg], vec![0f32; ui.len() * dg]];
+        if dm > 0 {
+            g.push(vec![0f32; uu.len() * dm]);
+            g.push(vec![0f32; ui.len() * dm]);
+        }
         for r in 0..n {
             let (su, si) = (us[r] as usize, is[r] as usize);
             let (p, q) = (self.user_gmf.row(users[r]), self.item_gmf.row(items[r]));
@@ -276,21 +335,18 @@ impl NeuMf {
                 g[0][su * dg + k] += dgr[k] * q[k];
                 g[1][si * dg + k] += dgr[k] * p[k];
             }
-            let dx = &grads.input[r * 2 * dm..(r + 1) * 2 * dm];
-            for k in 0..dm {
-                g[2][su * dm + k] += dx[k];
-                g[3][si * dm + k] += dx[dm + k];
+            if dm > 0 {
+                let dx = &grads.input[r * 2 * dm..(r + 1) * 2 * dm];
+                for k in 0..dm {
+                    g[2][su * dm + k] += dx[k];
+                    g[3][si * dm + k] += dx[dm + k];
+                }
             }
         }
+        let tables = self.tables();
         if self.cfg.reg > 0.0 {
             let lam = (self.cfg.reg / n.max(1) as f64) as f32;
-            let tables = [
-                &self.user_gmf,
-                &self.item_gmf,
-                &self.user_mlp,
-                &self.item_mlp,
-            ];
-            for ((t, ids), gt) in tables.iter().zip([&uu, &ui, &uu, &ui]).zip(&mut g) {
+            for (((_, t), ids), gt) in tables.iter().zip([&uu, &ui, &uu, &ui]).zip(&mut g) {
                 let d = t.dim();
                 for (s, &id) in ids.iter().enumerate() {
                     let row = t.row(id);
@@ -313,8 +369,10 @@ impl NeuMf {
         adam.step_with(&dense)?;
         self.user_gmf.apply_rows(&uu, &g[0], emb)?;
         self.item_gmf.apply_rows(&ui, &g[1], emb)?;
-        self.user_mlp.apply_rows(&uu, &g[2], emb)?;
-        self.item_mlp.apply_rows(&ui, &g[3], emb)?;
+        if let Some(t) = &mut self.mlp {
+            t.user.apply_rows(&uu, &g[2], emb)?;
+            t.item.apply_rows(&ui, &g[3], emb)?;
+        }
         self.refresh()?;
         Ok(loss)
     }
@@ -328,13 +386,15 @@ impl NeuMf {
         Ok(s)
     }
 
-    fn tables(&self) -> [(&'static str, &EmbeddingTable); 4] {
-        [
-            ("user_gmf", &self.user_gmf),
-            ("item_gmf", &self.item_gmf),
-            ("user_mlp", &self.user_mlp),
-            ("item_mlp", &self.item_mlp),
-        ]
+    /// The embedding tables with their names: GMF's user and item, then
+    /// the MLP tower's.
+    fn tables(&self) -> Vec<(&'static str, &EmbeddingTable)> {
+        let mut v = vec![("user_gmf", &self.user_gmf), ("item_gmf", &self.item_gmf)];
+        if let Some(t) = &self.mlp {
+            v.push(("user_mlp", &t.user));
+            v.push(("item_mlp", &t.item));
+        }
+        v
     }
 
     /// Restores what [`NeuMf::state`] returned.
@@ -355,8 +415,10 @@ impl NeuMf {
         };
         self.user_gmf = load("user_gmf", &self.user_gmf)?;
         self.item_gmf = load("item_gmf", &self.item_gmf)?;
-        self.user_mlp = load("user_mlp", &self.user_mlp)?;
-        self.item_mlp = load("item_mlp", &self.item_mlp)?;
+        if let Some(t) = &mut self.mlp {
+            t.user = load("user_mlp", &t.user)?;
+            t.item = load("item_mlp", &t.item)?;
+        }
         self.refresh()
     }
 
@@ -432,9 +494,13 @@ impl Scorer for NeuMf {
             return Ok(());
         }
         let boxed = |e: NeuralError| -> ScoreError { Box::new(e) };
-        let shares = self.item_first_layer().map_err(boxed)?;
+        let shares = match &self.mlp {
+            Some(t) => Some(self.item_first_layer(t).map_err(boxed)?),
+            None => None,
+        };
         for (&u, o) in users.iter().zip(out.chunks_mut(n)) {
-            self.score_all_items(u, &shares, o).map_err(boxed)?;
+            self.score_all_items(u, shares.as_deref(), o)
+                .map_err(boxed)?;
         }
         Ok(())
     }
@@ -444,12 +510,12 @@ impl NeuMf {
     /// Every item's share of the MLP's first layer, `q_i W1[items]`
     /// (`n_items x h1`): the first layer is linear in `[p_u; q_i]`, so a
     /// user's full ranking adds its own share to these once computed.
-    fn item_first_layer(&self) -> Result<Vec<f32>> {
-        let (dm, first) = (self.cfg.mlp_dim, &self.dense.layers[0]);
-        let n = self.item_mlp.rows();
+    fn item_first_layer(&self, tower: &MlpTower) -> Result<Vec<f32>> {
+        let (dm, first) = (self.cfg.mlp_dim, &tower.dense.layers[0]);
+        let n = tower.item.rows();
         let mut out = vec![0f32; n * first.d_out];
         gemm(
-            self.item_mlp.values(),
+            tower.item.values(),
             false,
             &first.weight[dm * first.d_out..],
             false,
@@ -460,43 +526,64 @@ impl NeuMf {
         Ok(out)
     }
 
-    /// Eq. 11's logit of every item for user `u` into `out`, from the
-    /// items' first-layer shares.
-    fn score_all_items(&self, u: u32, shares: &[f32], out: &mut [f32]) -> Result<()> {
-        let (dg, dm) = (self.cfg.gmf_dim, self.cfg.mlp_dim);
-        let first = &self.dense.layers[0];
+    /// The MLP tower's last layer (before its ReLU) for user `u` and each
+    /// of the `n` items, from the items' first-layer shares.
+    fn mlp_all_items(
+        &self,
+        tower: &MlpTower,
+        u: u32,
+        shares: &[f32],
+        n: usize,
+    ) -> Result<Vec<f32>> {
+        let dm = self.cfg.mlp_dim;
+        let first = &tower.dense.layers[0];
         let h1 = first.d_out;
         let mut own = first.bias.clone();
-        let p = self.user_mlp.row(u);
+        let p = tower.user.row(u);
         for (k, &x) in p.iter().enumerate().take(dm) {
             let w = &first.weight[k * h1..(k + 1) * h1];
             own.iter_mut().zip(w).for_each(|(o, &w)| *o += x * w);
         }
-        let n = out.len();
         let mut h: Vec<f32> = shares
             .chunks_exact(h1)
             .flat_map(|s| s.iter().zip(&own).map(|(a, b)| a + b))
             .collect();
-        if self.dense.layers.len() > 1 {
+        if tower.dense.layers.len() > 1 {
             h.iter_mut().for_each(|x| *x = x.max(0.0));
             let rest = DenseMlp {
-                layers: self.dense.layers[1..].to_vec(),
+                layers: tower.dense.layers[1..].to_vec(),
                 normalize: false,
             };
             h = rest.forward(&h, n)?.out;
         }
-        let d = h.len() / n.max(1);
+        Ok(h)
+    }
+
+    /// Eq. 11's logit of every item for user `u` into `out`, from the
+    /// items' first-layer shares (`None` for GMF alone).
+    fn score_all_items(&self, u: u32, shares: Option<&[f32]>, out: &mut [f32]) -> Result<()> {
+        let dg = self.cfg.gmf_dim;
+        let n = out.len();
         let (wg, wm) = self.out_w.split_at(dg);
         let pg = self.user_gmf.row(u);
         let gw: Vec<f32> = pg.iter().zip(wg).map(|(a, b)| a * b).collect();
-        for ((o, q), m) in out
-            .iter_mut()
-            .zip(self.item_gmf.values().chunks_exact(dg))
-            .zip(h.chunks_exact(d))
-        {
-            let a: f32 = q.iter().zip(&gw).map(|(x, w)| x * w).sum();
-            let b: f32 = m.iter().zip(wm).map(|(x, w)| x.max(0.0) * w).sum();
-            *o = a + b + self.out_b;
+        let items = self.item_gmf.values().chunks_exact(dg);
+        match (&self.mlp, shares) {
+            (Some(tower), Some(shares)) => {
+                let h = self.mlp_all_items(tower, u, shares, n)?;
+                let d = h.len() / n.max(1);
+                for ((o, q), m) in out.iter_mut().zip(items).zip(h.chunks_exact(d)) {
+                    let a: f32 = q.iter().zip(&gw).map(|(x, w)| x * w).sum();
+                    let b: f32 = m.iter().zip(wm).map(|(x, w)| x.max(0.0) * w).sum();
+                    *o = a + b + self.out_b;
+                }
+            }
+            _ => {
+                for (o, q) in out.iter_mut().zip(items) {
+                    let a: f32 = q.iter().zip(&gw).map(|(x, w)| x * w).sum();
+                    *o = a + self.out_b;
+                }
+            }
         }
         Ok(())
     }
@@ -639,21 +726,60 @@ mod tests {
         }
     }
 
+    /// Eq. 7's mean loss plus the L2 term on the batch's distinct rows.
     fn mean_loss(m: &NeuMf, users: &[u32], items: &[u32], y: &[f32]) -> f64 {
         let f = m.forward(users, items).unwrap();
+        let n = y.len() as f64;
+        let lam = m.cfg.reg / n;
+        let l2: f64 = m
+            .tables()
+            .iter()
+            .map(|(name, t)| {
+                let ids = distinct(if name.starts_with("user") {
+                    users
+                } else {
+                    items
+                })
+                .0;
+                ids.iter()
+                    .flat_map(|&i| t.row(i))
+                    .map(|&x| 0.5 * lam * f64::from(x) * f64::from(x))
+                    .sum::<f64>()
+            })
+            .sum();
         f.logits
             .iter()
             .zip(y)
             .map(|(&z, &t)| f64::from(softplus(z) - t * z))
             .sum::<f64>()
-            / y.len() as f64
+            / n
+            + l2
+    }
+
+    fn gmf_cfg() -> NeuMfConfig {
+        NeuMfConfig {
+            towers: Towers::Gmf,
+            ..small_cfg()
+        }
     }
 
     /// The embedding rows' gradients (Adam's first moment after one step,
-    /// (1 - β1) g) match central differences of the loss.
+    /// (1 - β1) g) match central differences of the loss, with both towers
+    /// and with GMF alone.
     #[test]
     fn table_gradients_match_finite_differences() {
-        let cfg = small_cfg();
+        table_gradients_of(&small_cfg(), 4);
+        table_gradients_of(
+            &NeuMfConfig {
+                reg: 0.3,
+                ..gmf_cfg()
+            },
+            2,
+        );
+    }
+
+    fn table_gradients_of(cfg: &NeuMfConfig, n_tables: usize) {
+        let cfg = cfg.clone();
         let (users, items, y) = ([0u32, 1, 0], [1u32, 2, 2], [1.0f32, 0.0, 0.0]);
         let base = NeuMf::new(2, 3, &cfg, 3).unwrap();
         let mut stepped = NeuMf::new(2, 3, &cfg, 3).unwrap();
@@ -667,7 +793,9 @@ mod tests {
             .unwrap();
         let s = stepped.state().unwrap();
         let h = 1e-3;
-        for name in ["user_gmf", "item_gmf", "user_mlp", "item_mlp"] {
+        let names: Vec<&str> = base.tables().iter().map(|t| t.0).collect();
+        assert_eq!(names.len(), n_tables);
+        for name in names {
             let m: Vec<f32> = s[&format!("{name}.adam.m")]
                 .flatten_all()
                 .unwrap()
@@ -698,6 +826,44 @@ mod tests {
                 assert!((fd - got).abs() < 1e-3, "{name}[{k}]: {fd} vs {got}");
             }
         }
+    }
+
+    /// A full ranking (the items' first-layer shares) gives each pair's
+    /// score, with both towers and with GMF alone.
+    #[test]
+    fn full_ranking_scores_every_pair_alike() {
+        for cfg in [small_cfg(), gmf_cfg()] {
+            let m = NeuMf::new(3, 4, &cfg, 5).unwrap();
+            let mut all = [0f32; 12];
+            m.score_users(&[0, 1, 2], &mut all).unwrap();
+            let pairs: Vec<(u32, u32)> = (0..3).flat_map(|u| (0..4).map(move |i| (u, i))).collect();
+            let mut each = [0f32; 12];
+            m.score_pairs(&pairs, &mut each).unwrap();
+            for (a, b) in all.iter().zip(&each) {
+                assert!((a - b).abs() < 1e-6, "{cfg:?}: {a} vs {b}");
+            }
+        }
+    }
+
+    /// GMF alone has two tables and an output layer over GMF's width; a
+    /// NeuMF file does not load as GMF.
+    #[test]
+    fn gmf_alone_saves_and_is_not_neumf() {
+        let m = NeuMf::new(2, 3, &gmf_cfg(), 1).unwrap();
+        assert_eq!(m.tables().len(), 2);
+        assert_eq!(m.out_w.len(), gmf_cfg().gmf_dim);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g.safetensors");
+        m.save(&p).unwrap();
+        let back = NeuMf::load(&p, &gmf_cfg()).unwrap();
+        let (mut a, mut b) = ([0f32; 6], [0f32; 6]);
+        m.score_users(&[0, 1], &mut a).unwrap();
+        back.score_users(&[0, 1], &mut b).unwrap();
+        assert_eq!(a, b);
+        let q = dir.path().join("n.safetensors");
+        NeuMf::new(2, 3, &small_cfg(), 1).unwrap().save(&q).unwrap();
+        assert!(NeuMf::load(&q, &gmf_cfg()).is_err());
+        assert!(NeuMf::load(&p, &small_cfg()).is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use hinrec_baselines::MostPop;
 use hinrec_data::{registry, EvalNegatives, Split, SplitRule};
 use hinrec_eval::{sampled, Scorer};
-use hinrec_neural_baselines::{LightGcnConfig, NeuMfConfig};
+use hinrec_neural_baselines::{LightGcnConfig, NeuMfConfig, Towers};
 use hinrec_train::{CheckpointPolicy, FitContext, ModelParams, Silent, Validation};
 
 fn split() -> Split {
@@ -62,7 +62,7 @@ fn fit_and_resume<P: ModelParams>(
 }
 
 #[test]
-fn both_beat_popularity_and_resume_exactly() {
+fn each_beats_popularity_and_resumes_exactly() {
     let split = split();
     let all = [&split.train, &split.valid, &split.test];
     let test = EvalNegatives::sample(&split.test, &all, 50, 2).unwrap();
@@ -99,4 +99,14 @@ fn both_beat_popularity_and_resume_exactly() {
     };
     let hr = fit_and_resume(&neumf, cut, &split, &test, &valid);
     assert!(hr > pop + 0.05, "NeuMF {hr:.3} vs MostPop {pop:.3}");
+    let gmf = NeuMfConfig {
+        towers: Towers::Gmf,
+        ..neumf
+    };
+    let cut = NeuMfConfig {
+        epochs: 3,
+        ..gmf.clone()
+    };
+    let hr = fit_and_resume(&gmf, cut, &split, &test, &valid);
+    assert!(hr > pop + 0.05, "GMF {hr:.3} vs MostPop {pop:.3}");
 }

@@ -638,6 +638,16 @@ pub static MODELS: &[ModelEntry] = &[
         experiments: &NEUMF_EXPERIMENTS,
     },
     ModelEntry {
+        name: "gmf",
+        table: "neumf",
+        paper: "baseline",
+        about: "GMF: NeuMF's GMF tower alone, matrix factorisation under the cross-entropy loss (LGRec's \"MF\" row)",
+        preset: "towers = \"gmf\"",
+        defaults: params::<hinrec_neural_baselines::NeuMfConfig>,
+        demo: "gmf_dim = 16\nepochs = 10\nlr = 0.005\nbatch = 512",
+        experiments: &NEUMF_EXPERIMENTS,
+    },
+    ModelEntry {
         name: "lightgcn",
         table: "lightgcn",
         paper: "baseline",
