@@ -497,12 +497,13 @@ impl TrainedModel for Hhfan {
                 });
             }
         }
-        if !emb.attr_attention().is_empty() {
+        let attention = emb.attr_attention();
+        if !attention.is_empty() {
             // Column means of the item's attention: how much each
             // attribute group is attended to.
-            let a2 = emb.attr_attention().len() / 2;
+            let a2 = attention.len() / 2;
             let a = (a2 as f64).sqrt().round() as usize;
-            let rows = &emb.attr_attention()[a2..];
+            let rows = &attention[a2..];
             let attr_names: Vec<String> = self
                 .kinds
                 .iter()

@@ -317,11 +317,7 @@ impl NeuMf {
         // order of `tables()`.
         let (uu, us) = distinct(users);
         let (ui, is) = distinct(items);
-        let dm = if self.mlp.is_some() {
-            self.cfg.mlp_dim
-        } else {
-            0
-        };
+        let dm = self.mlp.as_ref().map_or(0, |_| self.cfg.mlp_dim);
         let mut g = vec![vec![0f32; uu.len() * dg], vec![0f32; ui.len() * dg]];
         if dm > 0 {
             g.push(vec![0f32; uu.len() * dm]);
@@ -494,13 +490,13 @@ impl Scorer for NeuMf {
             return Ok(());
         }
         let boxed = |e: NeuralError| -> ScoreError { Box::new(e) };
-        let shares = match &self.mlp {
-            Some(t) => Some(self.item_first_layer(t).map_err(boxed)?),
+        let mlp = match &self.mlp {
+            Some(t) => Some((t, self.item_first_layer(t).map_err(boxed)?)),
             None => None,
         };
         for (&u, o) in users.iter().zip(out.chunks_mut(n)) {
-            self.score_all_items(u, shares.as_deref(), o)
-                .map_err(boxed)?;
+            let mlp = mlp.as_ref().map(|(t, shares)| (*t, shares.as_slice()));
+            self.score_all_items(u, mlp, o).map_err(boxed)?;
         }
         Ok(())
     }
@@ -559,32 +555,29 @@ impl NeuMf {
         Ok(h)
     }
 
-    /// Eq. 11's logit of every item for user `u` into `out`, from the
-    /// items' first-layer shares (`None` for GMF alone).
-    fn score_all_items(&self, u: u32, shares: Option<&[f32]>, out: &mut [f32]) -> Result<()> {
+    /// Eq. 11's logit of every item for user `u` into `out`: GMF's term,
+    /// then the MLP tower's from the items' first-layer shares (`None` for
+    /// GMF alone), then the bias, the order of [`NeuMf::forward`]'s sum.
+    fn score_all_items(
+        &self,
+        u: u32,
+        mlp: Option<(&MlpTower, &[f32])>,
+        out: &mut [f32],
+    ) -> Result<()> {
         let dg = self.cfg.gmf_dim;
-        let n = out.len();
         let (wg, wm) = self.out_w.split_at(dg);
         let pg = self.user_gmf.row(u);
         let gw: Vec<f32> = pg.iter().zip(wg).map(|(a, b)| a * b).collect();
-        let items = self.item_gmf.values().chunks_exact(dg);
-        match (&self.mlp, shares) {
-            (Some(tower), Some(shares)) => {
-                let h = self.mlp_all_items(tower, u, shares, n)?;
-                let d = h.len() / n.max(1);
-                for ((o, q), m) in out.iter_mut().zip(items).zip(h.chunks_exact(d)) {
-                    let a: f32 = q.iter().zip(&gw).map(|(x, w)| x * w).sum();
-                    let b: f32 = m.iter().zip(wm).map(|(x, w)| x.max(0.0) * w).sum();
-                    *o = a + b + self.out_b;
-                }
-            }
-            _ => {
-                for (o, q) in out.iter_mut().zip(items) {
-                    let a: f32 = q.iter().zip(&gw).map(|(x, w)| x * w).sum();
-                    *o = a + self.out_b;
-                }
+        for (o, q) in out.iter_mut().zip(self.item_gmf.values().chunks_exact(dg)) {
+            *o = q.iter().zip(&gw).map(|(x, w)| x * w).sum();
+        }
+        if let Some((tower, shares)) = mlp {
+            let h = self.mlp_all_items(tower, u, shares, out.len())?;
+            for (o, m) in out.iter_mut().zip(h.chunks_exact(tower.dense.d_out())) {
+                *o += m.iter().zip(wm).map(|(x, w)| x.max(0.0) * w).sum::<f32>();
             }
         }
+        out.iter_mut().for_each(|o| *o += self.out_b);
         Ok(())
     }
 }
